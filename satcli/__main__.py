@@ -1,0 +1,5 @@
+"""Run satcli as ``python -m satcli``."""
+
+from satcli.cli import main
+
+main()
