@@ -1,0 +1,318 @@
+"""The command line: thin Typer commands that parse options, call the pipeline and print.
+
+Domain code raises ``SatcliError``; ``main`` maps it (and usage errors) to one line on stderr and
+exit code 2, so a user never sees a traceback for bad input.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from satcli import __version__
+from satcli.data import DataOptions, DataSource, open_data
+from satcli.errors import SatcliError
+from satcli.models import LoadedModel, load_model, parse_arch_kwargs
+from satcli.pipeline import AnalysisOptions, analyze
+from satcli.render import make_progress, render_result, result_json, results_csv
+from satcli.results import CheckpointResult
+from satcli.store import StoreWriter
+from satcli.taps import Reduction, discover, open_taps, select
+from satcli.verdict import Thresholds
+
+EXIT_USAGE = 2
+
+app = typer.Typer(
+    name="satcli",
+    help="Per-layer intrinsic dimensionality and saturation of PyTorch checkpoints, with a verdict.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+class ConvMethod(str, Enum):
+    mean = "mean"
+    max = "max"
+    channelwise = "channelwise"
+
+
+class SequenceMethod(str, Enum):
+    mean = "mean"
+    last = "last"
+    tokens = "tokens"
+
+
+class ActivationsDtype(str, Enum):
+    float32 = "float32"
+    float16 = "float16"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"satcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """satcli: how much of each layer's width the data actually uses."""
+
+
+# Options shared by the commands that load a model and data.
+Data = Annotated[
+    str,
+    typer.Option(
+        "--data",
+        "-d",
+        help="digits | cifar10 | cifar100 | mnist | fashion-mnist | svhn | folder:PATH | FILE.npz/.pt/.h5",
+    ),
+]
+DataRoot = Annotated[
+    Path | None,
+    typer.Option(help="Where torchvision data sets live [default: $SATCLI_DATA_ROOT or ~/.cache/satcli/data]."),
+]
+Download = Annotated[bool, typer.Option(help="Download a torchvision data set if it is missing.")]
+Split = Annotated[str, typer.Option(help="Data split: train | test (| extra for svhn, all for digits).")]
+MaxSamples = Annotated[int | None, typer.Option(help="Use a fixed-seed random subset of this many inputs.")]
+BatchSize = Annotated[int, typer.Option(help="Inputs per forward pass.")]
+Workers = Annotated[int, typer.Option(help="DataLoader worker processes.")]
+ImageSize = Annotated[int | None, typer.Option(help="Resize images to SIZE x SIZE before the model.")]
+Seed = Annotated[int, typer.Option(help="Seed of the --max-samples subset.")]
+Arch = Annotated[
+    str | None, typer.Option(help="Architecture for state dicts: torchvision:NAME or package.module:factory.")
+]
+ArchKwargs = Annotated[
+    list[str] | None, typer.Option("--arch-kwargs", help="KEY=VALUE for --arch (repeatable, or comma-separated).")
+]
+TrustPickle = Annotated[bool, typer.Option(help="Allow loading a whole pickled nn.Module (runs code from the file).")]
+Device = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N (auto = CUDA when available).")]
+Layers = Annotated[list[str] | None, typer.Option("--layers", help="Glob of layer names to track (repeatable).")]
+Exclude = Annotated[list[str] | None, typer.Option("--exclude", help="Glob of layer names to leave out (repeatable).")]
+
+
+def _data_options(
+    data_root: Path | None,
+    download: bool,
+    split: str,
+    max_samples: int | None,
+    batch_size: int,
+    workers: int,
+    image_size: int | None,
+    seed: int,
+) -> DataOptions:
+    return DataOptions(
+        root=data_root,
+        download=download,
+        split=split,
+        max_samples=max_samples,
+        batch_size=batch_size,
+        workers=workers,
+        image_size=image_size,
+        seed=seed,
+    )
+
+
+def _arch_kwargs(items: list[str] | None) -> dict[str, object]:
+    parts = [p for item in items or [] for p in item.split(",") if p.strip()]
+    return parse_arch_kwargs(parts)
+
+
+@app.command("analyze")
+def analyze_command(
+    models: Annotated[
+        list[Path],
+        typer.Argument(help="Model files: .pt2, TorchScript, state dict (.pt/.pth/.safetensors).", show_default=False),
+    ],
+    data: Data = "digits",
+    data_root: DataRoot = None,
+    download: Download = False,
+    split: Split = "test",
+    max_samples: MaxSamples = None,
+    batch_size: BatchSize = 256,
+    workers: Workers = 0,
+    image_size: ImageSize = None,
+    seed: Seed = 0,
+    arch: Arch = None,
+    arch_kwargs: ArchKwargs = None,
+    trust_pickle: TrustPickle = False,
+    device: Device = "auto",
+    layers: Layers = None,
+    exclude: Exclude = None,
+    conv_method: Annotated[ConvMethod, typer.Option(help="How a conv output becomes samples.")] = ConvMethod.mean,
+    sequence_method: Annotated[
+        SequenceMethod, typer.Option(help="How a (B, T, d) output becomes samples.")
+    ] = SequenceMethod.mean,
+    threshold: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="delta: share of variance the top-k directions explain.")
+    ] = Thresholds.delta,
+    tail_threshold: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="A layer with saturation below this can be in the tail.")
+    ] = Thresholds.tail_threshold,
+    max_tail: Annotated[
+        int, typer.Option(min=0, help="Overparameterized when the tail is longer than this.")
+    ] = Thresholds.max_tail,
+    under_threshold: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Underparameterized when average saturation is at least this.")
+    ] = Thresholds.under_threshold,
+    store: Annotated[
+        Path | None, typer.Option(help="HDF5 store to write [default: MODEL.satcli.h5 next to each model].")
+    ] = None,
+    no_store: Annotated[bool, typer.Option("--no-store", help="Write no HDF5 store.")] = False,
+    no_activations: Annotated[
+        bool, typer.Option("--no-activations", help="Store covariances only, not per-input activations.")
+    ] = False,
+    activations_dtype: Annotated[
+        ActivationsDtype, typer.Option(help="dtype of stored activations.")
+    ] = ActivationsDtype.float32,
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", "-f", help="table on the terminal, or json / csv on stdout.")
+    ] = OutputFormat.table,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Score checkpoints: per-layer k and saturation, average saturation and a verdict."""
+    if threshold <= 0.0:
+        raise SatcliError("--threshold must be in (0, 1]")
+    options = AnalysisOptions(
+        reduction=Reduction(conv_method.value, sequence_method.value),
+        include=tuple(layers or ()),
+        exclude=tuple(exclude or ()),
+        thresholds=Thresholds(threshold, tail_threshold, max_tail, under_threshold),
+        store_activations=not no_activations,
+        activations_dtype=activations_dtype.value,
+    )
+    source = open_data(
+        data, _data_options(data_root, download, split, max_samples, batch_size, workers, image_size, seed)
+    )
+    kwargs = _arch_kwargs(arch_kwargs)
+    out = Console(soft_wrap=False)
+    err = Console(stderr=True)
+    for path in models:
+        loaded = load_model(path, arch=arch, arch_kwargs=kwargs, trust_pickle=trust_pickle, device=device)
+        target = None if no_store else (store or default_store_path(path))
+        result = _run_one(loaded, source, options, target, err, quiet)
+        if output_format is OutputFormat.table:
+            render_result(result, out)
+        elif output_format is OutputFormat.json:
+            sys.stdout.write(result_json(result) + "\n")
+        else:
+            sys.stdout.write(results_csv([result]))
+        sys.stdout.flush()
+
+
+def default_store_path(model: Path) -> Path:
+    """MODEL.satcli.h5 next to the model."""
+    return model.with_name(model.name + ".satcli.h5")
+
+
+def _run_one(
+    loaded: LoadedModel, source: DataSource, options: AnalysisOptions, target: Path | None, err: Console, quiet: bool
+) -> CheckpointResult:
+    progress = make_progress(err)
+    progress.disable = quiet
+    with progress:
+        task = progress.add_task(loaded.path.name, total=source.num_samples)
+
+        def advance(n: int) -> None:
+            progress.advance(task, n)
+
+        if target is None:
+            return analyze(loaded, source, options, None, advance)
+        with StoreWriter(target, {"command": "analyze"}) as writer:
+            result = analyze(loaded, source, options, writer, advance)
+        return CheckpointResult(**{**result.__dict__, "store": str(target)})
+
+
+@app.command("layers")
+def layers_command(
+    model: Annotated[Path, typer.Argument(help="Model file.", show_default=False)],
+    data: Annotated[
+        str | None, typer.Option("--data", "-d", help="Run one batch of this data to get forward order and widths.")
+    ] = None,
+    data_root: DataRoot = None,
+    split: Split = "test",
+    image_size: ImageSize = None,
+    arch: Arch = None,
+    arch_kwargs: ArchKwargs = None,
+    trust_pickle: TrustPickle = False,
+    device: Device = "auto",
+    layers: Layers = None,
+    exclude: Exclude = None,
+) -> None:
+    """List the trackable layers of a model: name, type, output width, forward order."""
+    loaded = load_model(
+        model, arch=arch, arch_kwargs=_arch_kwargs(arch_kwargs), trust_pickle=trust_pickle, device=device
+    )
+    include, leave_out = tuple(layers or ()), tuple(exclude or ())
+    if data is None:
+        found = select(discover(loaded.module), include, leave_out)
+        order_note = (
+            "graph order"
+            if loaded.format in ("export", "torchscript") and loaded.arch is None
+            else ("registration order; pass --data for forward order")
+        )
+    else:
+        source = open_data(data, _data_options(data_root, False, split, 8, 8, 0, image_size, 0))
+        x, _ = next(iter(source.batches()))
+        with open_taps(loaded.module, include, leave_out) as taps:
+            taps.forward(x.to(loaded.device))
+            found = taps.layers
+        order_note = "forward order"
+    if not found:
+        raise SatcliError("no trackable layers (Conv1d/2d/3d, Linear, LSTM, GRU) match")
+    table = Table(title=f"{model} ({loaded.format}) - {len(found)} trackable layers, {order_note}")
+    for column in ("#", "layer", "type", "width"):
+        table.add_column(column, justify="right" if column in ("#", "width") else "left")
+    for i, layer in enumerate(found):
+        table.add_row(str(i), layer.name, layer.type, "?" if layer.width is None else str(layer.width))
+    Console(soft_wrap=False).print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app and turn every expected failure into one line and an exit code."""
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\..*")
+    err = Console(stderr=True, soft_wrap=True, highlight=False)
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="satcli", standalone_mode=False)
+    except SatcliError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
+        sys.exit(EXIT_USAGE)
+    except click.UsageError as exc:
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        err.print(f"[bold red]error:[/] {escape(exc.format_message() + hint)}", markup=True)
+        sys.exit(EXIT_USAGE)
+    except click.ClickException as exc:
+        err.print(f"[bold red]error:[/] {escape(exc.format_message())}", markup=True)
+        sys.exit(exc.exit_code)
+    except (click.Abort, KeyboardInterrupt):
+        err.print("interrupted; finished results and existing stores are kept")
+        sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("SATCLI_DEBUG"):
+            raise
+        err.print(f"[bold red]internal error:[/] {escape(f'{type(exc).__name__}: {exc}')} (set SATCLI_DEBUG=1 for a traceback)")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

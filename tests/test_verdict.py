@@ -1,0 +1,72 @@
+"""The verdict rule of METHOD.md sec. 2 on hand-built layer scores."""
+
+from __future__ import annotations
+
+import pytest
+
+from satcli.spectral import FLAG_DEAD, FLAG_NONFINITE, LayerScore
+from satcli.verdict import Thresholds, average_saturation, decide, tail
+
+
+def _layers(*sats: float | None, flags: dict[int, tuple[str, ...]] | None = None) -> list[LayerScore]:
+    flags = flags or {}
+    return [
+        LayerScore(f"l{i}", "Linear", 100, 1000, None if s is None else round(s * 100), s, flags.get(i, ()))
+        for i, s in enumerate(sats)
+    ]
+
+
+def test_average_leaves_out_the_output_layer() -> None:
+    assert average_saturation(_layers(0.2, 0.4, 0.9)) == pytest.approx(0.3)
+
+
+def test_average_leaves_out_dead_and_non_finite_layers() -> None:
+    layers = _layers(0.2, 0.0, None, 0.4, 1.0, flags={1: (FLAG_DEAD,), 2: (FLAG_NONFINITE,)})
+    assert average_saturation(layers) == pytest.approx(0.3)
+
+
+def test_average_of_nothing_is_none() -> None:
+    assert average_saturation(_layers(0.5)) is None
+
+
+def test_tail_is_the_run_at_the_end_of_d() -> None:
+    layers = _layers(0.5, 0.1, 0.6, 0.1, 0.15, 0.05, 0.9)
+    assert tail(layers, 0.2) == ("l3", "l4", "l5")
+    assert tail(layers, 0.1) == ("l5",)
+    assert tail(layers, 0.05) == ()
+
+
+def test_dead_layers_join_the_tail_and_non_finite_are_stepped_over() -> None:
+    layers = _layers(0.5, 0.1, None, 0.0, 0.9, flags={2: (FLAG_NONFINITE,), 3: (FLAG_DEAD,)})
+    assert tail(layers, 0.2) == ("l1", "l3")
+
+
+def test_overparameterized_when_tail_longer_than_max_tail() -> None:
+    layers = _layers(0.5, 0.4, 0.1, 0.1, 0.1, 0.8)
+    v = decide(layers, Thresholds(tail_threshold=0.2, max_tail=2, under_threshold=0.45))
+    assert v.overparameterized and not v.underparameterized
+    assert v.label == "overparameterized"
+    assert v.tail == ("l2", "l3", "l4")
+    assert not decide(layers, Thresholds(max_tail=3)).overparameterized
+
+
+def test_underparameterized_at_the_threshold() -> None:
+    layers = _layers(0.4, 0.5, 0.2)
+    v = decide(layers, Thresholds(under_threshold=0.45))
+    assert v.average == pytest.approx(0.45)
+    assert v.underparameterized and v.label == "underparameterized"
+
+
+def test_both_and_balanced() -> None:
+    both = decide(_layers(0.9, 0.9, 0.9, 0.1, 0.1, 0.1, 0.5), Thresholds(under_threshold=0.45))
+    assert both.label == "underparameterized and overparameterized"
+    balanced = decide(_layers(0.3, 0.35, 0.25, 0.9))
+    assert balanced.label == "balanced" and balanced.tail == ()
+
+
+def test_verdict_dict_names_thresholds_and_layers() -> None:
+    v = decide(_layers(0.3, 0.1, 0.9), Thresholds(0.95, 0.2, 0, 0.45))
+    d = v.to_dict()
+    assert d["verdict"] == "overparameterized"
+    assert d["thresholds"] == {"delta": 0.95, "tail_threshold": 0.2, "max_tail": 0, "under_threshold": 0.45}
+    assert d["output_layer"] == "l2" and d["averaged_layers"] == ["l0", "l1"]
