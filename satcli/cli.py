@@ -13,7 +13,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -281,12 +280,14 @@ def layers_command(
         order_note = "forward order"
     if not found:
         raise SatcliError("no trackable layers (Conv1d/2d/3d, Linear, LSTM, GRU) match")
-    table = Table(title=f"{model} ({loaded.format}) - {len(found)} trackable layers, {order_note}")
+    table = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("#", "layer", "type", "width"):
         table.add_column(column, justify="right" if column in ("#", "width") else "left")
     for i, layer in enumerate(found):
-        table.add_row(str(i), layer.name, layer.type, "?" if layer.width is None else str(layer.width))
-    Console(soft_wrap=False).print(table)
+        table.add_row(str(i + 1), layer.name, layer.type, "?" if layer.width is None else str(layer.width))
+    out = Console(soft_wrap=False, highlight=False)
+    out.print(f"{model} ({loaded.format}): {len(found)} trackable layers, {order_note}", soft_wrap=True)
+    out.print(table)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -298,21 +299,23 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = command.main(args=argv, prog_name="satcli", standalone_mode=False)
     except SatcliError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}")
         sys.exit(EXIT_USAGE)
-    except click.UsageError as exc:
-        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
-        err.print(f"[bold red]error:[/] {escape(exc.format_message() + hint)}", markup=True)
-        sys.exit(EXIT_USAGE)
-    except click.ClickException as exc:
-        err.print(f"[bold red]error:[/] {escape(exc.format_message())}", markup=True)
-        sys.exit(exc.exit_code)
-    except (click.Abort, KeyboardInterrupt):
+    except typer.TyperException as exc:  # usage errors from Typer's parser carry their exit code
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            typer.echo(ctx.get_help())
+            sys.exit(0)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        err.print(f"[bold red]error:[/] {escape(exc.format_message() + hint)}")
+        sys.exit(int(getattr(exc, "exit_code", EXIT_USAGE)))
+    except (typer.Abort, KeyboardInterrupt):
         err.print("interrupted; finished results and existing stores are kept")
         sys.exit(130)
     except Exception as exc:
         if os.environ.get("SATCLI_DEBUG"):
             raise
-        err.print(f"[bold red]internal error:[/] {escape(f'{type(exc).__name__}: {exc}')} (set SATCLI_DEBUG=1 for a traceback)")
+        what = escape(f"{type(exc).__name__}: {exc}")
+        err.print(f"[bold red]internal error:[/] {what} (set SATCLI_DEBUG=1 for a traceback)")
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)

@@ -186,9 +186,7 @@ def _build_torchvision(name: str, kwargs: dict[str, object]) -> torch.nn.Module:
     return module
 
 
-def _build_from_factory(
-    arch: str, module_name: str, attr_path: str, kwargs: dict[str, object]
-) -> torch.nn.Module:
+def _build_from_factory(arch: str, module_name: str, attr_path: str, kwargs: dict[str, object]) -> torch.nn.Module:
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
@@ -473,9 +471,7 @@ def _into_arch(
     return module.to(dev).eval()
 
 
-def _strip_prefixes(
-    state: dict[str, torch.Tensor], expected: Mapping[str, torch.Tensor]
-) -> dict[str, torch.Tensor]:
+def _strip_prefixes(state: dict[str, torch.Tensor], expected: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Drop a Lightning "model." or DataParallel "module." prefix that all keys have but the arch lacks."""
     changed = True
     while changed and state:

@@ -159,9 +159,7 @@ def test_torchscript_without_arch_is_the_script_module(tmp_path: Path, net: Net,
     assert_same_outputs(loaded, net, x)
 
 
-def test_torchscript_with_arch_is_a_plain_module(
-    arch_pkg: Path, tmp_path: Path, net: Net, x: torch.Tensor
-) -> None:
+def test_torchscript_with_arch_is_a_plain_module(arch_pkg: Path, tmp_path: Path, net: Net, x: torch.Tensor) -> None:
     path = tmp_path / "net.pt"
     torch.jit.save(torch.jit.script(net), path)
     loaded = load_model(path, arch=ARCH)
@@ -176,9 +174,7 @@ def test_torchscript_with_arch_is_a_plain_module(
     "wrap",
     [
         pytest.param(lambda sd: sd, id="bare"),
-        pytest.param(
-            lambda sd: {"state_dict": {f"model.{k}": v for k, v in sd.items()}, "epoch": 3}, id="lightning"
-        ),
+        pytest.param(lambda sd: {"state_dict": {f"model.{k}": v for k, v in sd.items()}, "epoch": 3}, id="lightning"),
         pytest.param(lambda sd: {"model_state_dict": sd, "optimizer_state_dict": {}}, id="model_state_dict"),
         pytest.param(lambda sd: {"model": sd}, id="model"),
         pytest.param(lambda sd: {f"module.{k}": v for k, v in sd.items()}, id="data_parallel"),
@@ -193,9 +189,7 @@ def test_state_dict_layouts(arch_pkg: Path, tmp_path: Path, net: Net, x: torch.T
     assert_same_outputs(loaded, net, x)
 
 
-def test_format_comes_from_content_not_extension(
-    arch_pkg: Path, tmp_path: Path, net: Net, x: torch.Tensor
-) -> None:
+def test_format_comes_from_content_not_extension(arch_pkg: Path, tmp_path: Path, net: Net, x: torch.Tensor) -> None:
     path = tmp_path / "misnamed.pt2"
     torch.save(net.state_dict(), path)
     loaded = load_model(path, arch=ARCH)
@@ -265,9 +259,7 @@ def test_many_missing_keys_are_counted(tmp_path: Path, net: Net) -> None:
 def test_shape_mismatch_names_key_and_shapes(tmp_path: Path) -> None:
     path = tmp_path / "w.pt"
     torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), path)
-    with pytest.raises(
-        SatcliError, match=r"fc\.weight is \(10, 512\) in the file but \(1000, 512\) in the model"
-    ):
+    with pytest.raises(SatcliError, match=r"fc\.weight is \(10, 512\) in the file but \(1000, 512\) in the model"):
         load_model(path, arch="torchvision:resnet18")
 
 
@@ -294,9 +286,7 @@ def test_pickled_module_loaded_with_trust(tmp_path: Path, net: Net, x: torch.Ten
     assert_same_outputs(loaded, net, x)
 
 
-def test_trusted_pickle_with_model_key_and_arch(
-    arch_pkg: Path, tmp_path: Path, net: Net, x: torch.Tensor
-) -> None:
+def test_trusted_pickle_with_model_key_and_arch(arch_pkg: Path, tmp_path: Path, net: Net, x: torch.Tensor) -> None:
     path = tmp_path / "ckpt.pt"
     torch.save({"model": net, "epoch": 1}, path)
     loaded = load_model(path, trust_pickle=True, arch=ARCH)
