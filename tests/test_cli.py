@@ -13,11 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SAMPLE_MODELS
 
 from satcli import __version__
 from satcli.store import read_store
-
-from conftest import SAMPLE_MODELS
 
 SENSIBLE = SAMPLE_MODELS / "sensible.pt2"
 
