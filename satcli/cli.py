@@ -6,6 +6,7 @@ exit code 2, so a user never sees a traceback for bad input.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import warnings
@@ -18,12 +19,22 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from satcli import __version__
+from satcli import __version__, gates
+from satcli.compare import compare, comparison_csv, comparison_json, comparison_table
+from satcli.config import load_config
 from satcli.data import DataOptions, DataSource, open_data
 from satcli.errors import SatcliError
 from satcli.models import LoadedModel, load_model, parse_arch_kwargs
 from satcli.pipeline import AnalysisOptions, analyze
 from satcli.render import make_progress, render_result, result_json, results_csv
+from satcli.report import (
+    ThresholdOverrides,
+    load_checkpoints,
+    looks_like_store,
+    parse_store_ref,
+    rescore,
+    resolve_thresholds,
+)
 from satcli.results import CheckpointResult
 from satcli.store import StoreWriter
 from satcli.taps import Reduction, discover, open_taps, select
@@ -72,11 +83,16 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
     """satcli: how much of each layer's width the data actually uses."""
+    # [tool.satcli] in the nearest pyproject.toml becomes the commands' defaults (shown by --help).
+    commands = getattr(ctx.command, "commands", {})
+    params = {name: [p.name for p in command.params if p.name] for name, command in commands.items()}
+    ctx.default_map = {**load_config().default_map(params), **(ctx.default_map or {})}
 
 
 # Options shared by the commands that load a model and data.
@@ -288,6 +304,275 @@ def layers_command(
     out = Console(soft_wrap=False, highlight=False)
     out.print(f"{model} ({loaded.format}): {len(found)} trackable layers, {order_note}", soft_wrap=True)
     out.print(table)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Re-scoring, comparing and gating: report / compare / check (stores are re-scored without model or data)
+
+
+class ReportFormat(str, Enum):
+    table = "table"
+    json = "json"
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+class CompareFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+class CheckFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+class FailOn(str, Enum):
+    overparameterized = "overparameterized"
+    underparameterized = "underparameterized"
+    any = "any"
+    none = "none"
+
+
+StoreRefs = Annotated[
+    list[str],
+    typer.Argument(
+        help="Stores written by analyze; STORE.h5:NNNN selects one checkpoint group.",
+        metavar="STORE",
+        show_default=False,
+    ),
+]
+STORED = "Unset: the value stored with each checkpoint."
+RescoreThreshold = Annotated[float | None, typer.Option("--threshold", min=0.0, max=1.0, help=f"delta for k. {STORED}")]
+RescoreTailThreshold = Annotated[
+    float | None, typer.Option(min=0.0, max=1.0, help=f"A layer below this saturation can be in the tail. {STORED}")
+]
+RescoreMaxTail = Annotated[int | None, typer.Option(min=0, help=f"Overparameterized when the tail is longer. {STORED}")]
+RescoreUnderThreshold = Annotated[
+    float | None, typer.Option(min=0.0, max=1.0, help=f"Underparameterized when the average is at least this. {STORED}")
+]
+
+
+def _rescored(refs: list[str], overrides: ThresholdOverrides) -> list[tuple[str, CheckpointResult]]:
+    """(label, result) for every checkpoint the references name, re-scored at the resolved thresholds."""
+    out = []
+    for text in refs:
+        for loaded in load_checkpoints(parse_store_ref(text)):
+            thresholds = resolve_thresholds(loaded.checkpoint, overrides)
+            out.append((loaded.label, rescore(loaded.checkpoint, thresholds, store=str(loaded.ref.path))))
+    return out
+
+
+@app.command("report")
+def report_command(
+    stores: StoreRefs,
+    threshold: RescoreThreshold = None,
+    tail_threshold: RescoreTailThreshold = None,
+    max_tail: RescoreMaxTail = None,
+    under_threshold: RescoreUnderThreshold = None,
+    output_format: Annotated[
+        ReportFormat, typer.Option("--format", "-f", help="table, or json / jsonl (one object per line) / csv.")
+    ] = ReportFormat.table,
+) -> None:
+    """Re-score stored checkpoints at any thresholds, with no model and no data."""
+    overrides = ThresholdOverrides(threshold, tail_threshold, max_tail, under_threshold)
+    results = [result for _, result in _rescored(stores, overrides)]
+    if output_format is ReportFormat.table:
+        out = Console(soft_wrap=False)
+        for result in results:
+            render_result(result, out)
+    elif output_format is ReportFormat.csv:
+        sys.stdout.write(results_csv(results))
+    else:
+        sys.stdout.write("".join(result_json(result) + "\n" for result in results))
+    sys.stdout.flush()
+
+
+@app.command("compare")
+def compare_command(
+    stores: StoreRefs,
+    threshold: RescoreThreshold = None,
+    tail_threshold: RescoreTailThreshold = None,
+    max_tail: RescoreMaxTail = None,
+    under_threshold: RescoreUnderThreshold = None,
+    output_format: Annotated[
+        CompareFormat, typer.Option("--format", "-f", help="table, or json / csv on stdout.")
+    ] = CompareFormat.table,
+) -> None:
+    """Per-layer saturation of stored checkpoints side by side, with the change from the first one."""
+    overrides = ThresholdOverrides(threshold, tail_threshold, max_tail, under_threshold)
+    comparison = compare(_rescored(stores, overrides))
+    if output_format is CompareFormat.table:
+        Console(soft_wrap=False).print(comparison_table(comparison))
+    elif output_format is CompareFormat.csv:
+        sys.stdout.write(comparison_csv(comparison))
+    else:
+        sys.stdout.write(comparison_json(comparison) + "\n")
+    sys.stdout.flush()
+
+
+@app.command("check")
+def check_command(
+    targets: Annotated[
+        list[str],
+        typer.Argument(
+            help="Models to analyze, or stores (STORE.h5[:NNNN], recognized by content) to re-score.",
+            metavar="TARGET",
+            show_default=False,
+        ),
+    ],
+    fail_on: Annotated[
+        FailOn,
+        typer.Option(
+            metavar="VERDICT",
+            help="overparameterized | underparameterized | any | none: which verdict fails the check.",
+        ),
+    ] = FailOn.any,
+    max_average: Annotated[
+        float | None, typer.Option(min=0.0, max=1.0, help="Fail when the average saturation is above this.")
+    ] = None,
+    min_average: Annotated[
+        float | None, typer.Option(min=0.0, max=1.0, help="Fail when the average saturation is below this.")
+    ] = None,
+    max_saturation: Annotated[
+        list[str] | None,
+        typer.Option(metavar="PATTERN=X", help="Fail when a layer matching the glob is above X (repeatable)."),
+    ] = None,
+    min_saturation: Annotated[
+        list[str] | None,
+        typer.Option(metavar="PATTERN=X", help="Fail when a layer matching the glob is below X (repeatable)."),
+    ] = None,
+    max_tail: Annotated[
+        int | None,
+        typer.Option(
+            min=0, help="Fail when the tail is longer than this (also the verdict's max tail). Unset: 2, or as stored."
+        ),
+    ] = None,
+    threshold: Annotated[
+        float | None, typer.Option(min=0.0, max=1.0, help="delta for k. Unset: 0.99, or as stored.")
+    ] = None,
+    tail_threshold: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0, max=1.0, help="A layer below this saturation can be in the tail. Unset: 0.2, or as stored."
+        ),
+    ] = None,
+    under_threshold: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0, max=1.0, help="Underparameterized when the average is at least this. Unset: 0.45, or as stored."
+        ),
+    ] = None,
+    data: Data = "digits",
+    data_root: DataRoot = None,
+    download: Download = False,
+    split: Split = "test",
+    max_samples: MaxSamples = None,
+    batch_size: BatchSize = 256,
+    workers: Workers = 0,
+    image_size: ImageSize = None,
+    seed: Seed = 0,
+    arch: Arch = None,
+    arch_kwargs: ArchKwargs = None,
+    trust_pickle: TrustPickle = False,
+    device: Device = "auto",
+    layers: Layers = None,
+    exclude: Exclude = None,
+    conv_method: Annotated[ConvMethod, typer.Option(help="How a conv output becomes samples.")] = ConvMethod.mean,
+    sequence_method: Annotated[
+        SequenceMethod, typer.Option(help="How a (B, T, d) output becomes samples.")
+    ] = SequenceMethod.mean,
+    output_format: Annotated[
+        CheckFormat, typer.Option("--format", "-f", help="table: a summary line; json: one result per line.")
+    ] = CheckFormat.table,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also print each layer table and verdict.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """CI gate: exit 0 when every checkpoint passes, 1 when one fails, 2 for bad usage or input.
+
+    By default any verdict but balanced fails. Stores are re-scored, at their stored thresholds unless set.
+    """
+    spec = gates.GateSpec(
+        fail_on=fail_on.value,
+        max_tail=max_tail,
+        max_average=max_average,
+        min_average=min_average,
+        max_saturation=tuple(gates.parse_layer_limit(x, "--max-saturation") for x in max_saturation or ()),
+        min_saturation=tuple(gates.parse_layer_limit(x, "--min-saturation") for x in min_saturation or ()),
+    )
+    overrides = ThresholdOverrides(threshold, tail_threshold, max_tail, under_threshold)
+    model_thresholds = overrides.apply(Thresholds())
+    if model_thresholds.delta <= 0.0:
+        raise SatcliError("--threshold must be in (0, 1]")
+    options = AnalysisOptions(
+        reduction=Reduction(conv_method.value, sequence_method.value),
+        include=tuple(layers or ()),
+        exclude=tuple(exclude or ()),
+        thresholds=model_thresholds,
+        store_activations=False,
+    )
+    out = Console(soft_wrap=False)
+    err = Console(stderr=True)
+    source: DataSource | None = None
+    failed = checked = 0
+    for target in targets:
+        if looks_like_store(target):
+            scored = _rescored([target], overrides)
+        else:
+            if source is None:
+                source = open_data(
+                    data, _data_options(data_root, download, split, max_samples, batch_size, workers, image_size, seed)
+                )
+            loaded = load_model(
+                Path(target), arch=arch, arch_kwargs=_arch_kwargs(arch_kwargs), trust_pickle=trust_pickle, device=device
+            )
+            scored = [(target, _score_model(loaded, source, options, err, quiet))]
+        for label, result in scored:
+            results = gates.evaluate(result.layers, result.verdict, spec)
+            ok = gates.passed(results)
+            checked += 1
+            failed += not ok
+            _print_check(label, result, results, output_format, verbose, out)
+    if checked > 1:
+        line = f"{'FAIL' if failed else 'PASS'}: {failed} of {checked} checkpoints failed"
+        typer.echo(line, err=output_format is CheckFormat.json)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _score_model(
+    loaded: LoadedModel, source: DataSource, options: AnalysisOptions, err: Console, quiet: bool
+) -> CheckpointResult:
+    """The analyze pipeline on one model, with a progress bar on stderr and no store."""
+    progress = make_progress(err)
+    progress.disable = quiet
+    with progress:
+        task = progress.add_task(loaded.path.name, total=source.num_samples)
+        return analyze(loaded, source, options, None, lambda n: progress.advance(task, n))
+
+
+def _print_check(
+    label: str,
+    result: CheckpointResult,
+    results: tuple[gates.GateResult, ...],
+    output_format: CheckFormat,
+    verbose: bool,
+    out: Console,
+) -> None:
+    """Failing gates on stderr, then the summary (stdout for table, stderr for json) or one JSON record."""
+    as_json = output_format is CheckFormat.json
+    if verbose and not as_json:
+        render_result(result, out)
+    for gate in results:
+        if not gate.passed:
+            typer.echo(gate.line(), err=True)
+    if as_json:
+        record = json.loads(result_json(result))
+        record.update(target=label, passed=gates.passed(results), gates=[g.to_dict() for g in results])
+        sys.stdout.write(json.dumps(record, allow_nan=False, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+    typer.echo(gates.summary(label, results, result.verdict), err=as_json)
 
 
 def main(argv: list[str] | None = None) -> None:

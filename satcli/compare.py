@@ -1,0 +1,241 @@
+"""`satcli compare`: per-layer saturation of several checkpoints side by side, with the change.
+
+Layers are matched by name. The first checkpoint is the baseline: every other column's change is its
+saturation minus the baseline's, in percentage points. A layer missing from a checkpoint shows as "-".
+The comparison itself is pure data; the functions at the end only format it (table, JSON, CSV).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import string
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from satcli.errors import SatcliError
+from satcli.render import format_percent
+from satcli.results import CheckpointResult
+from satcli.spectral import LayerScore
+
+MISSING = "-"
+CSV_FIELDS: tuple[str, ...] = (
+    "layer_index",
+    "layer",
+    "label",
+    "source",
+    "model",
+    "present",
+    "k",
+    "width",
+    "saturation",
+    "change_pp",
+    "average_saturation",
+    "average_change_pp",
+    "verdict",
+)
+
+
+@dataclass(frozen=True)
+class Column:
+    """One compared checkpoint: a short label (A, B, ...), where it came from, and its scores."""
+
+    label: str
+    source: str
+    result: CheckpointResult
+
+    def score(self, layer: str) -> LayerScore | None:
+        """The named layer's score, or None when this checkpoint has no such layer."""
+        return next((s for s in self.result.layers if s.name == layer), None)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Checkpoints (the first is the baseline) and the union of their layer names in forward order."""
+
+    columns: tuple[Column, ...]
+    layers: tuple[str, ...]
+
+
+def column_label(index: int) -> str:
+    """A, B, ..., Z, then AA, AB, ... (spreadsheet style)."""
+    letters = string.ascii_uppercase
+    label = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        label = letters[rest] + label
+    return label
+
+
+def merge_layer_order(orders: Iterable[Sequence[str]]) -> list[str]:
+    """Union of layer names in forward order: the first list's order, later names after their predecessors."""
+    merged: list[str] = []
+    for order in orders:
+        own = set(order)
+        for i, name in enumerate(order):
+            if name in merged:
+                continue
+            if i > 0:
+                # Right after its predecessor, past layers that only other checkpoints have.
+                pos = merged.index(order[i - 1]) + 1
+                while pos < len(merged) and merged[pos] not in own:
+                    pos += 1
+            else:
+                # A new first layer goes before the first of its successors already placed, else at the end.
+                later = [merged.index(n) for n in order[1:] if n in merged]
+                pos = min(later) if later else len(merged)
+            merged.insert(pos, name)
+    return merged
+
+
+def change_pp(baseline: float | None, value: float | None) -> float | None:
+    """value - baseline in percentage points, or None when either side is missing."""
+    if baseline is None or value is None or not (math.isfinite(baseline) and math.isfinite(value)):
+        return None
+    return (value - baseline) * 100.0
+
+
+def compare(entries: Sequence[tuple[str, CheckpointResult]]) -> Comparison:
+    """Line up (source, result) pairs; raises SatcliError for fewer than two."""
+    if len(entries) < 2:
+        raise SatcliError(
+            f"compare needs at least two checkpoints, got {len(entries)} "
+            "(give two stores, or one store holding several checkpoints)"
+        )
+    columns = tuple(Column(column_label(i), source, result) for i, (source, result) in enumerate(entries))
+    layers = merge_layer_order([s.name for s in c.result.layers] for c in columns)
+    return Comparison(columns, tuple(layers))
+
+
+def _saturation(score: LayerScore | None) -> float | None:
+    return None if score is None else score.saturation
+
+
+def _format_change(x: float | None) -> str:
+    return MISSING if x is None else f"{x:+.1f}"
+
+
+def _cell(score: LayerScore | None) -> str:
+    return MISSING if score is None else format_percent(score.saturation)
+
+
+def comparison_table(comparison: Comparison) -> RenderableType:
+    """A legend (label = source and model), then layers x checkpoints with the change from the baseline."""
+    columns = comparison.columns
+    base = columns[0]
+    legend = Table.grid(padding=(0, 1))
+    for _ in range(3):
+        legend.add_column()
+    for c in columns:
+        legend.add_row(Text(c.label, style="bold"), Text(c.source), Text(f"({c.result.model})", style="dim"))
+
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 0, 0, 1), header_style="bold")
+    table.add_column("layer", overflow="fold")
+    for i, c in enumerate(columns):
+        table.add_column(c.label, justify="right", no_wrap=True)
+        if i:
+            table.add_column(f"Δ {c.label}-{base.label}", justify="right", no_wrap=True)
+    for name in comparison.layers:
+        base_score = base.score(name)
+        row = [name, _cell(base_score)]
+        for c in columns[1:]:
+            score = c.score(name)
+            row += [_cell(score), _format_change(change_pp(_saturation(base_score), _saturation(score)))]
+        table.add_row(*row)
+    table.add_section()
+    average = ["average", format_percent(base.result.verdict.average)]
+    verdict = [Text("verdict"), Text(base.result.verdict.label)]
+    tail = ["tail", str(len(base.result.verdict.tail))]
+    for c in columns[1:]:
+        v = c.result.verdict
+        average += [format_percent(v.average), _format_change(change_pp(base.result.verdict.average, v.average))]
+        verdict += [Text(v.label), Text("")]
+        tail += [str(len(v.tail)), f"{len(v.tail) - len(base.result.verdict.tail):+d}"]
+    table.add_row(*average)
+    table.add_row(*tail)
+    table.add_row(*verdict)
+    note = Text(f"Δ: change from {base.label} in percentage points", style="dim")
+    return Group(legend, Text(""), table, note)
+
+
+def _number(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
+def comparison_json(comparison: Comparison) -> str:
+    """The comparison as one line of JSON: checkpoints with average and verdict, and per layer the values."""
+    base = comparison.columns[0].result.verdict.average
+    checkpoints = [
+        {
+            "label": c.label,
+            "source": c.source,
+            "model": c.result.model,
+            "sha256": c.result.sha256,
+            "data": c.result.data,
+            "average_saturation": _number(c.result.verdict.average),
+            "average_change_pp": None if i == 0 else change_pp(base, c.result.verdict.average),
+            "verdict": c.result.verdict.label,
+            "tail": list(c.result.verdict.tail),
+            "thresholds": c.result.verdict.thresholds.to_dict(),
+        }
+        for i, c in enumerate(comparison.columns)
+    ]
+    layers = []
+    for name in comparison.layers:
+        scores = [c.score(name) for c in comparison.columns]
+        baseline = _saturation(scores[0])
+        layers.append(
+            {
+                "name": name,
+                "present": [s is not None for s in scores],
+                "k": [None if s is None else s.k for s in scores],
+                "saturation": [_number(_saturation(s)) for s in scores],
+                "change_pp": [None] + [change_pp(baseline, _saturation(s)) for s in scores[1:]],
+            }
+        )
+    data = {"baseline": comparison.columns[0].label, "checkpoints": checkpoints, "layers": layers}
+    return json.dumps(data, allow_nan=False, ensure_ascii=False)
+
+
+def _csv_value(x: float | int | None) -> str:
+    return "" if x is None or (isinstance(x, float) and not math.isfinite(x)) else str(x)
+
+
+def comparison_csv(comparison: Comparison) -> str:
+    """One row per layer and checkpoint (long format); change columns are empty for the baseline."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    base = comparison.columns[0]
+    base_average = base.result.verdict.average
+    for index, name in enumerate(comparison.layers, start=1):
+        baseline = _saturation(base.score(name))
+        for i, c in enumerate(comparison.columns):
+            score = c.score(name)
+            v = c.result.verdict
+            writer.writerow(
+                {
+                    "layer_index": str(index),
+                    "layer": name,
+                    "label": c.label,
+                    "source": c.source,
+                    "model": c.result.model,
+                    "present": "true" if score is not None else "false",
+                    "k": _csv_value(None if score is None else score.k),
+                    "width": _csv_value(None if score is None else score.width),
+                    "saturation": _csv_value(_saturation(score)),
+                    "change_pp": "" if i == 0 else _csv_value(change_pp(baseline, _saturation(score))),
+                    "average_saturation": _csv_value(v.average),
+                    "average_change_pp": "" if i == 0 else _csv_value(change_pp(base_average, v.average)),
+                    "verdict": v.label,
+                }
+            )
+    return out.getvalue()

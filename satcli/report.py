@@ -1,0 +1,142 @@
+"""Re-score stored checkpoints without the model or the data (issue 3: `satcli report`, `compare`, `check`).
+
+A store keeps every layer's sample count, mean, eigenvalues and non-finite flag, which is all that
+k, saturation, the average and the verdict depend on; so any threshold can be applied after the fact,
+and at the thresholds of the original run the numbers are exactly the ones `analyze` printed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import h5py
+
+from satcli.errors import SatcliError
+from satcli.results import CheckpointResult
+from satcli.spectral import score_layer
+from satcli.store import StoredCheckpoint, read_store
+from satcli.verdict import Thresholds, decide
+
+STORE_SUFFIXES = (".h5", ".hdf5")
+# STORE.h5:0001 selects one checkpoint group; the part after the last colon must be a decimal index.
+_KEYED_REF = re.compile(r"^(?P<path>.+):(?P<key>\d+)$")
+
+
+@dataclass(frozen=True)
+class StoreRef:
+    """A store path and optionally one checkpoint group in it (None: every finished checkpoint)."""
+
+    path: Path
+    key: str | None = None
+
+    def __str__(self) -> str:
+        return str(self.path) if self.key is None else f"{self.path}:{self.key}"
+
+
+@dataclass(frozen=True)
+class ThresholdOverrides:
+    """Thresholds given on the command line or in pyproject.toml; None keeps the checkpoint's stored value."""
+
+    delta: float | None = None
+    tail_threshold: float | None = None
+    max_tail: int | None = None
+    under_threshold: float | None = None
+
+    def apply(self, base: Thresholds) -> Thresholds:
+        """`base` with every value that is set here replaced."""
+        given = {name: value for name, value in self.__dict__.items() if value is not None}
+        return replace(base, **given)
+
+
+@dataclass(frozen=True)
+class LoadedCheckpoint:
+    """A stored checkpoint with the reference it was read through and a short label for output."""
+
+    ref: StoreRef
+    checkpoint: StoredCheckpoint
+    label: str
+
+
+def parse_store_ref(text: str) -> StoreRef:
+    """`runs.h5` or `runs.h5:0001`; an existing file whose name contains a colon is taken as a whole."""
+    path = Path(text)
+    match = _KEYED_REF.match(text)
+    if match is None or path.exists():
+        return StoreRef(path)
+    return StoreRef(Path(match["path"]), match["key"])
+
+
+def looks_like_store(text: str) -> bool:
+    """True for an HDF5 file (models never are), or a missing path named like a store (STORE.h5[:KEY])."""
+    ref = parse_store_ref(text)
+    if ref.path.is_file():
+        return h5py.is_hdf5(ref.path)
+    return ref.key is not None or ref.path.suffix.lower() in STORE_SUFFIXES
+
+
+def load_checkpoints(ref: StoreRef) -> list[LoadedCheckpoint]:
+    """The finished checkpoints a reference names, in the order written; raises SatcliError when none."""
+    _, checkpoints = read_store(ref.path)
+    if ref.key is not None:
+        chosen = [c for c in checkpoints if int(c.key) == int(ref.key)]
+        if not chosen:
+            have = ", ".join(c.key for c in checkpoints) or "none"
+            raise SatcliError(f"{ref.path} has no finished checkpoint {ref.key} (finished: {have})")
+        return [LoadedCheckpoint(ref, chosen[0], f"{ref.path}:{chosen[0].key}")]
+    if not checkpoints:
+        raise SatcliError(f"{ref.path} holds no finished checkpoint")
+    if len(checkpoints) == 1:
+        return [LoadedCheckpoint(ref, checkpoints[0], str(ref.path))]
+    return [LoadedCheckpoint(StoreRef(ref.path, c.key), c, f"{ref.path}:{c.key}") for c in checkpoints]
+
+
+def stored_thresholds(checkpoint: StoredCheckpoint) -> Thresholds:
+    """The thresholds the checkpoint was scored with; values a store does not record take the defaults."""
+    recorded = checkpoint.meta.thresholds
+    base = Thresholds()
+    values: dict[str, float | int] = {}
+    for name, default in base.to_dict().items():
+        value = recorded.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SatcliError(f"checkpoint {checkpoint.key} has a non-numeric stored threshold {name}={value!r}")
+        values[name] = int(value) if isinstance(default, int) else float(value)
+    return Thresholds(**values)
+
+
+def resolve_thresholds(checkpoint: StoredCheckpoint, overrides: ThresholdOverrides) -> Thresholds:
+    """Overrides first, then the checkpoint's stored thresholds, then the defaults."""
+    thresholds = overrides.apply(stored_thresholds(checkpoint))
+    if not 0.0 < thresholds.delta <= 1.0:
+        raise SatcliError(f"--threshold must be in (0, 1], got {thresholds.delta}")
+    return thresholds
+
+
+def rescore(checkpoint: StoredCheckpoint, thresholds: Thresholds, store: str | None = None) -> CheckpointResult:
+    """k, saturation, the average and the verdict of a stored checkpoint at `thresholds` (pure)."""
+    scores = tuple(
+        score_layer(
+            layer.meta.name,
+            layer.meta.type,
+            layer.stats.samples,
+            layer.stats.mean,
+            layer.stats.eigenvalues,
+            thresholds.delta,
+            nonfinite=layer.stats.nonfinite,
+            reduction=layer.meta.reduction,
+        )
+        for layer in checkpoint.layers
+    )
+    meta = checkpoint.meta
+    return CheckpointResult(
+        model=meta.model_path,
+        sha256=meta.model_sha256,
+        model_format=meta.model_format,
+        data=meta.data_spec,
+        layers=scores,
+        verdict=decide(scores, thresholds),
+        # The options are recorded when a checkpoint starts; its input count is only known at the end.
+        options={**meta.options, "num_inputs": checkpoint.num_inputs},
+        store=store,
+    )

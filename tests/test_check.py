@@ -1,0 +1,134 @@
+"""`satcli check`: exit 0 pass / 1 fail / 2 bad input, one line per failing gate, a summary, JSON output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+from conftest import SAMPLE_MODELS
+from store_helpers import sample_store, write_store
+
+DEEP_WIDE_TAIL = "FAIL max-tail: tail of 6 layers (net.5 ... net.15) > 2 -> overparameterized"
+
+
+def one_line_error(result) -> str:  # type: ignore[no-untyped-def]
+    assert result.code == 2, (result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+def test_models_fail_and_pass(run_cli) -> None:
+    deep = run_cli("check", SAMPLE_MODELS / "deep_wide.pt2", "--data", "digits", "-q")
+    assert deep.code == 1, deep.stderr
+    assert deep.stderr.strip().splitlines() == [DEEP_WIDE_TAIL]
+    assert deep.stdout.strip() == (
+        f"FAIL {SAMPLE_MODELS / 'deep_wide.pt2'}: 1 of 2 gates failed (verdict overparameterized, average 8.7%)"
+    )
+    ok = run_cli("check", SAMPLE_MODELS / "sensible.pt2", "-q")
+    assert ok.code == 0, ok.stderr
+    assert ok.stderr == ""
+    assert ok.stdout.strip() == (
+        f"PASS {SAMPLE_MODELS / 'sensible.pt2'}: 2 gates passed (verdict balanced, average 26.0%)"
+    )
+
+
+def test_store_is_checked_without_a_model(run_cli) -> None:
+    store = sample_store("deep_wide")
+    result = run_cli("check", store)
+    assert result.code == 1
+    assert result.stderr.strip() == DEEP_WIDE_TAIL
+    assert run_cli("check", store, "--max-tail", "6").code == 0
+    assert run_cli("check", store, "--fail-on", "underparameterized").code == 0
+    narrow = run_cli("check", sample_store("narrow"))
+    assert narrow.code == 1
+    assert narrow.stderr.strip() == "FAIL under-threshold: average saturation 75.0% >= 45% -> underparameterized"
+    assert run_cli("check", sample_store("narrow"), "--fail-on", "overparameterized").code == 0
+    assert run_cli("check", sample_store("narrow"), "--under-threshold", "0.8").code == 0
+
+
+def test_average_and_layer_gates(run_cli) -> None:
+    store = sample_store("sensible")  # saturations 16.7 25 25 37.5 | 50 (output); average 26.0%
+    low = run_cli("check", store, "--max-average", "0.25", "--min-average", "0.3")
+    assert low.code == 1
+    assert low.stderr.splitlines() == [
+        "FAIL max-average: average saturation 26.0% > 25%",
+        "FAIL min-average: average saturation 26.0% < 30%",
+    ]
+    assert "2 of 4 gates failed" in low.stdout
+    layers = run_cli("check", store, "--max-saturation", "head.*=0.4", "--min-saturation", "features.*=0.2")
+    assert layers.code == 1
+    assert layers.stderr.splitlines() == [
+        "FAIL max-saturation head.*=0.4: 1 of 2 layers above 40%: head.2 50.0%",
+        "FAIL min-saturation features.*=0.2: 1 of 3 layers below 20%: features.0 16.7%",
+    ]
+    assert run_cli("check", store, "--max-saturation", "head.*=0.5", "--max-saturation", "features.?=0.25").code == 0
+
+
+def test_json_output(run_cli) -> None:
+    result = run_cli("check", sample_store("deep_wide"), sample_store("sensible"), "-f", "json")
+    assert result.code == 1
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["passed"] for r in records] == [False, True]
+    assert [r["target"] for r in records] == [str(sample_store("deep_wide")), str(sample_store("sensible"))]
+    gate = records[0]["gates"][0]
+    assert gate == {
+        "gate": "max-tail",
+        "limit": "2",
+        "passed": False,
+        "message": "tail of 6 layers (net.5 ... net.15) > 2 -> overparameterized",
+        "layers": ["net.5", "net.7", "net.9", "net.11", "net.13", "net.15"],
+    }
+    assert records[0]["verdict"] == "overparameterized" and records[0]["tail_length"] == 6
+    assert records[1]["layers"][0]["k"] == 2  # features.0: 2 of 12
+    assert result.stderr.splitlines() == [
+        DEEP_WIDE_TAIL,
+        f"FAIL {sample_store('deep_wide')}: 1 of 2 gates failed (verdict overparameterized, average 8.7%)",
+        f"PASS {sample_store('sensible')}: 2 gates passed (verdict balanced, average 26.0%)",
+        "FAIL: 1 of 2 checkpoints failed",
+    ]
+
+
+def test_verbose_prints_the_report(run_cli) -> None:
+    result = run_cli("check", sample_store("sensible"), "-v")
+    assert result.code == 0
+    assert "features.0" in result.stdout and "delta 0.99" in result.stdout and "PASS" in result.stdout
+
+
+def test_every_checkpoint_of_a_store_is_checked(run_cli, tmp_path: Path) -> None:
+    # x [1,1]: k=2 of 2; out [1,0]: output. average 1.0 -> underparameterized; y [1,0,0,0] 25% -> balanced
+    runs = write_store(
+        tmp_path / "runs.h5", [("a.pt", {"x": [1, 1], "out": [1, 0]}), ("b.pt", {"y": [1, 0, 0, 0], "out": [1, 0]})]
+    )
+    result = run_cli("check", runs)
+    assert result.code == 1
+    assert result.stdout.splitlines() == [
+        f"FAIL {runs}:0000: 1 of 2 gates failed (verdict underparameterized, average 100.0%)",
+        f"PASS {runs}:0001: 2 gates passed (verdict balanced, average 25.0%)",
+        "FAIL: 1 of 2 checkpoints failed",
+    ]
+    assert run_cli("check", f"{runs}:0001").code == 0
+
+
+def test_thresholds_reach_a_store(run_cli) -> None:
+    # at delta 0.999 deep_wide's k grows and the tail shrinks (checked against scipy in test_report)
+    loose = run_cli("check", sample_store("deep_wide"), "--threshold", "0.999", "-f", "json")
+    record = json.loads(loose.stdout)
+    assert record["thresholds"]["delta"] == 0.999
+    assert record["tail_length"] < 6
+
+
+def test_bad_usage_exits_2(run_cli, tmp_path: Path) -> None:
+    store = sample_store("sensible")
+    assert "PATTERN=X" in one_line_error(run_cli("check", store, "--max-saturation", "head.*"))
+    assert "matches no layer" in one_line_error(run_cli("check", store, "--min-saturation", "nope*=0.1"))
+    assert "--fail-on" in one_line_error(run_cli("check", store, "--fail-on", "sometimes"))
+    assert "--max-average" in one_line_error(run_cli("check", store, "--max-average", "2"))
+    assert "nope.pt" in one_line_error(run_cli("check", tmp_path / "nope.pt"))
+    assert "not found" in one_line_error(run_cli("check", tmp_path / "nope.h5"))
+    data = tmp_path / "data.h5"
+    with h5py.File(data, "w") as f:
+        f["x"] = np.zeros((2, 3))
+    assert "not a satcli store" in one_line_error(run_cli("check", data))
