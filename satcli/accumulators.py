@@ -10,6 +10,9 @@ from dataclasses import dataclass
 
 import torch
 
+# Size of the float64 block of centered rows one GEMM call consumes (kept in cache, reused across batches).
+BLOCK_BYTES = 1 << 20
+
 
 @dataclass(frozen=True)
 class Moments:
@@ -63,42 +66,150 @@ def covariance(m: Moments) -> torch.Tensor:
 
 
 class CovarianceAccumulator:
-    """Streams (n, d) batches of one layer into exact float64 moments on the activations' device."""
+    """Streams batches of one layer into exact float64 moments on the activations' device.
+
+    State: a shift ``c`` (the mean of the first batch, moved when the data drift away from it) and the
+    float64 sums ``S = sum [x - c, 1]^T [x - c, 1]`` of size (d+1, d+1), which hold the shifted Gram
+    matrix, the shifted column sums and n. Each block of rows costs one conversion pass (activation
+    dtype to float64, subtracting ``c``, straight from any strided view such as a channels-last conv
+    output) into a reused cache-sized buffer and one float64 GEMM. ``moments`` turns the sums into
+    (n, mean, M2) with ``M2 = S_xx - s s^T / n``. With ``c`` within one standard deviation of the data's
+    mean this loses at most a few ulps; every batch is checked and, if its mean lies further from ``c``
+    than its spread, ``c`` is moved to it first (an exact update of ``S``), so accuracy holds for any data
+    order. Merging two accumulators uses the Chan merge of ``merge_moments``.
+    """
 
     def __init__(self, width: int, device: torch.device | str | None = None) -> None:
         self.width = width
         self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self._buffer: torch.Tensor | None = None
         self.reset()
 
     def reset(self) -> None:
         """Forget every sample seen."""
-        self.moments = Moments.empty(self.width, self.device)
+        d = self.width
+        self._shift = torch.zeros(d, dtype=torch.float64, device=self.device)
+        self._sums = torch.zeros(d + 1, d + 1, dtype=torch.float64, device=self.device)
+        self._n = 0
+        self._cached: Moments | None = Moments.empty(d, self.device)
         self.nonfinite = False
 
+    @property
+    def moments(self) -> Moments:
+        """The samples seen as (n, float64 mean, float64 M2)."""
+        if self._cached is None:
+            d, n = self.width, self._n
+            col = self._sums[d, :d]
+            m2 = self._sums[:d, :d] - torch.outer(col, col) / n
+            self._cached = Moments(n, self._shift + col / n, m2)
+        return self._cached
+
+    @property
+    def n(self) -> int:
+        """Samples accumulated so far."""
+        return self._n
+
     def update(self, x: torch.Tensor) -> None:
-        """Add one batch of samples, shape (n, width). A batch with NaN/inf only sets the non-finite flag."""
-        if x.ndim != 2 or x.shape[1] != self.width:
+        """Add one batch of samples: shape (n, width), or (..., width) where every leading index is a sample.
+
+        A batch holding NaN/inf only sets the non-finite flag and is not accumulated (detected exactly:
+        a non-finite value always makes its float64 column sums non-finite).
+        """
+        if x.ndim < 2 or x.shape[-1] != self.width:
             raise ValueError(f"expected (n, {self.width}) samples, got shape {tuple(x.shape)}")
-        if not bool(torch.isfinite(x).all()):
-            self.nonfinite = True
+        x = x.detach()
+        if x.device != self.device:
+            x = x.to(self.device)
+        d = self.width
+        nb = x.shape[:-1].numel()
+        if nb == 0:
             return
-        self.moments = merge_moments(self.moments, batch_moments(x.to(self.device)))
+        checked = self._n == 0 or d * d > nb
+        if checked:
+            # First batch, or a wide layer (its GEMM dwarfs one more pass over x): exact batch mean first.
+            total = x.sum(dim=tuple(range(x.ndim - 1)), dtype=torch.float64)
+            if not bool(torch.isfinite(total).all()):
+                self.nonfinite = True
+                return
+            mean = total / nb
+            if self._n == 0:
+                self._shift = mean
+            elif bool((torch.square(mean - self._shift) > self._variance()).any()):
+                self._move_shift(mean)
+        # The batch's own sums, then one exact add: a GEMM accumulating straight into the large running
+        # sums would round every term at their magnitude.
+        batch = self._batch_gram(x)
+        if not checked:
+            diagonal = batch.diagonal()
+            if not bool(torch.isfinite(diagonal).all()):
+                self.nonfinite = True
+                return
+            col = batch[d, :d]
+            if bool((torch.square(col) / nb > 0.5 * diagonal[:d]).any()):
+                # The batch sits further from the shift than its own spread: re-centre, then redo it.
+                self._move_shift(self._shift + col / nb)
+                batch = self._batch_gram(x)
+        self._sums += batch
+        self._n += nb
+        self._cached = None
 
     def merge(self, other: CovarianceAccumulator) -> None:
         """Fold another accumulator of the same layer into this one (two halves, two processes)."""
         if other.width != self.width:
             raise ValueError(f"cannot merge width {other.width} into width {self.width}")
-        self.moments = merge_moments(self.moments, _moved(other.moments, self.device))
+        merged = merge_moments(self.moments, _moved(other.moments, self.device))
         self.nonfinite = self.nonfinite or other.nonfinite
+        if merged.n == self._n:
+            return
+        d = self.width
+        self._shift = merged.mean.clone()
+        self._sums = torch.zeros_like(self._sums)
+        self._sums[:d, :d] = merged.m2
+        self._sums[d, d] = merged.n
+        self._n = merged.n
+        self._cached = None
 
     def compute(self) -> tuple[int, torch.Tensor, torch.Tensor]:
         """(n, mean, covariance), all float64."""
-        return self.moments.n, self.moments.mean, covariance(self.moments)
+        m = self.moments
+        return m.n, m.mean, covariance(m)
 
-    @property
-    def n(self) -> int:
-        """Samples accumulated so far."""
-        return self.moments.n
+    def _variance(self) -> torch.Tensor:
+        """Per-column variance of the samples so far (population), for the drift check."""
+        d, n = self.width, self._n
+        col = self._sums[d, :d] / n
+        return self._sums.diagonal()[:d] / n - col * col
+
+    def _move_shift(self, shift: torch.Tensor) -> None:
+        """Re-express the sums around a new shift: S_xx - s delta^T - delta s^T + n delta delta^T."""
+        d, n = self.width, self._n
+        delta = shift - self._shift
+        col = self._sums[d, :d].clone()
+        top = self._sums[:d, :d]
+        top.addr_(col, delta, alpha=-1.0).addr_(delta, col, alpha=-1.0).addr_(delta, delta, alpha=float(n))
+        self._sums[d, :d] = col - n * delta
+        self._sums[:d, d] = self._sums[d, :d]
+        self._shift = shift
+
+    def _batch_gram(self, x: torch.Tensor) -> torch.Tensor:
+        """Y^T Y for Y = [x - shift, 1] in float64, built in row blocks of at most BLOCK_BYTES."""
+        d = self.width
+        lead = x.shape[0]
+        per_lead = x.shape[1:-1].numel()
+        step = max(1, min(lead, BLOCK_BYTES // (8 * per_lead * (d + 1))))
+        rows = step * per_lead
+        if self._buffer is None or self._buffer.shape[0] < rows:
+            self._buffer = torch.ones(rows, d + 1, dtype=torch.float64, device=self.device)
+        buffer = self._buffer
+        gram: torch.Tensor | None = None
+        for start in range(0, lead, step):
+            part = x[start : start + step]
+            k = part.shape[:-1].numel()
+            torch.sub(part, self._shift, out=buffer[:k, :d].view(part.shape))
+            y = buffer[:k]
+            gram = y.T @ y if gram is None else gram.addmm_(y.T, y)
+        assert gram is not None
+        return gram
 
 
 def _moved(m: Moments, device: torch.device) -> Moments:

@@ -19,7 +19,7 @@ from satcli.models import LoadedModel
 from satcli.results import CheckpointResult
 from satcli.spectral import eigenvalues, score_layer
 from satcli.store import CheckpointMeta, CheckpointWriter, LayerMeta, LayerStats, StoreWriter
-from satcli.taps import Layer, Reduction, open_taps, pooled_per_input, reduce_output
+from satcli.taps import Layer, Reduction, input_rows, open_taps, sample_view
 from satcli.verdict import Thresholds, decide
 
 ACTIVATION_DTYPES = ("float32", "float16")
@@ -75,27 +75,32 @@ def analyze(
     writer: CheckpointWriter | None = None
     record = dict(options.describe(), data=data.description, device=str(device), num_inputs=0)
     num_inputs = 0
+    keep_rows = store is not None and options.store_activations
+    pooled: dict[str, list[torch.Tensor]] = {}
+
+    def sink(layer: Layer, out: torch.Tensor) -> None:
+        # Runs inside the forward pass, before later in-place ops of the model can change `out`.
+        state = states.get(layer.name)
+        samples = sample_view(out, layer, options.reduction)
+        if state is None:
+            state = states[layer.name] = _new_state(layer, out, samples, options.reduction, device)
+        state.accumulator.update(samples)
+        if keep_rows:
+            pooled.setdefault(layer.name, []).append(input_rows(out, samples, layer))
+
     with open_taps(model.module, options.include, options.exclude) as taps:
         for x, y in data.batches():
             batch = int(x.shape[0])
-            captured = taps.forward(x.to(device, non_blocking=True))
-            if not states:
-                states = _start(captured, options.reduction, device)
-                if store is not None:
-                    writer = store.begin_checkpoint(
-                        _meta(model, data, options, record),
-                        [_layer_meta(s) for s in states.values()],
-                        store_activations=options.store_activations,
-                        activations_dtype=options.activations_dtype,
-                    )
-            pooled: dict[str, list[torch.Tensor]] = {}
-            for layer, out in captured:
-                state = states[layer.name]
-                samples = reduce_output(out, layer, options.reduction)
-                state.accumulator.update(samples)
-                if writer is not None and options.store_activations:
-                    pooled.setdefault(layer.name, []).append(pooled_per_input(out, samples, layer, batch))
-            if writer is not None:
+            pooled.clear()
+            taps.stream(x.to(device, non_blocking=True), sink)
+            if writer is None and store is not None:
+                writer = store.begin_checkpoint(
+                    _meta(model, data, options, record),
+                    [_layer_meta(s) for s in states.values()],
+                    store_activations=options.store_activations,
+                    activations_dtype=options.activations_dtype,
+                )
+            if writer is not None and keep_rows:
                 writer.append(
                     {name: _rows(calls, options.activations_dtype) for name, calls in pooled.items()},
                     y.numpy() if data.has_labels else None,
@@ -121,7 +126,7 @@ def analyze(
         for name, s in states.items()
     )
     if writer is not None:
-        writer.finish(stats, scores)
+        writer.finish(stats, scores, num_inputs=num_inputs)
     return CheckpointResult(
         model=str(model.path),
         sha256=model.sha256,
@@ -134,22 +139,16 @@ def analyze(
     )
 
 
-def _start(
-    captured: list[tuple[Layer, torch.Tensor]], reduction: Reduction, device: torch.device
-) -> dict[str, _LayerState]:
-    """Accumulators in forward order, sized from the first batch's outputs."""
-    states: dict[str, _LayerState] = {}
-    for layer, out in captured:
-        if layer.name in states:
-            continue
-        samples_per_input = reduce_output(out[:1], layer, reduction).shape[0]
-        states[layer.name] = _LayerState(
-            layer=layer,
-            accumulator=CovarianceAccumulator(int(layer.width or 0), device),
-            reduction=reduction.name_for(layer, out.ndim),
-            per_input=samples_per_input == 1,
-        )
-    return states
+def _new_state(
+    layer: Layer, out: torch.Tensor, samples: torch.Tensor, reduction: Reduction, device: torch.device
+) -> _LayerState:
+    """A layer's accumulator, sized from its first output (states are created in forward order)."""
+    return _LayerState(
+        layer=layer,
+        accumulator=CovarianceAccumulator(int(layer.width or 0), device),
+        reduction=reduction.name_for(layer, out.ndim),
+        per_input=samples.ndim == 2 or samples[:1].numel() == samples.shape[-1],
+    )
 
 
 def _layer_meta(state: _LayerState) -> LayerMeta:

@@ -84,6 +84,16 @@ def as_sequence(t: torch.Tensor, layer: Layer) -> torch.Tensor:
 
 def reduce_output(t: torch.Tensor, layer: Layer, reduction: Reduction) -> torch.Tensor:
     """Turn one layer output into (samples, d) rows for the covariance."""
+    samples = sample_view(t, layer, reduction)
+    return samples.reshape(-1, samples.shape[-1])
+
+
+def sample_view(t: torch.Tensor, layer: Layer, reduction: Reduction) -> torch.Tensor:
+    """The covariance samples of one output as a (B, ..., d) tensor, every leading index one sample.
+
+    Same samples as ``reduce_output`` without its final reshape, so channelwise and token samples stay
+    views of the output (channels-last for convolutions) instead of being copied.
+    """
     if layer.kind == CONV:
         if t.ndim < 3:
             raise SatcliError(f"layer '{layer.name}' ({layer.type}) gave an unbatched output of shape {tuple(t.shape)}")
@@ -92,7 +102,7 @@ def reduce_output(t: torch.Tensor, layer: Layer, reduction: Reduction) -> torch.
             return t.mean(dim=spatial)
         if reduction.conv_method == "max":
             return t.amax(dim=spatial)
-        return t.movedim(1, -1).reshape(-1, t.shape[1])
+        return t.movedim(1, -1)
     if t.ndim == 2 and layer.kind == DENSE:
         return t
     if t.ndim < 2:
@@ -102,7 +112,21 @@ def reduce_output(t: torch.Tensor, layer: Layer, reduction: Reduction) -> torch.
         return seq.mean(dim=1)
     if reduction.sequence_method == "last":
         return seq[:, -1]
-    return seq.reshape(-1, seq.shape[-1])
+    return seq
+
+
+def input_rows(t: torch.Tensor, samples: torch.Tensor, layer: Layer) -> torch.Tensor:
+    """One row per input for the store from ``sample_view``'s samples: themselves, or the mean of an input's
+    samples. Always a new tensor, never a view of the output (which the model may still change in place)."""
+    if samples.ndim == 2:
+        rows = samples
+    elif layer.kind == CONV:
+        rows = t.mean(dim=tuple(range(2, t.ndim)))  # channelwise: pool the contiguous NCHW output directly
+    else:
+        rows = samples.mean(dim=tuple(range(1, samples.ndim - 1)))
+    if rows.untyped_storage().data_ptr() == t.untyped_storage().data_ptr():
+        rows = rows.clone()
+    return rows
 
 
 def pooled_per_input(t: torch.Tensor, samples: torch.Tensor, layer: Layer, batch: int) -> torch.Tensor:
@@ -129,29 +153,65 @@ def select(layers: Sequence[Layer], include: Sequence[str] = (), exclude: Sequen
 
 
 Captured = list[tuple[Layer, torch.Tensor]]
+# Called with each tracked output the moment it is produced (inside the forward pass).
+Sink = Callable[[Layer, torch.Tensor], None]
+Runner = Callable[[torch.Tensor, Sink], None]
+
+
+class _SinkError(SatcliError):
+    """Carries an exception raised by a sink through the runners' error translation, unchanged."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class Taps:
-    """Runs a model on a batch and returns every tracked output in execution order."""
+    """Runs a model on a batch and hands every tracked output, in execution order, to a sink or a list."""
 
-    def __init__(self, layers: list[Layer], run: Callable[[torch.Tensor], Captured]) -> None:
+    def __init__(self, layers: list[Layer], run: Runner) -> None:
         self._declared = layers
         self._run = run
+        self._fixed: dict[str, Layer] = {}
         self.layers: list[Layer] = []
 
     def forward(self, x: torch.Tensor) -> Captured:
-        """Run one batch. The first batch fixes forward order and widths of the layers that ran."""
-        captured = self._run(x)
-        if not self.layers:
-            seen: dict[str, Layer] = {}
-            for layer, t in captured:
-                if layer.name not in seen:
-                    seen[layer.name] = replace(layer, width=output_width(t, layer), order=len(seen))
-            self.layers = list(seen.values())
-            if not self.layers:
-                raise SatcliError("no tracked layer ran in the forward pass (check --layers / --exclude)")
-        by_name = {layer.name: layer for layer in self.layers}
-        return [(by_name[layer.name], t) for layer, t in captured if layer.name in by_name]
+        """Run one batch and return its outputs. The first batch fixes forward order and widths."""
+        captured: Captured = []
+        # Copies: the model may still change an output in place (e.g. ReLU(inplace=True)) after its tap.
+        self.stream(x, lambda layer, t: captured.append((layer, t.clone())))
+        return captured
+
+    def stream(self, x: torch.Tensor, sink: Sink) -> None:
+        """Run one batch, calling ``sink(layer, output)`` inside the forward pass as each output appears.
+
+        The sink sees an output before any later (possibly in-place) operation of the model changes it,
+        and it must not keep the tensor beyond the call unless it copies it. The first batch fixes forward
+        order and widths; a layer that did not run in it is ignored afterwards.
+        """
+        first = not self.layers
+        fixed = self._fixed
+
+        def tap(layer: Layer, t: torch.Tensor) -> None:
+            known = fixed.get(layer.name)
+            if known is None:
+                if not first:
+                    return
+                known = fixed[layer.name] = replace(layer, width=output_width(t, layer), order=len(fixed))
+            try:
+                sink(known, t)
+            except Exception as exc:
+                raise _SinkError(exc) from exc
+
+        try:
+            self._run(x, tap)
+        except _SinkError as exc:
+            raise exc.error from None
+        finally:
+            if first:
+                self.layers = list(fixed.values())
+        if first and not self.layers:
+            raise SatcliError("no tracked layer ran in the forward pass (check --layers / --exclude)")
 
 
 def discover(module: nn.Module | torch.jit.ScriptModule) -> list[Layer]:
@@ -247,8 +307,8 @@ def _shape_of(args: tuple[Any, ...]) -> str:
 
 
 @contextmanager
-def _hook_taps(module: nn.Module, chosen: dict[str, Layer]) -> Iterator[Callable[[torch.Tensor], Captured]]:
-    captured: Captured = []
+def _hook_taps(module: nn.Module, chosen: dict[str, Layer]) -> Iterator[Runner]:
+    sinks: list[Sink] = []
     entered: list[tuple[str, nn.Module, str]] = []
     handles = []
 
@@ -264,7 +324,7 @@ def _hook_taps(module: nn.Module, chosen: dict[str, Layer]) -> Iterator[Callable
                 out = out[0]
             if not isinstance(out, torch.Tensor):
                 raise SatcliError(f"layer '{layer.name}' ({layer.type}) returned {type(out).__name__}, not a tensor")
-            captured.append((layer, out.detach()))
+            sinks[-1](layer, out.detach())
 
         return hook
 
@@ -275,9 +335,9 @@ def _hook_taps(module: nn.Module, chosen: dict[str, Layer]) -> Iterator[Callable
             if name in chosen:
                 handles.append(sub.register_forward_hook(post_hook(chosen[name])))
 
-        def run(x: torch.Tensor) -> Captured:
-            captured.clear()
+        def run(x: torch.Tensor, sink: Sink) -> None:
             entered.clear()
+            sinks.append(sink)
             try:
                 with torch.no_grad():
                     module(x)
@@ -285,7 +345,8 @@ def _hook_taps(module: nn.Module, chosen: dict[str, Layer]) -> Iterator[Callable
                 raise
             except Exception as exc:
                 raise _mismatch(exc, x, entered) from exc
-            return list(captured)
+            finally:
+                sinks.pop()
 
         yield run
     finally:
@@ -367,18 +428,18 @@ def _batch_first(nodes: list[torch.fx.Node]) -> bool:
 class _GraphTap(nn.Module):
     """A module inserted into an exported graph that hands one node's value to the recorder."""
 
-    def __init__(self, layer: Layer, sink: Captured) -> None:
+    def __init__(self, layer: Layer, sinks: list[Sink]) -> None:
         super().__init__()
         self.layer = layer
-        self.sink = sink
+        self.sinks = sinks
 
     def forward(self, value: torch.Tensor) -> None:
-        self.sink.append((self.layer, value.detach()))
+        self.sinks[-1](self.layer, value.detach())
 
 
 @contextmanager
-def _graph_taps(gm: torch.fx.GraphModule, wanted: set[str]) -> Iterator[Callable[[torch.Tensor], Captured]]:
-    captured: Captured = []
+def _graph_taps(gm: torch.fx.GraphModule, wanted: set[str]) -> Iterator[Runner]:
+    sinks: list[Sink] = []
     inserted: list[tuple[str, torch.fx.Node]] = []
     first_input = _first_layer_input(gm)
     try:
@@ -386,16 +447,18 @@ def _graph_taps(gm: torch.fx.GraphModule, wanted: set[str]) -> Iterator[Callable
             if layer.name not in wanted:
                 continue
             name = f"_satcli_tap_{i}"
-            gm.add_submodule(name, _GraphTap(layer, captured))
+            gm.add_submodule(name, _GraphTap(layer, sinks))
             with gm.graph.inserting_after(out):
                 inserted.append((name, gm.graph.call_module(name, (out,))))
         gm.recompile()
 
-        def run(x: torch.Tensor) -> Captured:
-            captured.clear()
+        def run(x: torch.Tensor, sink: Sink) -> None:
+            sinks.append(sink)
             try:
                 with torch.no_grad():
                     gm(x)
+            except SatcliError:
+                raise
             except Exception as exc:
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 where = (
@@ -406,7 +469,8 @@ def _graph_taps(gm: torch.fx.GraphModule, wanted: set[str]) -> Iterator[Callable
                 raise SatcliError(
                     f"model and data do not fit: {where} but the data gives {tuple(x.shape)}: {reason}"
                 ) from exc
-            return list(captured)
+            finally:
+                sinks.pop()
 
         yield run
     finally:
@@ -483,9 +547,36 @@ def _script_width(sm: torch.jit.ScriptModule, path: str) -> int | None:
     return int(params[path].shape[0]) if path in params else None
 
 
-def _script_runner(sm: torch.jit.ScriptModule, wanted: set[str]) -> Callable[[torch.Tensor], Captured]:
+def _mutates_in_place(nodes: Iterator[torch._C.Node]) -> bool:
+    """True when a script graph (or any block in it) runs an in-place aten op such as relu_."""
+    for node in nodes:
+        kind = node.kind()
+        if kind.startswith("aten::") and kind.endswith("_") and not kind.endswith("__"):
+            return True
+        if any(_mutates_in_place(block.nodes()) for block in node.blocks()):
+            return True
+    return False
+
+
+def _cloned(graph: torch._C.Graph, found: list[tuple[Layer, torch._C.Value]]) -> list[tuple[Layer, torch._C.Value]]:
+    """Return a copy of each tapped value (taken where it is produced), so later in-place ops cannot change it."""
+    none = graph.create("prim::Constant")
+    none.output().setType(torch._C.NoneType.get())
+    none.insertBefore(next(iter(graph.nodes())))
+    result = []
+    for layer, value in found:
+        clone = graph.create("aten::clone", [value, none.output()])
+        clone.output().setType(value.type())
+        clone.insertAfter(value.node())
+        result.append((layer, clone.output()))
+    return result
+
+
+def _script_runner(sm: torch.jit.ScriptModule, wanted: set[str]) -> Runner:
     graph, found = _script_tapped_values(sm)
     found = [(layer, value) for layer, value in found if layer.name in wanted]
+    if _mutates_in_place(graph.nodes()):
+        found = _cloned(graph, found)
     ret = graph.return_node()
     original = next(iter(ret.inputs()))
     values = [original, *(value for _, value in found)]
@@ -498,7 +589,7 @@ def _script_runner(sm: torch.jit.ScriptModule, wanted: set[str]) -> Callable[[to
     first = layers[0] if layers else None
     weights = dict(sm.named_parameters())
 
-    def run(x: torch.Tensor) -> Captured:
+    def run(x: torch.Tensor, sink: Sink) -> None:
         try:
             with torch.no_grad():
                 outs = fn(sm._c, x)
@@ -513,6 +604,7 @@ def _script_runner(sm: torch.jit.ScriptModule, wanted: set[str]) -> Callable[[to
             raise SatcliError(
                 f"model and data do not fit: {expected or 'the model'} but the data gives {tuple(x.shape)}: {reason}"
             ) from exc
-        return [(layer, t.detach()) for layer, t in zip(layers, outs[1:], strict=True)]
+        for layer, t in zip(layers, outs[1:], strict=True):
+            sink(layer, t.detach())
 
     return run

@@ -117,3 +117,72 @@ def test_covariance_below_two_samples_is_zero() -> None:
     acc.update(torch.tensor([[1.0, 2.0]]))
     assert acc.compute()[0] == 1
     assert not acc.compute()[2].any()
+
+
+def _rel64(x: np.ndarray, acc: CovarianceAccumulator) -> tuple[float, float]:
+    n, mean, cov = acc.compute()
+    assert n == len(x)
+    return _rel(mean.numpy(), x.mean(axis=0)), _rel(cov.numpy(), np.cov(x, rowvar=False))
+
+
+@pytest.mark.parametrize(("width", "batch"), [(4, 10_000), (40, 1000)])  # narrow path (d*d <= rows), wide path
+def test_first_sample_far_from_the_rest_stays_exact(width: int, batch: int) -> None:
+    """One first sample 3e5 standard deviations away, then a million ordinary ones.
+
+    A shift fixed at the first batch's mean would lose about 1e-9 here (the cancellation in
+    S_xx - s s^T / n grows with N / n_first); the accumulator moves the shift to the data instead.
+    """
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1_000_000, width)).astype(np.float32)
+    x[0] = 3e5
+    acc = CovarianceAccumulator(width)
+    acc.update(torch.from_numpy(x[:1]))
+    for start in range(1, len(x), batch):
+        acc.update(torch.from_numpy(x[start : start + batch]))
+    mean_err, cov_err = _rel64(x.astype(np.float64), acc)
+    assert mean_err <= 1e-12
+    assert cov_err <= 1e-10
+
+
+def test_narrow_path_spread_far_from_first_batch() -> None:
+    """Tight clusters far apart in the narrow (many rows per batch) path, each batch its own cluster."""
+    rng = np.random.default_rng(8)
+    parts = [c + rng.normal(size=(300, 3)) * 1e-3 for c in (0.0, 5e4, -2e4, 5e4)]
+    x = np.concatenate(parts).astype(np.float32).astype(np.float64)
+    _, cov_err = _rel64(x, _feed(x.astype(np.float32), 300))
+    assert cov_err <= 1e-10
+
+
+def test_strided_channels_last_view_equals_rows() -> None:
+    """A (B, H, W, C) view of an NCHW tensor gives the same moments as its copied (B*H*W, C) rows."""
+    t = torch.randn(6, 5, 7, 3, dtype=torch.float32) * 3 + 2
+    view = t.movedim(1, -1)
+    rows = view.reshape(-1, 5).to(torch.float64).numpy()
+    acc = CovarianceAccumulator(5)
+    acc.update(view[:2])
+    acc.update(view[2:])
+    mean_err, cov_err = _rel64(rows, acc)
+    assert mean_err <= 1e-12 and cov_err <= 1e-10
+
+
+def test_update_after_merge_and_float16(activations: np.ndarray) -> None:
+    reference = np.cov(activations.astype(np.float64), rowvar=False)
+    first, second = _feed(activations[:300], 50), _feed(activations[300:600], 50)
+    first.merge(second)
+    for start in range(600, 1000, 80):
+        first.update(torch.from_numpy(activations[start : start + 80]))
+    assert first.n == 1000
+    assert _rel(first.compute()[2].numpy(), reference) <= 1e-10
+    half = activations.astype(np.float16)
+    acc = _feed(half, 128, torch.float16)
+    assert _rel(acc.compute()[2].numpy(), np.cov(half.astype(np.float64), rowvar=False)) <= 1e-10
+
+
+def test_non_finite_batch_in_the_narrow_path_is_not_accumulated() -> None:
+    acc = CovarianceAccumulator(2)
+    acc.update(torch.randn(100, 2))
+    bad = torch.randn(100, 2)
+    bad[5, 0] = float("inf")
+    acc.update(bad)
+    assert acc.nonfinite and acc.n == 100
+    assert torch.isfinite(acc.compute()[2]).all()

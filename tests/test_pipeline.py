@@ -177,3 +177,30 @@ def test_failed_run_leaves_existing_store_intact(tmp_path: Path) -> None:
         analyze(loaded, source, AnalysisOptions(), writer)
     assert store.read_bytes() == b"earlier results"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.npz", "existing.h5", "m.pt"]
+
+
+def test_in_place_relu_does_not_change_the_numbers(tmp_path: Path) -> None:
+    """A model with ReLU(inplace=True) scores its layers' pre-activations, same as the out-of-place model."""
+    rng = np.random.default_rng(3)
+    np.savez(tmp_path / "d.npz", x=rng.normal(size=(300, 3, 6, 6)).astype(np.float32), y=rng.integers(0, 3, 300))
+    data = open_data(str(tmp_path / "d.npz"), DataOptions(batch_size=64))
+
+    def net(inplace: bool) -> LoadedModel:
+        torch.manual_seed(0)
+        module = nn.Sequential(
+            nn.Conv2d(3, 5, 3), nn.ReLU(inplace=inplace), nn.Flatten(), nn.Linear(80, 6), nn.ReLU(inplace=inplace)
+        )
+        return LoadedModel(Path("m"), "0" * 64, "module", module, torch.device("cpu"), None, None)
+
+    for method in ("mean", "channelwise"):
+        results = []
+        for inplace in (False, True):
+            path = tmp_path / f"{method}{inplace}.h5"
+            with StoreWriter(path) as store:
+                analyze(net(inplace), data, AnalysisOptions(reduction=Reduction(conv_method=method)), store)
+            layers = read_store(path)[1][0].layers
+            results.append(([layer.stats.m2 for layer in layers], read_activations(path, "0000", "3")))
+        for a, b in zip(results[0][0], results[1][0], strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+        np.testing.assert_array_equal(results[0][1], results[1][1])
+        assert (results[1][1] < 0).any()  # the stored Linear rows are pre-activation too

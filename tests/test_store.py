@@ -488,3 +488,27 @@ def test_v1_fixture_reads_with_known_values() -> None:
         assert bits_equal(read_activations(FIXTURE_V1, "0000", name), inputs[name].astype(np.float32))
     with h5py.File(FIXTURE_V1, "r") as f:
         assert json.loads(f["checkpoints/0001/layers/001"].attrs["flags"]) == ["non-finite"]
+
+
+def test_plain_zlib_chunks_read_back_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks compressed by zlib (no isal installed) or ISA-L are both ordinary shuffle+gzip chunks."""
+    import satcli.store as store_module
+
+    rng = np.random.default_rng(4)
+    rows = rng.normal(size=(1000, 7)).astype(np.float32)
+    labels = rng.integers(0, 10, 1000)
+    for name, engine in (("zlib", None), ("default", store_module._isal_zlib)):
+        monkeypatch.setattr(store_module, "_isal_zlib", engine)
+        path = tmp_path / f"{name}.h5"
+        layer = LayerMeta("fc", "Linear", "dense", 7, 0, "none", "none")
+        meta = CheckpointMeta("m.pt", "0" * 64, "state_dict", "digits", {}, {"delta": 0.99})
+        with StoreWriter(path, chunk_bytes=7 * 4 * 64) as writer:
+            ckpt = writer.begin_checkpoint(meta, [layer], store_activations=True)
+            for start in range(0, 1000, 300):
+                ckpt.append({"fc": rows[start : start + 300]}, labels[start : start + 300])
+            ckpt.close()
+        with h5py.File(path, "r") as f:
+            ds = f["checkpoints/0000/layers/000/activations"]
+            assert ds.compression == "gzip" and ds.shuffle and ds.chunks == (64, 7)
+            np.testing.assert_array_equal(ds[()], rows)
+            np.testing.assert_array_equal(f["checkpoints/0000/labels"][()], labels)

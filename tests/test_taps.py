@@ -189,3 +189,24 @@ def test_bad_reduction_names() -> None:
         Reduction("median")
     with pytest.raises(SatcliError, match="--sequence-method"):
         Reduction(sequence_method="first")
+
+
+def test_taps_see_outputs_before_in_place_activations() -> None:
+    """ReLU(inplace=True) rewrites a Linear's output after its tap: every tap kind must see the pre-activation."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(inplace=True), nn.Linear(8, 2)).eval()
+    x = torch.randn(16, 4)
+    expected = model[0](x)
+    assert expected.min() < 0
+    kinds = {
+        "hooks": model,
+        "script": torch.jit.script(model),
+        "export": torch.export.export(model, (x,)).module(),
+    }
+    for kind, module in kinds.items():
+        with open_taps(module) as taps:
+            streamed: list[torch.Tensor] = []
+            taps.stream(x, lambda layer, t, keep=streamed: keep.append(t.clone()) if layer.name == "0" else None)
+            collected = dict((layer.name, t) for layer, t in taps.forward(x))
+        torch.testing.assert_close(streamed[0], expected, msg=kind)
+        torch.testing.assert_close(collected["0"], expected, msg=kind)
