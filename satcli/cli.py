@@ -6,11 +6,14 @@ exit code 2, so a user never sees a traceback for bad input.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import warnings
+from collections.abc import Callable, Iterator
 from enum import Enum
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -24,9 +27,18 @@ from satcli.compare import compare, comparison_csv, comparison_json, comparison_
 from satcli.config import load_config
 from satcli.data import DataOptions, DataSource, open_data
 from satcli.errors import SatcliError
-from satcli.models import LoadedModel, load_model, parse_arch_kwargs
+from satcli.models import LoadedModel, load_model, parse_arch_kwargs, resolve_device
 from satcli.pipeline import AnalysisOptions, analyze
-from satcli.render import make_progress, render_result, result_json, results_csv
+from satcli.plot import load_results, plot_results
+from satcli.render import (
+    csv_header,
+    csv_rows,
+    make_progress,
+    render_result,
+    render_trajectory,
+    result_json,
+    results_csv,
+)
 from satcli.report import (
     ThresholdOverrides,
     load_checkpoints,
@@ -37,6 +49,7 @@ from satcli.report import (
 )
 from satcli.results import CheckpointResult
 from satcli.store import StoreWriter
+from satcli.sweep import Failure, order_checkpoints, score_checkpoints
 from satcli.taps import Reduction, discover, open_taps, select
 from satcli.verdict import Thresholds
 
@@ -54,7 +67,8 @@ app = typer.Typer(
 
 class OutputFormat(str, Enum):
     table = "table"
-    json = "json"
+    jsonl = "jsonl"
+    json = "json"  # the same as jsonl: one object per checkpoint and line
     csv = "csv"
 
 
@@ -202,13 +216,37 @@ def analyze_command(
         ActivationsDtype, typer.Option(help="dtype of stored activations.")
     ] = ActivationsDtype.float32,
     output_format: Annotated[
-        OutputFormat, typer.Option("--format", "-f", help="table on the terminal, or json / csv on stdout.")
+        OutputFormat,
+        typer.Option(
+            "--format",
+            "-f",
+            help="table on the terminal; jsonl (one JSON object per checkpoint and line; json: the same) "
+            "or csv (one row per checkpoint and layer) on stdout.",
+        ),
     ] = OutputFormat.table,
+    trajectory: Annotated[
+        bool,
+        typer.Option(
+            "--trajectory",
+            help="Print only a layers x checkpoints table of saturation (table format). Without it, several "
+            "checkpoints get that table after their own tables.",
+        ),
+    ] = False,
+    no_sort: Annotated[
+        bool,
+        typer.Option("--no-sort", help="Score in the order given, not in natural order (epoch_2 before epoch_10)."),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Score checkpoints: per-layer k and saturation, average saturation and a verdict."""
+    """Score checkpoints: per-layer k and saturation, average saturation and a verdict.
+
+    Several checkpoints share one decoded data set and print as each finishes; one that fails is reported on
+    stderr and skipped, and the exit code is then 2.
+    """
     if threshold <= 0.0:
         raise SatcliError("--threshold must be in (0, 1]")
+    if trajectory and output_format is not OutputFormat.table:
+        raise SatcliError("--trajectory prints a table; leave out --format or --trajectory")
     options = AnalysisOptions(
         reduction=Reduction(conv_method.value, sequence_method.value),
         include=tuple(layers or ()),
@@ -220,20 +258,71 @@ def analyze_command(
     source = open_data(
         data, _data_options(data_root, download, split, max_samples, batch_size, workers, image_size, seed)
     )
-    kwargs = _arch_kwargs(arch_kwargs)
+    load = partial(
+        load_model,
+        arch=arch,
+        arch_kwargs=_arch_kwargs(arch_kwargs),
+        trust_pickle=trust_pickle,
+        device=resolve_device(device),
+    )
+    paths = order_checkpoints(models, sort=not no_sort)
     out = Console(soft_wrap=False)
     err = Console(stderr=True)
-    for path in models:
-        loaded = load_model(path, arch=arch, arch_kwargs=kwargs, trust_pickle=trust_pickle, device=device)
-        target = None if no_store else (store or default_store_path(path))
-        result = _run_one(loaded, source, options, target, err, quiet)
-        if output_format is OutputFormat.table:
+    results: list[CheckpointResult] = []
+    failed = 0
+    for outcome in score_checkpoints(
+        paths,
+        source,
+        options,
+        load,
+        lambda path: None if no_store else (store or default_store_path(path)),
+        partial(_progress, err, quiet),
+    ):
+        if isinstance(outcome, Failure):
+            failed += 1
+            err.print(
+                f"[bold red]error:[/] {escape(f'{outcome.path}: {outcome.reason}')}", soft_wrap=True, highlight=False
+            )
+            continue
+        results.append(outcome)
+        _write_result(outcome, output_format, out, first=len(results) == 1, table=not trajectory)
+    if output_format is OutputFormat.table and results and (trajectory or len(results) > 1):
+        if not trajectory:
+            out.print()
+        render_trajectory(results, out)
+    if failed:
+        if len(paths) > 1:
+            err.print(f"{failed} of {len(paths)} checkpoints failed", soft_wrap=True, highlight=False)
+        raise typer.Exit(EXIT_USAGE)
+
+
+def _write_result(
+    result: CheckpointResult, output_format: OutputFormat, out: Console, *, first: bool, table: bool
+) -> None:
+    """Print one finished checkpoint and flush, so a long run can be followed and a killed one keeps its lines."""
+    if output_format is OutputFormat.table:
+        if table:
+            if not first:
+                out.print()
             render_result(result, out)
-        elif output_format is OutputFormat.json:
-            sys.stdout.write(result_json(result) + "\n")
-        else:
-            sys.stdout.write(results_csv([result]))
-        sys.stdout.flush()
+    elif output_format is OutputFormat.csv:
+        sys.stdout.write((csv_header() if first else "") + csv_rows(result))
+    else:
+        sys.stdout.write(result_json(result) + "\n")
+    sys.stdout.flush()
+
+
+@contextlib.contextmanager
+def _progress(err: Console, quiet: bool, path: Path, total: int) -> Iterator[Callable[[int], None]]:
+    """A transient progress bar on stderr for one checkpoint; yields the per-batch callback.
+
+    Off when stderr is not a terminal: there it could only leave a blank line per checkpoint in the log.
+    """
+    progress = make_progress(err)
+    progress.disable = quiet or not err.is_terminal
+    with progress:
+        task = progress.add_task(path.name, total=total)
+        yield partial(progress.advance, task)
 
 
 def default_store_path(model: Path) -> Path:
@@ -573,6 +662,48 @@ def _print_check(
         sys.stdout.write(json.dumps(record, allow_nan=False, ensure_ascii=False) + "\n")
         sys.stdout.flush()
     typer.echo(gates.summary(label, results, result.verdict), err=as_json)
+
+
+@app.command("plot")
+def plot_command(
+    stores: Annotated[
+        list[str],
+        typer.Argument(
+            help="Stores written by analyze; STORE.h5:NNNN selects one checkpoint group.",
+            metavar="STORE.h5[:NNNN]...",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Image to write; the suffix picks the format (.png, .svg, .pdf).")
+    ],
+    checkpoint: Annotated[
+        list[str] | None,
+        typer.Option("--checkpoint", "-c", metavar="NNNN", help="Plot only this checkpoint group (repeatable)."),
+    ] = None,
+    threshold: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="delta for k. (default: as stored)")] = None,
+    tail_threshold: Annotated[
+        float | None, typer.Option(min=0.0, max=1.0, help="A layer below this can be in the tail. (default: as stored)")
+    ] = None,
+    max_tail: Annotated[
+        int | None, typer.Option(min=0, help="Overparameterized when the tail is longer. (default: as stored)")
+    ] = None,
+    under_threshold: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0, max=1.0, help="Underparameterized when the average is at least this. (default: as stored)"
+        ),
+    ] = None,
+) -> None:
+    """Plot saturation from a store: bars per layer for one checkpoint, a layers x checkpoints heatmap for several.
+
+    Needs matplotlib (pip install 'satcli\\[plot]'). Numbers are re-scored from the store, as by report.
+    """
+    overrides = ThresholdOverrides(threshold, tail_threshold, max_tail, under_threshold)
+    results = load_results(stores, checkpoint or [], overrides)
+    source = ", ".join(dict.fromkeys(parse_store_ref(text).path.name for text in stores))
+    written = plot_results(results, output, source)
+    typer.echo(f"wrote {written} ({len(results)} checkpoint{'s' if len(results) != 1 else ''})", err=True)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import secrets
+import shutil
 import zlib
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
@@ -435,10 +436,17 @@ class StoreWriter:
     """Writes a store to a hidden temp file beside `path`; commit() renames it into place atomically.
 
     Use as a context manager: leaving the block normally commits, leaving it by an exception aborts.
+    With `append=True` and an existing store at `path`, the temp file starts as a copy of that store, so
+    commit adds the new checkpoints to the ones already there (still atomically: a failure leaves it as it was).
     """
 
     def __init__(
-        self, path: Path, attrs: Mapping[str, object] | None = None, *, chunk_bytes: int = CHUNK_BYTES
+        self,
+        path: Path,
+        attrs: Mapping[str, object] | None = None,
+        *,
+        chunk_bytes: int = CHUNK_BYTES,
+        append: bool = False,
     ) -> None:
         self.path = Path(path)
         self._chunk_bytes = int(chunk_bytes)
@@ -474,6 +482,8 @@ class StoreWriter:
         )
         self._checkpoints = self._file.create_group("checkpoints")
         self._current: CheckpointWriter | None = None
+        if append and self.path.exists():
+            self._continue(extra)
 
     def __enter__(self) -> StoreWriter:
         return self
@@ -559,6 +569,28 @@ class StoreWriter:
         self._current = None
         with contextlib.suppress(FileNotFoundError):
             self.temp_path.unlink()
+
+    def _continue(self, extra: Mapping[str, object]) -> None:
+        """Replace the fresh temp file by a copy of the existing store at `path`, to append checkpoints to it."""
+        try:
+            with _open_store(self.path) as existing:
+                version = _plain(existing.attrs.get("schema_version"))
+            if version != SCHEMA_VERSION:
+                raise SatcliError(
+                    f"cannot add to store {self.path}: it has schema {version} and this satcli writes "
+                    f"{SCHEMA_VERSION}; write a new store"
+                )
+            self._require_open().close()
+            shutil.copyfile(self.path, self.temp_path)
+            file = h5py.File(self.temp_path, "r+")
+        except BaseException as exc:
+            self.abort()
+            if isinstance(exc, OSError):
+                raise SatcliError(f"cannot add to store {self.path}: {exc}") from exc
+            raise
+        self._file = file
+        file.attrs.update(dict(extra))
+        self._checkpoints = file["checkpoints"]
 
     def _require_open(self) -> h5py.File:
         if self._file is None:

@@ -1,0 +1,120 @@
+"""Score many checkpoints in one call: natural order, the data decoded once, the store committed per checkpoint.
+
+`score_checkpoints` yields each checkpoint's result (or why it failed) as soon as it is done, so the caller
+can print it at once; a store given for several checkpoints is committed after each one, so a run that is
+killed keeps every checkpoint it finished. It prints nothing; progress is a callback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from satcli.data import DataSource
+from satcli.errors import SatcliError
+from satcli.models import LoadedModel
+from satcli.pipeline import AnalysisOptions, analyze
+from satcli.results import CheckpointResult
+from satcli.store import StoreWriter
+
+# Above this many bytes of decoded float32 inputs the data are decoded again for every checkpoint instead
+# of being held in memory (e.g. a large image folder at full resolution).
+MATERIALIZE_MAX_BYTES = 4 << 30
+STORE_ATTRS: dict[str, object] = {"command": "analyze"}
+
+# Given a checkpoint and the number of inputs, enters a progress display and gives the per-batch callback.
+Tracker = Callable[[Path, int], AbstractContextManager[Callable[[int], None]]]
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A checkpoint that could not be loaded or scored, with the one-line reason."""
+
+    path: Path
+    reason: str
+
+
+def natural_key(text: str) -> tuple[tuple[int, str, int], ...]:
+    """Sort key that compares runs of digits as numbers: epoch_2 < epoch_10, case-insensitively."""
+    parts = re.split(r"(\d+)", text)
+    return tuple((0, "", int(part)) if i % 2 else (1, part.casefold(), 0) for i, part in enumerate(parts))
+
+
+def order_checkpoints(paths: Sequence[Path], sort: bool = True) -> list[Path]:
+    """The paths in natural order of their full text (ties: plain text order), or as given when not sort."""
+    if not sort:
+        return list(paths)
+    return sorted(paths, key=lambda p: (natural_key(str(p)), str(p)))
+
+
+def decoded_bytes(source: DataSource) -> int:
+    """Memory the decoded float32 inputs of a data source take."""
+    return 4 * source.num_samples * math.prod(source.sample_shape)
+
+
+@contextlib.contextmanager
+def _no_progress(path: Path, total: int) -> Iterator[Callable[[int], None]]:
+    yield lambda n: None
+
+
+def score_checkpoints(
+    paths: Sequence[Path],
+    source: DataSource,
+    options: AnalysisOptions,
+    load: Callable[[Path], LoadedModel],
+    store_for: Callable[[Path], Path | None],
+    track: Tracker | None = None,
+) -> Iterator[CheckpointResult | Failure]:
+    """Score each checkpoint in the given order; yield its result, or a Failure and go on to the next one.
+
+    With more than one checkpoint the data are decoded into memory once, unless they would take more than
+    MATERIALIZE_MAX_BYTES; an error while decoding is the data's and ends the run (SatcliError).
+    `store_for(path)` names the checkpoint's store (None: no store); the first checkpoint written to a store
+    in this run replaces any file there, later ones are added to it, and each is committed before it is yielded.
+    """
+    track = track or _no_progress
+    if len(paths) > 1 and decoded_bytes(source) <= MATERIALIZE_MAX_BYTES:
+        source.materialize()
+    written: set[str] = set()
+    for path in paths:
+        try:
+            loaded = load(path)
+            target = store_for(path)
+            key = None if target is None else os.path.abspath(target)
+            with track(path, source.num_samples) as advance:
+                result = score_checkpoint(loaded, source, options, target, append=key in written, on_batch=advance)
+        except SatcliError as exc:
+            yield Failure(path, _reason(path, str(exc)))
+            continue
+        if key is not None:
+            written.add(key)
+        yield result
+
+
+def score_checkpoint(
+    loaded: LoadedModel,
+    source: DataSource,
+    options: AnalysisOptions,
+    target: Path | None,
+    *,
+    append: bool = False,
+    on_batch: Callable[[int], None] | None = None,
+) -> CheckpointResult:
+    """Analyze one loaded model; with a target, write (or with append, add) its group and commit the store."""
+    if target is None:
+        return analyze(loaded, source, options, None, on_batch)
+    with StoreWriter(target, STORE_ATTRS, append=append) as writer:
+        result = analyze(loaded, source, options, writer, on_batch)
+    return replace(result, store=str(target))
+
+
+def _reason(path: Path, message: str) -> str:
+    """The error without a leading "PATH: ", since the caller prints the path in front of it."""
+    prefix = f"{path}: "
+    return message[len(prefix) :] if message.startswith(prefix) else message
