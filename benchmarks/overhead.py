@@ -1,0 +1,87 @@
+"""satcli's analysis loop against a plain torch.no_grad() forward loop over the same batches.
+
+    python benchmarks/overhead.py [--samples 10000] [--repeats 3] [--vgg-divisor 4]
+
+For a VGG11-style CNN (mean and channelwise reduction) and an MLP, with and without stored activations,
+every satcli run is a full ``satcli.pipeline.analyze`` with a StoreWriter to a temporary file (hooks,
+reduction, float64 accumulation, eigenvalues, HDF5 store committed). Data: random 32x32x3 inputs opened
+through satcli's array-file spec and materialized in memory, so decoding is outside both timings.
+Runs are interleaved (plain, satcli A, satcli B, ... per round); the table gives the median over rounds
+of each round's ratio to that round's plain loop, and the ratio of the medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import _harness as h
+import torch
+
+TARGETS = {("vgg", "mean", True): 1.05, ("vgg", "channelwise", True): 1.25}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=10_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--vgg-divisor", type=int, default=4, help="VGG11 widths divided by this (4: 16..128)")
+    parser.add_argument("--no-wait", action="store_true", help="do not wait for an idle machine before each run")
+    args = parser.parse_args(argv)
+    torch.manual_seed(0)
+    print(f"machine: {h.machine()}")
+    print(f"N = {args.samples}, batch {h.BATCH_SIZE}, {args.repeats} interleaved rounds after 1 warm-up round")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        data = h.random_data(args.samples, (3, 32, 32), work)
+        models = {
+            f"vgg11/{args.vgg_divisor}": ("vgg", h.loaded(h.vgg(args.vgg_divisor), "vgg")),
+            "mlp 3072-1024-512-256-10": ("mlp", h.loaded(h.mlp(), "mlp")),
+        }
+        for label, (kind, model) in models.items():
+            configs = [("mean", True), ("mean", False)]
+            if kind == "vgg":
+                configs += [("channelwise", True), ("channelwise", False)]
+            runs = {"plain": lambda model=model: h.plain_pass(model, data)}
+            for method, store in configs:
+                runs[f"{method}/{store}"] = lambda model=model, m=method, s=store: h.satcli_pass(
+                    model, data, m, s, work
+                )
+            times = h.interleaved(runs, args.repeats, quiet=not args.no_wait)
+            plain = times["plain"]
+            for method, store in configs:
+                got = times[f"{method}/{store}"]
+                rows.append(
+                    (
+                        label,
+                        method if kind == "vgg" else "-",
+                        "stored" if store else "not stored",
+                        h.median(plain),
+                        h.median(got),
+                        h.paired_ratio(got, plain),
+                        h.ratio_of_medians(got, plain),
+                        TARGETS.get((kind, method, store)),
+                    )
+                )
+            print(f"  {label}: plain runs {', '.join(f'{t:.2f}' for t in plain)} s", flush=True)
+    print()
+    print(
+        f"{'model':<26} {'conv method':<12} {'activations':<11} {'plain s':>8} {'satcli s':>9} "
+        f"{'ratio':>6} {'(of medians)':>12}  target"
+    )
+    for label, method, store, plain_s, sat_s, paired, of_medians, target in rows:
+        verdict = "" if target is None else f"<= {target:.2f} {'met' if paired <= target else 'NOT met'}"
+        print(
+            f"{label:<26} {method:<12} {store:<11} {plain_s:8.2f} {sat_s:9.2f} "
+            f"{paired:6.2f}x {of_medians:11.2f}x  {verdict}"
+        )
+    if h.QUIET_LOG:
+        print(f"\nother processes' load before each timed run: max {max(h.QUIET_LOG):.2f} CPUs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
