@@ -48,7 +48,6 @@ from satcli.report import (
     resolve_thresholds,
 )
 from satcli.results import CheckpointResult
-from satcli.store import StoreWriter
 from satcli.sweep import Failure, order_checkpoints, score_checkpoints
 from satcli.taps import Reduction, discover, open_taps, select
 from satcli.verdict import Thresholds
@@ -328,24 +327,6 @@ def _progress(err: Console, quiet: bool, path: Path, total: int) -> Iterator[Cal
 def default_store_path(model: Path) -> Path:
     """MODEL.satcli.h5 next to the model."""
     return model.with_name(model.name + ".satcli.h5")
-
-
-def _run_one(
-    loaded: LoadedModel, source: DataSource, options: AnalysisOptions, target: Path | None, err: Console, quiet: bool
-) -> CheckpointResult:
-    progress = make_progress(err)
-    progress.disable = quiet
-    with progress:
-        task = progress.add_task(loaded.path.name, total=source.num_samples)
-
-        def advance(n: int) -> None:
-            progress.advance(task, n)
-
-        if target is None:
-            return analyze(loaded, source, options, None, advance)
-        with StoreWriter(target, {"command": "analyze"}) as writer:
-            result = analyze(loaded, source, options, writer, advance)
-        return CheckpointResult(**{**result.__dict__, "store": str(target)})
 
 
 @app.command("layers")
@@ -633,12 +614,9 @@ def check_command(
 def _score_model(
     loaded: LoadedModel, source: DataSource, options: AnalysisOptions, err: Console, quiet: bool
 ) -> CheckpointResult:
-    """The analyze pipeline on one model, with a progress bar on stderr and no store."""
-    progress = make_progress(err)
-    progress.disable = quiet
-    with progress:
-        task = progress.add_task(loaded.path.name, total=source.num_samples)
-        return analyze(loaded, source, options, None, lambda n: progress.advance(task, n))
+    """The analyze pipeline on one model, with analyze's progress bar on stderr and no store."""
+    with _progress(err, quiet, loaded.path, source.num_samples) as advance:
+        return analyze(loaded, source, options, None, advance)
 
 
 def _print_check(
