@@ -48,6 +48,7 @@ from satcli.report import (
     resolve_thresholds,
 )
 from satcli.results import CheckpointResult
+from satcli.store import check_store_target
 from satcli.sweep import Failure, order_checkpoints, score_checkpoints
 from satcli.taps import Reduction, discover, open_taps, select
 from satcli.verdict import Thresholds
@@ -236,6 +237,9 @@ def analyze_command(
         typer.Option("--no-sort", help="Score in the order given, not in natural order (epoch_2 before epoch_10)."),
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing file at the store path that is not a satcli store.")
+    ] = False,
 ) -> None:
     """Score checkpoints: per-layer k and saturation, average saturation and a verdict.
 
@@ -265,6 +269,8 @@ def analyze_command(
         device=resolve_device(device),
     )
     paths = order_checkpoints(models, sort=not no_sort)
+    store_for = (lambda path: None) if no_store else (lambda path: store or default_store_path(path))
+    _check_store_targets(paths, data, store_for, force)
     out = Console(soft_wrap=False)
     err = Console(stderr=True)
     results: list[CheckpointResult] = []
@@ -274,7 +280,7 @@ def analyze_command(
         source,
         options,
         load,
-        lambda path: None if no_store else (store or default_store_path(path)),
+        store_for,
         partial(_progress, err, quiet),
     ):
         if isinstance(outcome, Failure):
@@ -293,6 +299,19 @@ def analyze_command(
         if len(paths) > 1:
             err.print(f"{failed} of {len(paths)} checkpoints failed", soft_wrap=True, highlight=False)
         raise typer.Exit(EXIT_USAGE)
+
+
+def _check_store_targets(
+    paths: list[Path], data: str, store_for: Callable[[Path], Path | None], force: bool
+) -> None:
+    """Refuse, before anything is scored, every store path that would replace an input or a foreign file."""
+    data_path = Path(data).expanduser()
+    inputs = [*paths, *([data_path] if data_path.is_file() else [])]
+    for target in dict.fromkeys(t for t in map(store_for, paths) if t is not None):
+        try:
+            check_store_target(target, inputs, replace_foreign=force)
+        except SatcliError as exc:
+            raise SatcliError(str(exc).replace("(force to overwrite it)", "(pass --force to overwrite it)")) from None
 
 
 def _write_result(

@@ -175,3 +175,52 @@ def test_failed_run_keeps_existing_store(run_cli, tmp_path: Path) -> None:
     assert failed.code == 2
     assert store.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.h5", "rgb.npz"]
+
+
+def test_store_never_replaces_an_input_model(run_cli, tmp_path: Path) -> None:
+    model = tmp_path / "sensible.pt2"
+    shutil.copyfile(SENSIBLE, model)
+    before = model.read_bytes()
+    line = _one_line_error(run_cli("analyze", model, "--store", model, "-q"))
+    assert "is also an input" in line and str(model) in line
+    assert model.read_bytes() == before
+
+
+def test_store_never_replaces_the_data_file(run_cli, tmp_path: Path) -> None:
+    data = tmp_path / "d.npz"
+    rng = np.random.default_rng(0)
+    np.savez(data, x=rng.standard_normal((20, 1, 8, 8)).astype(np.float32), y=np.arange(20) % 10)
+    before = data.read_bytes()
+    line = _one_line_error(run_cli("analyze", SENSIBLE, "--data", data, "--store", data, "-q"))
+    assert "is also an input" in line
+    assert data.read_bytes() == before
+
+
+def test_store_refuses_a_foreign_file_unless_forced(run_cli, tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    line = _one_line_error(run_cli("analyze", SENSIBLE, "--store", notes, "-q"))
+    assert "not a satcli store" in line and "--force" in line
+    assert notes.read_text() == "my notes\n"
+    forced = run_cli("analyze", SENSIBLE, "--store", notes, "--force", "-q", "-f", "json")
+    assert forced.code == 0, forced.stderr
+    assert read_store(notes)[1]
+
+
+def test_store_may_replace_an_earlier_store(run_cli, tmp_path: Path) -> None:
+    target = tmp_path / "s.h5"
+    for _ in range(2):
+        result = run_cli("analyze", SENSIBLE, "--store", target, "-q", "-f", "json")
+        assert result.code == 0, result.stderr
+    assert len(read_store(target)[1]) == 1
+
+
+def test_store_folder_is_checked_before_scoring(run_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import satcli.sweep
+
+    def never(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("scored although the store folder is missing")
+
+    monkeypatch.setattr(satcli.sweep, "score_checkpoint", never)
+    line = _one_line_error(run_cli("analyze", SENSIBLE, "--store", tmp_path / "missing" / "s.h5", "-q"))
+    assert "does not exist" in line
