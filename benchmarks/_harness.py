@@ -18,11 +18,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from satcli.core.results import CheckpointResult
 from satcli.data import DataOptions, DataSource, open_data
+from satcli.engine.options import AnalysisOptions
+from satcli.engine.run import analyze
 from satcli.models import LoadedModel
-from satcli.pipeline import AnalysisOptions, analyze
-from satcli.results import CheckpointResult
-from satcli.store import StoreWriter
+from satcli.store.observer import StoreObserver
+from satcli.store.writer import StoreWriter
 from satcli.taps import Reduction
 
 BATCH_SIZE = 256
@@ -107,7 +109,7 @@ def satcli_pass(
     folder = Path(workdir or tempfile.gettempdir())
     target = folder / "bench.satcli.h5"
     with StoreWriter(target) as store:
-        result = analyze(model, data, options, store)
+        result = analyze(model, data, options, [] if store is None else [StoreObserver.of(store, options)])
     target.unlink()
     return result
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from satcli.spectral import eigenvalues, intrinsic_dimension
+from satcli.core.spectral import eigenvalues, intrinsic_dimension
 from satcli.taps import Reduction, open_taps, reduce_output
 
 try:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from satcli.store import read_store
+from satcli.store.reader import read_store
 
 REPO = Path(__file__).resolve().parent.parent
 SENSIBLE = REPO / "sample_models" / "sensible.pt2"

@@ -26,8 +26,10 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from satcli.data import DataOptions, DataSource
-from satcli.pipeline import AnalysisOptions, analyze
-from satcli.store import StoreWriter
+from satcli.engine.options import AnalysisOptions
+from satcli.engine.run import analyze
+from satcli.store.observer import StoreObserver
+from satcli.store.writer import StoreWriter
 
 IN_FEATURES = 256
 
@@ -57,7 +59,7 @@ def child(samples: int, width: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         with StoreWriter(Path(tmp) / "run.satcli.h5") as store:
-            analyze(model, data, AnalysisOptions(), store)
+            analyze(model, data, AnalysisOptions(), [StoreObserver.of(store, AnalysisOptions())])
         seconds = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"seconds": seconds, "rss_before_mib": before, "peak_rss_mib": after}))

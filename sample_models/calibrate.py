@@ -14,10 +14,11 @@ HERE = Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:
     sys.path.insert(0, str(HERE.parent))
 
+from satcli.core.verdict import Thresholds, average_saturation, decide, tail  # noqa: E402
 from satcli.data import DataOptions, open_data  # noqa: E402
+from satcli.engine.options import AnalysisOptions  # noqa: E402
+from satcli.engine.run import analyze  # noqa: E402
 from satcli.models import load_model  # noqa: E402
-from satcli.pipeline import AnalysisOptions, analyze  # noqa: E402
-from satcli.verdict import Thresholds, average_saturation, decide, tail  # noqa: E402
 
 EXPECTED = {"narrow": "underparameterized", "deep_wide": "overparameterized", "sensible": "balanced"}
 TAIL_THRESHOLDS = [round(0.05 * i, 2) for i in range(1, 9)]

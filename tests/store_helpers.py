@@ -12,11 +12,14 @@ from pathlib import Path
 import numpy as np
 from conftest import SAMPLE_MODELS
 
+from satcli.core.state import CheckpointMeta, LayerMeta, LayerStats
+from satcli.core.verdict import Thresholds
 from satcli.data import DataOptions, open_data
+from satcli.engine.options import AnalysisOptions
+from satcli.engine.run import analyze
 from satcli.models import load_model
-from satcli.pipeline import AnalysisOptions, analyze
-from satcli.store import CheckpointMeta, LayerMeta, LayerStats, StoreWriter
-from satcli.verdict import Thresholds
+from satcli.store.observer import StoreObserver
+from satcli.store.writer import StoreWriter
 
 SAMPLES = 100
 
@@ -65,5 +68,6 @@ def sample_store(name: str) -> Path:
     loaded = load_model(SAMPLE_MODELS / f"{name}.pt2", device="cpu")
     source = open_data("digits", DataOptions(split="test"))
     with StoreWriter(path, {"command": "analyze"}) as writer:
-        analyze(loaded, source, AnalysisOptions(store_activations=False), writer)
+        opts = AnalysisOptions(store_activations=False)
+        analyze(loaded, source, opts, [StoreObserver.of(writer, opts)])
     return path

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from satcli.accumulators import CovarianceAccumulator, Moments, batch_moments, covariance, merge_moments
-from satcli.spectral import eigenvalues, intrinsic_dimension
+from satcli.core.accumulator import CovarianceAccumulator
+from satcli.core.moments import Moments, batch_moments, covariance, merge_moments
+from satcli.core.spectral import eigenvalues, intrinsic_dimension
 
 
 def _rel(a: np.ndarray, b: np.ndarray) -> float:

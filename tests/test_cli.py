@@ -16,7 +16,7 @@ import torch
 from conftest import SAMPLE_MODELS
 
 from satcli import __version__
-from satcli.store import read_store
+from satcli.store.reader import read_store
 
 SENSIBLE = SAMPLE_MODELS / "sensible.pt2"
 
@@ -216,11 +216,11 @@ def test_store_may_replace_an_earlier_store(run_cli, tmp_path: Path) -> None:
 
 
 def test_store_folder_is_checked_before_scoring(run_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import satcli.sweep
+    import satcli.engine.sweep
 
     def never(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise AssertionError("scored although the store folder is missing")
 
-    monkeypatch.setattr(satcli.sweep, "score_checkpoint", never)
+    monkeypatch.setattr(satcli.engine.sweep, "score_checkpoint", never)
     line = _one_line_error(run_cli("analyze", SENSIBLE, "--store", tmp_path / "missing" / "s.h5", "-q"))
     assert "does not exist" in line

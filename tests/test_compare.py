@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from store_helpers import write_store
 
-from satcli.compare import column_label, merge_layer_order
+from satcli.core.compare import column_label
+from satcli.core.layer_order import merge_layer_order
 
 # Covariance eigenvalues -> k at delta 0.99 (hand-computed) -> saturation
 #   A: a [4,3,2,1] shares .4 .7 .9 1 -> k=4, 100%;  b [1,0,0,0] -> k=1, 25%;  out [1,1] -> k=2, 100%

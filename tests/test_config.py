@@ -11,9 +11,10 @@ from conftest import SAMPLE_MODELS
 from store_helpers import sample_store
 
 from satcli import cli
-from satcli.config import SETTINGS, Config, find_pyproject, load_config, parse_settings
+from satcli.cli import options
+from satcli.cli.config import SETTINGS, Config, find_pyproject, load_config, parse_settings
+from satcli.core.gates import FAIL_ON_CHOICES
 from satcli.errors import SatcliError
-from satcli.gates import FAIL_ON_CHOICES
 from satcli.taps import CONV_METHODS, SEQUENCE_METHODS
 
 
@@ -137,6 +138,6 @@ def test_every_setting_is_an_option_and_choices_match_the_cli() -> None:
     command = typer.main.get_command(cli.app)
     params = {p.name for sub in command.commands.values() for p in sub.params}  # type: ignore[attr-defined]
     assert {s.param for s in SETTINGS.values()} <= params
-    assert tuple(m.value for m in cli.FailOn) == FAIL_ON_CHOICES
-    assert tuple(m.value for m in cli.ConvMethod) == CONV_METHODS
-    assert tuple(m.value for m in cli.SequenceMethod) == SEQUENCE_METHODS
+    assert tuple(m.value for m in options.FailOn) == FAIL_ON_CHOICES
+    assert tuple(m.value for m in options.ConvMethod) == CONV_METHODS
+    assert tuple(m.value for m in options.SequenceMethod) == SEQUENCE_METHODS

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from satcli.core.gates import GateSpec, evaluate, layer_span, parse_layer_limit, passed, summary
+from satcli.core.spectral import FLAG_DEAD, FLAG_NONFINITE, LayerScore
+from satcli.core.verdict import Thresholds, decide
 from satcli.errors import SatcliError
-from satcli.gates import GateSpec, evaluate, layer_span, parse_layer_limit, passed, summary
-from satcli.spectral import FLAG_DEAD, FLAG_NONFINITE, LayerScore
-from satcli.verdict import Thresholds, decide
 
 
 def layer(name: str, k: int | None, width: int, flags: tuple[str, ...] = ()) -> LayerScore:

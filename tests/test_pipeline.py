@@ -10,12 +10,15 @@ import scipy.linalg
 import torch
 from torch import nn
 
+from satcli.core.spectral import FLAG_DEAD, FLAG_NONFINITE, FLAG_UNDERSAMPLED
 from satcli.data import DataOptions, open_data
+from satcli.engine.options import AnalysisOptions
+from satcli.engine.run import analyze
 from satcli.errors import SatcliError
 from satcli.models import LoadedModel, load_model
-from satcli.pipeline import AnalysisOptions, analyze
-from satcli.spectral import FLAG_DEAD, FLAG_NONFINITE, FLAG_UNDERSAMPLED
-from satcli.store import StoreWriter, read_activations, read_labels, read_store
+from satcli.store.observer import StoreObserver
+from satcli.store.reader import read_activations, read_labels, read_store
+from satcli.store.writer import StoreWriter
 from satcli.taps import Reduction
 
 
@@ -74,7 +77,7 @@ def _run(model: Path, data: Path, store: Path | None, batch_size: int = 64, **op
     if store is None:
         return analyze(loaded, source, opts)
     with StoreWriter(store) as writer:
-        return analyze(loaded, source, opts, writer)
+        return analyze(loaded, source, opts, [StoreObserver.of(writer, opts)])
 
 
 def test_covariance_and_k_match_numpy_on_the_same_activations(setup, tmp_path: Path) -> None:
@@ -174,7 +177,7 @@ def test_failed_run_leaves_existing_store_intact(tmp_path: Path) -> None:
     loaded = load_model(path, trust_pickle=True, device="cpu")
     source = open_data(str(data), DataOptions(batch_size=10))
     with pytest.raises(SatcliError, match="boom"), StoreWriter(store) as writer:
-        analyze(loaded, source, AnalysisOptions(), writer)
+        analyze(loaded, source, AnalysisOptions(), [StoreObserver.of(writer, AnalysisOptions())])
     assert store.read_bytes() == b"earlier results"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.npz", "existing.h5", "m.pt"]
 
@@ -197,7 +200,8 @@ def test_in_place_relu_does_not_change_the_numbers(tmp_path: Path) -> None:
         for inplace in (False, True):
             path = tmp_path / f"{method}{inplace}.h5"
             with StoreWriter(path) as store:
-                analyze(net(inplace), data, AnalysisOptions(reduction=Reduction(conv_method=method)), store)
+                opts = AnalysisOptions(reduction=Reduction(conv_method=method))
+                analyze(net(inplace), data, opts, [StoreObserver.of(store, opts)])
             layers = read_store(path)[1][0].layers
             results.append(([layer.stats.m2 for layer in layers], read_activations(path, "0000", "3")))
         for a, b in zip(results[0][0], results[1][0], strict=True):

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from satcli.plot import MISSING_MATPLOTLIB, _runs, load_results
-from satcli.report import ThresholdOverrides
-from satcli.store import CheckpointMeta, LayerMeta, LayerStats, StoreWriter
-from satcli.verdict import Thresholds
+from satcli.core.state import CheckpointMeta, LayerMeta, LayerStats
+from satcli.core.verdict import Thresholds
+from satcli.render.plot import MISSING_MATPLOTLIB, _runs, load_results
+from satcli.store.rescore import ThresholdOverrides
+from satcli.store.writer import StoreWriter
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SAMPLES = 500

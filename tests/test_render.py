@@ -22,19 +22,13 @@ import pytest
 from rich.console import Console
 from rich.progress import Task
 
-from satcli.render import (
-    CSV_FIELDS,
-    SampleCountColumn,
-    SamplesPerSecondColumn,
-    format_percent,
-    make_progress,
-    render_result,
-    result_json,
-    results_csv,
-)
-from satcli.results import CheckpointResult
-from satcli.spectral import FLAG_DEAD, FLAG_NONFINITE, FLAG_UNDERSAMPLED, LayerScore
-from satcli.verdict import Thresholds, decide
+from satcli.core.results import CheckpointResult
+from satcli.core.spectral import FLAG_DEAD, FLAG_NONFINITE, FLAG_UNDERSAMPLED, LayerScore
+from satcli.core.verdict import Thresholds, decide
+from satcli.render.progress import SampleCountColumn, SamplesPerSecondColumn, make_progress
+from satcli.render.serialize import CSV_FIELDS, result_json, results_csv
+from satcli.render.table import render_result
+from satcli.render.text import format_percent
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 UPDATE_GOLDEN = os.environ.get("SATCLI_UPDATE_GOLDEN") == "1"

@@ -13,10 +13,10 @@ import pytest
 from rich.console import Console
 from test_render import GOLDEN_DIR, UPDATE_GOLDEN, layer, result
 
-from satcli.render import checkpoint_labels, render_trajectory, short_verdict, trajectory_layers
-from satcli.results import CheckpointResult
-from satcli.spectral import FLAG_DEAD, FLAG_NONFINITE
-from satcli.verdict import Thresholds
+from satcli.core.results import CheckpointResult
+from satcli.core.spectral import FLAG_DEAD, FLAG_NONFINITE
+from satcli.core.verdict import Thresholds
+from satcli.render.trajectory import checkpoint_labels, render_trajectory, short_verdict, trajectory_layers
 
 # k per layer (width 64 each, output width 10) as a deep MLP trains: a tail grows at the end.
 EPOCHS = {

@@ -15,8 +15,10 @@ import scipy.linalg
 from conftest import SAMPLE_MODELS
 from store_helpers import sample_store, write_store
 
+from satcli.core.verdict import Thresholds
 from satcli.errors import SatcliError
-from satcli.report import (
+from satcli.store.reader import read_store
+from satcli.store.rescore import (
     StoreRef,
     ThresholdOverrides,
     load_checkpoints,
@@ -25,8 +27,6 @@ from satcli.report import (
     rescore,
     resolve_thresholds,
 )
-from satcli.store import read_store
-from satcli.verdict import Thresholds
 
 SENSIBLE = SAMPLE_MODELS / "sensible.pt2"
 

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from satcli.spectral import FLAG_DEAD, FLAG_NONFINITE, FLAG_UNDERSAMPLED, eigenvalues, intrinsic_dimension, score_layer
+from satcli.core.spectral import (
+    FLAG_DEAD,
+    FLAG_NONFINITE,
+    FLAG_UNDERSAMPLED,
+    eigenvalues,
+    intrinsic_dimension,
+    score_layer,
+)
 
 
 def _k_by_hand(eigs: list[float], delta: float) -> int:

@@ -14,20 +14,14 @@ import numpy as np
 import pytest
 
 import satcli
-from satcli import store as store_module
+from satcli.core.spectral import FLAG_NONFINITE, FLAG_UNDERSAMPLED, LayerScore
+from satcli.core.state import CheckpointMeta, LayerMeta, LayerStats
 from satcli.errors import SatcliError
-from satcli.spectral import FLAG_NONFINITE, FLAG_UNDERSAMPLED, LayerScore
-from satcli.store import (
-    CHUNK_BYTES,
-    SCHEMA_VERSION,
-    CheckpointMeta,
-    LayerMeta,
-    LayerStats,
-    StoreWriter,
-    read_activations,
-    read_labels,
-    read_store,
-)
+from satcli.store import writer as store_module
+from satcli.store.chunks import CHUNK_BYTES
+from satcli.store.encoding import SCHEMA_VERSION
+from satcli.store.reader import read_activations, read_labels, read_store
+from satcli.store.writer import StoreWriter
 
 FIXTURE_V1 = Path(__file__).parent / "fixtures" / "store_v1.h5"
 # The committed fixture is frozen: a new layout gets a new fixture, this one never changes.
@@ -109,7 +103,7 @@ def test_round_trip_of_every_field(tmp_path: Path) -> None:
 
     attrs, checkpoints = read_store(path)
     assert attrs["format"] == "satcli-store"
-    assert attrs["schema_version"] == SCHEMA_VERSION == 1
+    assert attrs["schema_version"] == SCHEMA_VERSION == 2
     assert attrs["satcli_version"] == satcli.__version__
     assert datetime.fromisoformat(str(attrs["created"])).utcoffset() == timedelta(0)
     assert (attrs["command"], attrs["flag"], attrs["count"], attrs["ratio"]) == ("satcli score a.pt", True, 3, 0.5)
@@ -371,13 +365,13 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
         with pytest.raises(SatcliError) as info:
             read()
         message = str(info.value)
-        assert "written by a newer satcli (schema 99); this satcli reads up to 1 — upgrade satcli" in message
+        assert "written by a newer satcli (schema 99); this satcli reads up to 2 — upgrade satcli" in message
         assert "\n" not in message
     group_newer = tmp_path / "group_newer.h5"
     shutil.copyfile(FIXTURE_V1, group_newer)
     with h5py.File(group_newer, "r+") as f:
-        f["checkpoints/0001"].attrs["schema_version"] = 2
-    with pytest.raises(SatcliError, match=r"newer satcli \(schema 2\)"):
+        f["checkpoints/0001"].attrs["schema_version"] = 3
+    with pytest.raises(SatcliError, match=r"newer satcli \(schema 3\)"):
         read_store(group_newer)
 
 
@@ -492,7 +486,7 @@ def test_v1_fixture_reads_with_known_values() -> None:
 
 def test_plain_zlib_chunks_read_back_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Chunks compressed by zlib (no isal installed) or ISA-L are both ordinary shuffle+gzip chunks."""
-    import satcli.store as store_module
+    import satcli.store.chunks as store_module
 
     rng = np.random.default_rng(4)
     rows = rng.normal(size=(1000, 7)).astype(np.float32)

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 from test_store import FIXTURE_V1, LAYERS, META, make_stats, temp_files, write_simple
 
+from satcli.core.state import CheckpointMeta
 from satcli.errors import SatcliError
-from satcli.store import CheckpointMeta, StoreWriter, read_activations, read_store
+from satcli.store.reader import read_activations, read_store
+from satcli.store.writer import StoreWriter
 
 
 def add_checkpoint(path: Path, model: str, n: int = 5, seed: int = 1) -> None:
@@ -72,7 +74,7 @@ def test_append_refuses_other_files_and_other_schemas(tmp_path: Path) -> None:
     newer = tmp_path / "newer.h5"
     shutil.copyfile(FIXTURE_V1, newer)
     with h5py.File(newer, "r+") as f:
-        f.attrs["schema_version"] = 2
+        f.attrs["schema_version"] = 3
     with pytest.raises(SatcliError, match="newer satcli"):
         StoreWriter(newer, append=True)
     assert foreign.read_text() == "hello"

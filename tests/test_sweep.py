@@ -13,13 +13,14 @@ import pytest
 import torch
 from conftest import SAMPLE_MODELS
 
-from satcli import sweep
+from satcli.cli import analyze as cli_analyze
+from satcli.core.results import CheckpointResult
 from satcli.data import DataOptions, open_data
+from satcli.engine import sweep
+from satcli.engine.options import AnalysisOptions
+from satcli.engine.sweep import Failure, natural_key, order_checkpoints, score_checkpoints
 from satcli.models import load_model
-from satcli.pipeline import AnalysisOptions
-from satcli.results import CheckpointResult
-from satcli.store import read_store
-from satcli.sweep import Failure, natural_key, order_checkpoints, score_checkpoints
+from satcli.store.reader import read_store
 
 NARROW = SAMPLE_MODELS / "narrow.pt2"
 SENSIBLE = SAMPLE_MODELS / "sensible.pt2"
@@ -158,14 +159,13 @@ def test_a_killed_run_keeps_finished_rows_and_store_groups(
 ) -> None:
     """Interrupted while loading the third checkpoint: the first two are already printed and stored."""
     models = _copies(tmp_path, a1=NARROW, a2=NARROW, a3=NARROW)
-    import satcli.cli as cli
 
     def load(path: Path, **kwargs: object) -> object:
         if path == models["a3"]:
             raise KeyboardInterrupt
         return load_model(path, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(cli, "load_model", load)
+    monkeypatch.setattr(cli_analyze, "load_model", load)
     store = tmp_path / "s.h5"
     result = run_cli("analyze", *models.values(), "--store", store, "-f", "csv", *FAST)
     assert result.code == 130

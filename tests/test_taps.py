@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from satcli.errors import SatcliError
-from satcli.taps import Layer, Reduction, discover, open_taps, pooled_per_input, reduce_output, select
+from satcli.taps import Layer, Reduction, discover, open_taps, reduce_output, select
+from satcli.taps.reduce import pooled_per_input
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from satcli.spectral import FLAG_DEAD, FLAG_NONFINITE, LayerScore
-from satcli.verdict import Thresholds, average_saturation, decide, tail
+from satcli.core.spectral import FLAG_DEAD, FLAG_NONFINITE, LayerScore
+from satcli.core.verdict import Thresholds, average_saturation, decide, tail
 
 
 def _layers(*sats: float | None, flags: dict[int, tuple[str, ...]] | None = None) -> list[LayerScore]:

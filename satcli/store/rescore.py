@@ -13,11 +13,11 @@ from pathlib import Path
 
 import h5py
 
+from satcli.analyses.score import score_state
+from satcli.core.results import CheckpointResult
+from satcli.core.verdict import Thresholds
 from satcli.errors import SatcliError
-from satcli.results import CheckpointResult
-from satcli.spectral import score_layer
-from satcli.store import StoredCheckpoint, read_store
-from satcli.verdict import Thresholds, decide
+from satcli.store.reader import StoredCheckpoint, read_store
 
 STORE_SUFFIXES = (".h5", ".hdf5")
 # STORE.h5:0001 selects one checkpoint group; the part after the last colon must be a decimal index.
@@ -114,29 +114,5 @@ def resolve_thresholds(checkpoint: StoredCheckpoint, overrides: ThresholdOverrid
 
 
 def rescore(checkpoint: StoredCheckpoint, thresholds: Thresholds, store: str | None = None) -> CheckpointResult:
-    """k, saturation, the average and the verdict of a stored checkpoint at `thresholds` (pure)."""
-    scores = tuple(
-        score_layer(
-            layer.meta.name,
-            layer.meta.type,
-            layer.stats.samples,
-            layer.stats.mean,
-            layer.stats.eigenvalues,
-            thresholds.delta,
-            nonfinite=layer.stats.nonfinite,
-            reduction=layer.meta.reduction,
-        )
-        for layer in checkpoint.layers
-    )
-    meta = checkpoint.meta
-    return CheckpointResult(
-        model=meta.model_path,
-        sha256=meta.model_sha256,
-        model_format=meta.model_format,
-        data=meta.data_spec,
-        layers=scores,
-        verdict=decide(scores, thresholds),
-        # The options are recorded when a checkpoint starts; its input count is only known at the end.
-        options={**meta.options, "num_inputs": checkpoint.num_inputs},
-        store=store,
-    )
+    """k, saturation, the other analyses, the average and the verdict of a stored checkpoint (pure)."""
+    return score_state(checkpoint.state(), thresholds, store)

@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from satcli.core.gates import FAIL_ON_CHOICES
 from satcli.errors import SatcliError
-from satcli.gates import FAIL_ON_CHOICES
 from satcli.taps import CONV_METHODS, SEQUENCE_METHODS
 
 if sys.version_info >= (3, 11):

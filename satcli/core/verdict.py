@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from satcli.spectral import DEFAULT_DELTA, LayerScore
+from satcli.core.spectral import DEFAULT_DELTA, LayerScore
 
 BALANCED = "balanced"
 OVER = "overparameterized"

@@ -17,11 +17,19 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from satcli.core.results import CheckpointResult
+from satcli.core.verdict import Verdict
 from satcli.errors import SatcliError
-from satcli.render import always_output, checkpoint_labels, format_percent, short_verdict, trajectory_layers
-from satcli.report import StoreRef, ThresholdOverrides, load_checkpoints, parse_store_ref, rescore, resolve_thresholds
-from satcli.results import CheckpointResult
-from satcli.verdict import Verdict
+from satcli.render.text import format_percent
+from satcli.render.trajectory import always_output, checkpoint_labels, short_verdict, trajectory_layers
+from satcli.store.rescore import (
+    StoreRef,
+    ThresholdOverrides,
+    load_checkpoints,
+    parse_store_ref,
+    rescore,
+    resolve_thresholds,
+)
 
 MISSING_MATPLOTLIB = "plotting needs matplotlib: pip install 'satcli[plot]'"
 DPI = 120

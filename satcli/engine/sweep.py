@@ -16,12 +16,17 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import torch
+
+from satcli.core.results import CheckpointResult
+from satcli.core.state import CheckpointMeta, CheckpointState, LayerMeta
 from satcli.data import DataSource
+from satcli.engine.options import AnalysisOptions
+from satcli.engine.run import Observer, analyze
 from satcli.errors import SatcliError
 from satcli.models import LoadedModel
-from satcli.pipeline import AnalysisOptions, analyze
-from satcli.results import CheckpointResult
-from satcli.store import StoreWriter
+from satcli.store.observer import StoreObserver
+from satcli.store.writer import StoreWriter
 
 # Above this many bytes of decoded float32 inputs the data are decoded again for every checkpoint instead
 # of being held in memory (e.g. a large image folder at full resolution).
@@ -107,11 +112,30 @@ def score_checkpoint(
     on_batch: Callable[[int], None] | None = None,
 ) -> CheckpointResult:
     """Analyze one loaded model; with a target, write (or with append, add) its group and commit the store."""
+    observers: list[Observer] = [] if on_batch is None else [ProgressObserver(on_batch)]
     if target is None:
-        return analyze(loaded, source, options, None, on_batch)
+        return analyze(loaded, source, options, observers)
     with StoreWriter(target, STORE_ATTRS, append=append) as writer:
-        result = analyze(loaded, source, options, writer, on_batch)
+        result = analyze(loaded, source, options, [*observers, StoreObserver.of(writer, options)])
     return replace(result, store=str(target))
+
+
+class ProgressObserver:
+    """Calls `advance(number of inputs)` after every batch."""
+
+    wants_rows = False
+
+    def __init__(self, advance: Callable[[int], None]) -> None:
+        self._advance = advance
+
+    def started(self, meta: CheckpointMeta, layers: Sequence[LayerMeta]) -> None:
+        pass
+
+    def batch(self, rows: dict[str, torch.Tensor], labels: torch.Tensor | None, count: int) -> None:
+        self._advance(count)
+
+    def finished(self, state: CheckpointState, result: CheckpointResult) -> None:
+        pass
 
 
 def _reason(path: Path, message: str) -> str:

@@ -5,7 +5,8 @@ Pure functions on float64 numpy arrays, so they can be re-run from a store witho
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -33,6 +34,8 @@ class LayerScore:
     saturation: float | None
     flags: tuple[str, ...] = ()
     reduction: str = "none"
+    # Other analyses' per-layer entries by analysis name (e.g. "classes"), JSON-ready.
+    extras: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
 
     @property
     def scored(self) -> bool:
@@ -50,6 +53,7 @@ class LayerScore:
             "saturation": self.saturation,
             "flags": list(self.flags),
             "reduction": self.reduction,
+            **{name: dict(entry) for name, entry in self.extras.items()},
         }
 
 

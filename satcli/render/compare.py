@@ -1,9 +1,4 @@
-"""`satcli compare`: per-layer saturation of several checkpoints side by side, with the change.
-
-Layers are matched by name. The first checkpoint is the baseline: every other column's change is its
-saturation minus the baseline's, in percentage points. A layer missing from a checkpoint shows as "-".
-The comparison itself is pure data; the functions at the end only format it (table, JSON, CSV).
-"""
+"""Formats a Comparison: a table, JSON, or CSV (a layer missing from a checkpoint shows as "-")."""
 
 from __future__ import annotations
 
@@ -11,21 +6,19 @@ import csv
 import io
 import json
 import math
-import string
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from satcli.errors import SatcliError
-from satcli.render import format_percent
-from satcli.results import CheckpointResult
-from satcli.spectral import LayerScore
+from satcli.core.compare import Comparison, change_pp
+from satcli.core.spectral import LayerScore
+from satcli.render.text import format_percent
 
 MISSING = "-"
+
+
 CSV_FIELDS: tuple[str, ...] = (
     "layer_index",
     "layer",
@@ -41,78 +34,6 @@ CSV_FIELDS: tuple[str, ...] = (
     "average_change_pp",
     "verdict",
 )
-
-
-@dataclass(frozen=True)
-class Column:
-    """One compared checkpoint: a short label (A, B, ...), where it came from, and its scores."""
-
-    label: str
-    source: str
-    result: CheckpointResult
-
-    def score(self, layer: str) -> LayerScore | None:
-        """The named layer's score, or None when this checkpoint has no such layer."""
-        return next((s for s in self.result.layers if s.name == layer), None)
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """Checkpoints (the first is the baseline) and the union of their layer names in forward order."""
-
-    columns: tuple[Column, ...]
-    layers: tuple[str, ...]
-
-
-def column_label(index: int) -> str:
-    """A, B, ..., Z, then AA, AB, ... (spreadsheet style)."""
-    letters = string.ascii_uppercase
-    label = ""
-    index += 1
-    while index:
-        index, rest = divmod(index - 1, 26)
-        label = letters[rest] + label
-    return label
-
-
-def merge_layer_order(orders: Iterable[Sequence[str]]) -> list[str]:
-    """Union of layer names in forward order: the first list's order, later names after their predecessors."""
-    merged: list[str] = []
-    for order in orders:
-        own = set(order)
-        for i, name in enumerate(order):
-            if name in merged:
-                continue
-            if i > 0:
-                # Right after its predecessor, past layers that only other checkpoints have.
-                pos = merged.index(order[i - 1]) + 1
-                while pos < len(merged) and merged[pos] not in own:
-                    pos += 1
-            else:
-                # A new first layer goes before the first of its successors already placed, else at the end.
-                later = [merged.index(n) for n in order[1:] if n in merged]
-                pos = min(later) if later else len(merged)
-            merged.insert(pos, name)
-    return merged
-
-
-def change_pp(baseline: float | None, value: float | None) -> float | None:
-    """value - baseline in percentage points, or None when either side is missing."""
-    if baseline is None or value is None or not (math.isfinite(baseline) and math.isfinite(value)):
-        return None
-    return (value - baseline) * 100.0
-
-
-def compare(entries: Sequence[tuple[str, CheckpointResult]]) -> Comparison:
-    """Line up (source, result) pairs; raises SatcliError for fewer than two."""
-    if len(entries) < 2:
-        raise SatcliError(
-            f"compare needs at least two checkpoints, got {len(entries)} "
-            "(give two stores, or one store holding several checkpoints)"
-        )
-    columns = tuple(Column(column_label(i), source, result) for i, (source, result) in enumerate(entries))
-    layers = merge_layer_order([s.name for s in c.result.layers] for c in columns)
-    return Comparison(columns, tuple(layers))
 
 
 def _saturation(score: LayerScore | None) -> float | None:

@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
+from satcli.core.spectral import LayerScore
+from satcli.core.verdict import OVER, UNDER, Verdict
 from satcli.errors import SatcliError
-from satcli.spectral import LayerScore
-from satcli.verdict import OVER, UNDER, Verdict
 
 FAIL_ANY = "any"
 FAIL_NONE = "none"

@@ -1,68 +1,16 @@
-"""Exact streaming mean and covariance per layer (METHOD.md sec. 1, Chan et al. parallel merge).
+"""Exact streaming mean and covariance of one layer, torchmetrics-style (update / compute / reset / merge).
 
-The maths lives in pure functions on ``Moments``; ``CovarianceAccumulator`` wraps them with the
-torchmetrics-style ``update / compute / reset / merge`` life cycle.
-"""
+The maths of merging lives in pure functions on Moments (moments.py); this class wraps them with a fast
+shifted-sums update for the hot path."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
+
+from satcli.core.moments import Moments, covariance, merge_moments
 
 # Size of the float64 block of centered rows one GEMM call consumes (kept in cache, reused across batches).
 BLOCK_BYTES = 1 << 20
-
-
-@dataclass(frozen=True)
-class Moments:
-    """Sample count, float64 mean (d,) and float64 sum of centered outer products M2 (d, d)."""
-
-    n: int
-    mean: torch.Tensor
-    m2: torch.Tensor
-
-    @staticmethod
-    def empty(width: int, device: torch.device | str | None = None) -> Moments:
-        """The moments of no samples."""
-        return Moments(
-            0,
-            torch.zeros(width, dtype=torch.float64, device=device),
-            torch.zeros(width, width, dtype=torch.float64, device=device),
-        )
-
-
-def batch_moments(x: torch.Tensor) -> Moments:
-    """Moments of one (n, d) batch: its own mean and centered Gram matrix, computed in float64."""
-    if x.ndim != 2:
-        raise ValueError(f"expected an (n, d) batch, got shape {tuple(x.shape)}")
-    x64 = x.detach().to(torch.float64)
-    n = x64.shape[0]
-    if n == 0:
-        return Moments.empty(x64.shape[1], x64.device)
-    mean = x64.mean(dim=0)
-    centered = x64 - mean
-    return Moments(n, mean, centered.T @ centered)
-
-
-def merge_moments(a: Moments, b: Moments) -> Moments:
-    """Chan et al.'s parallel merge: exact, and independent of how the samples were split."""
-    if a.n == 0:
-        return b
-    if b.n == 0:
-        return a
-    n = a.n + b.n
-    delta = b.mean - a.mean
-    mean = a.mean + delta * (b.n / n)
-    m2 = a.m2 + b.m2 + torch.outer(delta, delta) * (a.n * b.n / n)
-    return Moments(n, mean, m2)
-
-
-def covariance(m: Moments) -> torch.Tensor:
-    """Unbiased covariance M2 / (n - 1); all zeros below two samples."""
-    if m.n < 2:
-        return torch.zeros_like(m.m2)
-    return m.m2 / (m.n - 1)
 
 
 class CovarianceAccumulator:
@@ -157,8 +105,14 @@ class CovarianceAccumulator:
         """Fold another accumulator of the same layer into this one (two halves, two processes)."""
         if other.width != self.width:
             raise ValueError(f"cannot merge width {other.width} into width {self.width}")
-        merged = merge_moments(self.moments, _moved(other.moments, self.device))
-        self.nonfinite = self.nonfinite or other.nonfinite
+        self.merge_moments(other.moments, nonfinite=other.nonfinite)
+
+    def merge_moments(self, other: Moments, *, nonfinite: bool = False) -> None:
+        """Fold in another part's moments (e.g. read from a store or gathered from a process), exactly."""
+        if other.mean.shape[0] != self.width:
+            raise ValueError(f"cannot merge width {other.mean.shape[0]} into width {self.width}")
+        merged = merge_moments(self.moments, _moved(other, self.device))
+        self.nonfinite = self.nonfinite or nonfinite
         if merged.n == self._n:
             return
         d = self.width

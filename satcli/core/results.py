@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from satcli.spectral import LayerScore
-from satcli.verdict import Verdict
+from satcli.core.spectral import LayerScore
+from satcli.core.verdict import Verdict
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,120 @@
+"""Class/cross-class spectra (seed 003, METHOD.md sec. 4): per-class counts and shifted sums per layer.
+
+With channelwise or token samples every sample carries its input's label. Labels below 0 mean "no label".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from satcli.analyses.base import LayerAnalysis
+from satcli.core.classes import class_spectra
+from satcli.core.state import ClassStats, LayerStats
+from satcli.taps.layers import Layer
+
+
+@dataclass
+class _ClassSums:
+    """One layer's running per-class state on the device; rows follow `labels` (order of first sight)."""
+
+    shift: torch.Tensor
+    labels: list[int]
+    counts: torch.Tensor
+    sums: torch.Tensor
+    unlabeled: int = 0
+
+
+class ClassesAnalysis(LayerAnalysis):
+    """Per-class counts and float64 sums of `samples - shift` for every layer (C x d memory)."""
+
+    name = "classes"
+
+    def __init__(self, device: torch.device | str | None = None) -> None:
+        super().__init__(device)
+        self.layers: dict[str, _ClassSums] = {}
+
+    def update(self, layer: Layer, samples: torch.Tensor, labels: torch.Tensor | None) -> None:
+        if labels is None:
+            return
+        d = samples.shape[-1]
+        per_input = samples.shape[1:-1].numel()
+        x = samples.detach().reshape(-1, d).to(self.device, torch.float64)
+        y = labels.to(self.device).reshape(-1, 1).expand(-1, per_input).reshape(-1)
+        if x.shape[0] == 0:
+            return
+        state = self.layers.get(layer.name)
+        if state is None:
+            mean = x.mean(dim=0)
+            if not bool(torch.isfinite(mean).all()):
+                return  # the saturation accumulator skips this batch too
+            state = self.layers[layer.name] = _ClassSums(mean, [], _zeros(0, self.device), _zeros((0, d), self.device))
+        centered = x - state.shift
+        if not bool(torch.isfinite(centered.sum()).item()):
+            return
+        known = y >= 0
+        state.unlabeled += int((~known).sum())
+        values, inverse = torch.unique(y[known], return_inverse=True)
+        rows = self._rows(state, values.tolist())
+        state.counts.index_add_(0, rows[inverse], torch.ones_like(inverse, dtype=torch.float64))
+        state.sums.index_add_(0, rows[inverse], centered[known])
+
+    def state(self) -> dict[str, object]:
+        return {name: _as_class_stats(s) for name, s in self.layers.items()}
+
+    def merge(self, other: Mapping[str, object]) -> None:
+        for name, element in other.items():
+            assert isinstance(element, ClassStats)
+            shift = torch.as_tensor(np.asarray(element.shift), dtype=torch.float64, device=self.device)
+            state = self.layers.get(name)
+            if state is None:
+                d = shift.shape[0]
+                state = self.layers[name] = _ClassSums(shift, [], _zeros(0, self.device), _zeros((0, d), self.device))
+            counts = torch.as_tensor(np.asarray(element.counts), dtype=torch.float64, device=self.device)
+            sums = torch.as_tensor(np.asarray(element.sums), dtype=torch.float64, device=self.device)
+            # Re-express the other part's sums around this shift: S' = S + n_c (c_other - c_self).
+            sums = sums + counts[:, None] * (shift - state.shift)
+            rows = self._rows(state, [int(v) for v in np.asarray(element.labels)])
+            state.counts.index_add_(0, rows, counts)
+            state.sums.index_add_(0, rows, sums)
+            state.unlabeled += int(element.unlabeled)
+
+    def reset(self) -> None:
+        self.layers.clear()
+
+    @staticmethod
+    def score(stats: LayerStats, element: object) -> Mapping[str, object] | None:
+        assert isinstance(element, ClassStats)
+        return class_spectra(stats, element).to_dict()
+
+    def _rows(self, state: _ClassSums, values: list[int]) -> torch.Tensor:
+        """Row index of each label value, adding rows for labels not seen before."""
+        index = {label: i for i, label in enumerate(state.labels)}
+        new = [v for v in values if v not in index]
+        if new:
+            d = state.sums.shape[1]
+            for v in new:
+                index[v] = len(state.labels)
+                state.labels.append(v)
+            state.counts = torch.cat([state.counts, _zeros(len(new), self.device)])
+            state.sums = torch.cat([state.sums, _zeros((len(new), d), self.device)])
+        return torch.tensor([index[v] for v in values], dtype=torch.int64, device=self.device)
+
+
+def _zeros(shape: int | tuple[int, ...], device: torch.device) -> torch.Tensor:
+    return torch.zeros(shape, dtype=torch.float64, device=device)
+
+
+def _as_class_stats(state: _ClassSums) -> ClassStats:
+    """The state as float64 numpy with classes sorted by label value."""
+    order = np.argsort(np.asarray(state.labels, dtype=np.int64), kind="stable")
+    return ClassStats(
+        labels=np.asarray(state.labels, dtype=np.int64)[order],
+        counts=state.counts.cpu().numpy().astype(np.int64)[order],
+        sums=state.sums.cpu().numpy()[order],
+        shift=state.shift.cpu().numpy(),
+        unlabeled=int(state.unlabeled),
+    )

@@ -1,0 +1,53 @@
+"""The one scoring route: a checkpoint's state (live from the engine, or read from a store) into a result.
+
+`analyze` and `report` both end here, so a stored checkpoint re-scored at the run's thresholds gives
+exactly the numbers the run printed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from satcli.analyses.registry import LAYER_ANALYSES
+from satcli.core.results import CheckpointResult
+from satcli.core.spectral import LayerScore, score_layer
+from satcli.core.state import CheckpointState, LayerState
+from satcli.core.verdict import Thresholds, decide
+
+
+def score_layer_state(layer: LayerState, delta: float) -> LayerScore:
+    """k, saturation and flags from the layer's moments, plus each other analysis' entry."""
+    stats, meta = layer.stats, layer.meta
+    base = score_layer(
+        meta.name,
+        meta.type,
+        stats.samples,
+        stats.mean,
+        stats.eigenvalues,
+        delta,
+        nonfinite=stats.nonfinite,
+        reduction=meta.reduction,
+    )
+    extras = {}
+    for name, element in layer.extras.items():
+        analysis = LAYER_ANALYSES.get(name)
+        entry = analysis.score(stats, element) if analysis is not None else None
+        if entry is not None:
+            extras[name] = dict(entry)
+    return replace(base, extras=extras) if extras else base
+
+
+def score_state(state: CheckpointState, thresholds: Thresholds, store: str | None = None) -> CheckpointResult:
+    """Every layer scored at `thresholds`, the verdict over them, and where the checkpoint came from."""
+    scores = tuple(score_layer_state(layer, thresholds.delta) for layer in state.layers)
+    meta = state.meta
+    return CheckpointResult(
+        model=meta.model_path,
+        sha256=meta.model_sha256,
+        model_format=meta.model_format,
+        data=meta.data_spec,
+        layers=scores,
+        verdict=decide(scores, thresholds),
+        options={**meta.options, "num_inputs": state.num_inputs},
+        store=store,
+    )

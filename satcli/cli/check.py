@@ -1,0 +1,214 @@
+"""`satcli check`: the CI gate (exit 0 pass, 1 fail, 2 bad input)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from satcli.cli.analyze import progress_bar
+from satcli.cli.app import app
+from satcli.cli.options import (
+    Arch,
+    ArchKwargs,
+    BatchSize,
+    CheckFormat,
+    ConvMethod,
+    Data,
+    DataRoot,
+    Device,
+    Download,
+    Exclude,
+    FailOn,
+    ImageSize,
+    Layers,
+    MaxSamples,
+    Seed,
+    SequenceMethod,
+    Split,
+    TrustPickle,
+    Workers,
+    arch_kwargs_dict,
+    data_options,
+)
+from satcli.cli.rescore import rescored
+from satcli.core import gates
+from satcli.core.results import CheckpointResult
+from satcli.core.verdict import Thresholds
+from satcli.data import DataSource, open_data
+from satcli.engine.options import AnalysisOptions
+from satcli.engine.sweep import score_checkpoint
+from satcli.errors import SatcliError
+from satcli.models import LoadedModel, load_model
+from satcli.render.serialize import result_json
+from satcli.render.table import render_result
+from satcli.store.rescore import ThresholdOverrides, looks_like_store
+from satcli.taps import Reduction
+
+
+@app.command("check")
+def check_command(
+    targets: Annotated[
+        list[str],
+        typer.Argument(
+            help="Models to analyze, or stores (STORE.h5[:NNNN], recognized by content) to re-score.",
+            metavar="TARGET",
+            show_default=False,
+        ),
+    ],
+    fail_on: Annotated[
+        FailOn,
+        typer.Option(
+            metavar="VERDICT",
+            help="overparameterized | underparameterized | any | none: which verdict fails the check.",
+        ),
+    ] = FailOn.any,
+    max_average: Annotated[
+        float | None, typer.Option(min=0.0, max=1.0, help="Fail when the average saturation is above this.")
+    ] = None,
+    min_average: Annotated[
+        float | None, typer.Option(min=0.0, max=1.0, help="Fail when the average saturation is below this.")
+    ] = None,
+    max_saturation: Annotated[
+        list[str] | None,
+        typer.Option(metavar="PATTERN=X", help="Fail when a layer matching the glob is above X (repeatable)."),
+    ] = None,
+    min_saturation: Annotated[
+        list[str] | None,
+        typer.Option(metavar="PATTERN=X", help="Fail when a layer matching the glob is below X (repeatable)."),
+    ] = None,
+    max_tail: Annotated[
+        int | None,
+        typer.Option(
+            min=0, help="Fail when the tail is longer than this (also the verdict's max tail). Unset: 2, or as stored."
+        ),
+    ] = None,
+    threshold: Annotated[
+        float | None, typer.Option(min=0.0, max=1.0, help="delta for k. Unset: 0.99, or as stored.")
+    ] = None,
+    tail_threshold: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0, max=1.0, help="A layer below this saturation can be in the tail. Unset: 0.2, or as stored."
+        ),
+    ] = None,
+    under_threshold: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0, max=1.0, help="Underparameterized when the average is at least this. Unset: 0.45, or as stored."
+        ),
+    ] = None,
+    data: Data = "digits",
+    data_root: DataRoot = None,
+    download: Download = False,
+    split: Split = "test",
+    max_samples: MaxSamples = None,
+    batch_size: BatchSize = 256,
+    workers: Workers = 0,
+    image_size: ImageSize = None,
+    seed: Seed = 0,
+    arch: Arch = None,
+    arch_kwargs: ArchKwargs = None,
+    trust_pickle: TrustPickle = False,
+    device: Device = "auto",
+    layers: Layers = None,
+    exclude: Exclude = None,
+    conv_method: Annotated[ConvMethod, typer.Option(help="How a conv output becomes samples.")] = ConvMethod.mean,
+    sequence_method: Annotated[
+        SequenceMethod, typer.Option(help="How a (B, T, d) output becomes samples.")
+    ] = SequenceMethod.mean,
+    output_format: Annotated[
+        CheckFormat, typer.Option("--format", "-f", help="table: a summary line; json: one result per line.")
+    ] = CheckFormat.table,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also print each layer table and verdict.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """CI gate: exit 0 when every checkpoint passes, 1 when one fails, 2 for bad usage or input.
+
+    By default any verdict but balanced fails. Stores are re-scored, at their stored thresholds unless set.
+    """
+    spec = gates.GateSpec(
+        fail_on=fail_on.value,
+        max_tail=max_tail,
+        max_average=max_average,
+        min_average=min_average,
+        max_saturation=tuple(gates.parse_layer_limit(x, "--max-saturation") for x in max_saturation or ()),
+        min_saturation=tuple(gates.parse_layer_limit(x, "--min-saturation") for x in min_saturation or ()),
+    )
+    overrides = ThresholdOverrides(threshold, tail_threshold, max_tail, under_threshold)
+    model_thresholds = overrides.apply(Thresholds())
+    if model_thresholds.delta <= 0.0:
+        raise SatcliError("--threshold must be in (0, 1]")
+    options = AnalysisOptions(
+        reduction=Reduction(conv_method.value, sequence_method.value),
+        include=tuple(layers or ()),
+        exclude=tuple(exclude or ()),
+        thresholds=model_thresholds,
+        store_activations=False,
+    )
+    out = Console(soft_wrap=False)
+    err = Console(stderr=True)
+    source: DataSource | None = None
+    failed = checked = 0
+    for target in targets:
+        if looks_like_store(target):
+            scored = rescored([target], overrides)
+        else:
+            if source is None:
+                source = open_data(
+                    data, data_options(data_root, download, split, max_samples, batch_size, workers, image_size, seed)
+                )
+            loaded = load_model(
+                Path(target),
+                arch=arch,
+                arch_kwargs=arch_kwargs_dict(arch_kwargs),
+                trust_pickle=trust_pickle,
+                device=device,
+            )
+            scored = [(target, _score_model(loaded, source, options, err, quiet))]
+        for label, result in scored:
+            results = gates.evaluate(result.layers, result.verdict, spec)
+            ok = gates.passed(results)
+            checked += 1
+            failed += not ok
+            _print_check(label, result, results, output_format, verbose, out)
+    if checked > 1:
+        line = f"{'FAIL' if failed else 'PASS'}: {failed} of {checked} checkpoints failed"
+        typer.echo(line, err=output_format is CheckFormat.json)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _score_model(
+    loaded: LoadedModel, source: DataSource, options: AnalysisOptions, err: Console, quiet: bool
+) -> CheckpointResult:
+    """The analyze pipeline on one model, with analyze's progress bar on stderr and no store."""
+    with progress_bar(err, quiet, loaded.path, source.num_samples) as advance:
+        return score_checkpoint(loaded, source, options, None, on_batch=advance)
+
+
+def _print_check(
+    label: str,
+    result: CheckpointResult,
+    results: tuple[gates.GateResult, ...],
+    output_format: CheckFormat,
+    verbose: bool,
+    out: Console,
+) -> None:
+    """Failing gates on stderr, then the summary (stdout for table, stderr for json) or one JSON record."""
+    as_json = output_format is CheckFormat.json
+    if verbose and not as_json:
+        render_result(result, out)
+    for gate in results:
+        if not gate.passed:
+            typer.echo(gate.line(), err=True)
+    if as_json:
+        record = json.loads(result_json(result))
+        record.update(target=label, passed=gates.passed(results), gates=[g.to_dict() for g in results])
+        sys.stdout.write(json.dumps(record, allow_nan=False, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+    typer.echo(gates.summary(label, results, result.verdict), err=as_json)

@@ -1,0 +1,49 @@
+"""The entry point: run the app and map every failure to one line and an exit code.
+
+0 success, 1 a check failed, 2 bad input or usage, 3 an internal error (a bug: please report it), 130 interrupted."""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from satcli.cli.app import app
+from satcli.errors import SatcliError
+
+EXIT_USAGE = 2
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app and turn every expected failure into one line and an exit code."""
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\..*")
+    err = Console(stderr=True, soft_wrap=True, highlight=False)
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="satcli", standalone_mode=False)
+    except SatcliError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}")
+        sys.exit(EXIT_USAGE)
+    except typer.TyperException as exc:  # usage errors from Typer's parser carry their exit code
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            typer.echo(ctx.get_help())
+            sys.exit(0)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        err.print(f"[bold red]error:[/] {escape(exc.format_message() + hint)}")
+        sys.exit(int(getattr(exc, "exit_code", EXIT_USAGE)))
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("interrupted; finished results and existing stores are kept")
+        sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("SATCLI_DEBUG"):
+            raise
+        what = escape(f"{type(exc).__name__}: {exc}")
+        err.print(f"[bold red]internal error:[/] {what} (set SATCLI_DEBUG=1 for a traceback)")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

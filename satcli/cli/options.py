@@ -1,0 +1,177 @@
+"""Every command-line option defined once, shared by the commands that take it."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from satcli.data import DataOptions
+from satcli.models import parse_arch_kwargs
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    jsonl = "jsonl"
+    json = "json"  # the same as jsonl: one object per checkpoint and line
+    csv = "csv"
+
+
+class ConvMethod(str, Enum):
+    mean = "mean"
+    max = "max"
+    channelwise = "channelwise"
+
+
+class SequenceMethod(str, Enum):
+    mean = "mean"
+    last = "last"
+    tokens = "tokens"
+
+
+class ActivationsDtype(str, Enum):
+    float32 = "float32"
+    float16 = "float16"
+
+
+# Options shared by the commands that load a model and data.
+Data = Annotated[
+    str,
+    typer.Option(
+        "--data",
+        "-d",
+        help="digits | cifar10 | cifar100 | mnist | fashion-mnist | svhn | folder:PATH | FILE.npz/.pt/.h5",
+    ),
+]
+
+
+DataRoot = Annotated[
+    Path | None,
+    typer.Option(help="Where torchvision data sets live [default: $SATCLI_DATA_ROOT or ~/.cache/satcli/data]."),
+]
+
+
+Download = Annotated[bool, typer.Option(help="Download a torchvision data set if it is missing.")]
+
+
+Split = Annotated[str, typer.Option(help="Data split: train | test (| extra for svhn, all for digits).")]
+
+
+MaxSamples = Annotated[int | None, typer.Option(help="Use a fixed-seed random subset of this many inputs.")]
+
+
+BatchSize = Annotated[int, typer.Option(help="Inputs per forward pass.")]
+
+
+Workers = Annotated[int, typer.Option(help="DataLoader worker processes.")]
+
+
+ImageSize = Annotated[int | None, typer.Option(help="Resize images to SIZE x SIZE before the model.")]
+
+
+Seed = Annotated[int, typer.Option(help="Seed of the --max-samples subset.")]
+
+
+Arch = Annotated[
+    str | None, typer.Option(help="Architecture for state dicts: torchvision:NAME or package.module:factory.")
+]
+
+
+ArchKwargs = Annotated[
+    list[str] | None, typer.Option("--arch-kwargs", help="KEY=VALUE for --arch (repeatable, or comma-separated).")
+]
+
+
+TrustPickle = Annotated[bool, typer.Option(help="Allow loading a whole pickled nn.Module (runs code from the file).")]
+
+
+Device = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N (auto = CUDA when available).")]
+
+
+Layers = Annotated[list[str] | None, typer.Option("--layers", help="Glob of layer names to track (repeatable).")]
+
+
+Exclude = Annotated[list[str] | None, typer.Option("--exclude", help="Glob of layer names to leave out (repeatable).")]
+
+
+def data_options(
+    data_root: Path | None,
+    download: bool,
+    split: str,
+    max_samples: int | None,
+    batch_size: int,
+    workers: int,
+    image_size: int | None,
+    seed: int,
+) -> DataOptions:
+    return DataOptions(
+        root=data_root,
+        download=download,
+        split=split,
+        max_samples=max_samples,
+        batch_size=batch_size,
+        workers=workers,
+        image_size=image_size,
+        seed=seed,
+    )
+
+
+def arch_kwargs_dict(items: list[str] | None) -> dict[str, object]:
+    parts = [p for item in items or [] for p in item.split(",") if p.strip()]
+    return parse_arch_kwargs(parts)
+
+
+class ReportFormat(str, Enum):
+    table = "table"
+    json = "json"
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+class CompareFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+class CheckFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+class FailOn(str, Enum):
+    overparameterized = "overparameterized"
+    underparameterized = "underparameterized"
+    any = "any"
+    none = "none"
+
+
+StoreRefs = Annotated[
+    list[str],
+    typer.Argument(
+        help="Stores written by analyze; STORE.h5:NNNN selects one checkpoint group.",
+        metavar="STORE",
+        show_default=False,
+    ),
+]
+
+
+STORED = "Unset: the value stored with each checkpoint."
+
+
+RescoreThreshold = Annotated[float | None, typer.Option("--threshold", min=0.0, max=1.0, help=f"delta for k. {STORED}")]
+
+
+RescoreTailThreshold = Annotated[
+    float | None, typer.Option(min=0.0, max=1.0, help=f"A layer below this saturation can be in the tail. {STORED}")
+]
+
+
+RescoreMaxTail = Annotated[int | None, typer.Option(min=0, help=f"Overparameterized when the tail is longer. {STORED}")]
+
+
+RescoreUnderThreshold = Annotated[
+    float | None, typer.Option(min=0.0, max=1.0, help=f"Underparameterized when the average is at least this. {STORED}")
+]

@@ -1,0 +1,120 @@
+"""Class/cross-class structure of a layer (METHOD.md sec. 4, Papyan 2020) as pure functions.
+
+Input: the layer's total moments (n, mean, M2) and its per-class counts and shifted sums. Only class
+means and counts are kept (C x d), never per-class covariances; the within-class scatter follows as
+``Sigma_W = Sigma_T - Sigma_B``. Class-mean offsets are formed from the shifted sums directly
+(``mu_c - mu = S_c / n_c - S / n``), so a layer whose mean is far larger than its spread loses nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from satcli.core.state import ClassStats, LayerStats
+
+# Eigenvalues of Sigma_B at or below this share of its largest count as zero (rank and pseudo-inverse).
+RELATIVE_CUT = 1e-10
+
+
+@dataclass(frozen=True)
+class ClassSpectra:
+    """The class/cross-class numbers of one layer; every number is None when it is undefined."""
+
+    num_classes: int
+    between_share: float | None
+    nc1: float | None
+    rank_between: int | None
+    outliers: int | None
+    class_mean_cosine: float | None
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready dict (the `classes` entry of a layer)."""
+        return {
+            "num_classes": self.num_classes,
+            "between_share": self.between_share,
+            "nc1": self.nc1,
+            "rank_between": self.rank_between,
+            "outliers": self.outliers,
+            "class_mean_cosine": self.class_mean_cosine,
+            "notes": list(self.notes),
+        }
+
+
+def class_offsets(classes: ClassStats) -> np.ndarray:
+    """(C, d) class-mean offsets ``mu_c - mu`` from the shifted sums, without forming the large means."""
+    counts = np.asarray(classes.counts, dtype=np.float64)
+    sums = np.asarray(classes.sums, dtype=np.float64)
+    total = sums.sum(axis=0) / counts.sum()
+    return sums / counts[:, None] - total
+
+
+def between_scatter(classes: ClassStats) -> np.ndarray:
+    """Sigma_B = sum_c (n_c / n) (mu_c - mu)(mu_c - mu)^T, population normalised."""
+    counts = np.asarray(classes.counts, dtype=np.float64)
+    offsets = class_offsets(classes)
+    weights = counts / counts.sum()
+    return (offsets * weights[:, None]).T @ offsets
+
+
+def mean_pair_cosine(offsets: np.ndarray) -> float | None:
+    """Mean of cos(a_c, a_c') over ordered pairs c != c' of non-zero offsets; None with fewer than two."""
+    norms = np.linalg.norm(offsets, axis=1)
+    keep = norms > 0
+    if keep.sum() < 2:
+        return None
+    unit = offsets[keep] / norms[keep, None]
+    gram = unit @ unit.T
+    m = gram.shape[0]
+    return float((gram.sum() - np.trace(gram)) / (m * (m - 1)))
+
+
+def class_spectra(stats: LayerStats, classes: ClassStats) -> ClassSpectra:
+    """between_share, nc1, rank_between, outliers and class_mean_cosine of one layer (METHOD.md sec. 4)."""
+    num = len(classes.labels)
+    notes = _notes(stats, classes)
+    undefined = ClassSpectra(num, None, None, None, None, None, tuple(notes))
+    if num < 2:
+        return ClassSpectra(num, None, None, None, None, None, (*notes, f"{num} class seen: needs at least 2"))
+    if stats.nonfinite or classes.unlabeled or stats.samples < 2:
+        return undefined
+    n = float(np.sum(classes.counts))
+    sigma_t = np.asarray(stats.m2, dtype=np.float64) / n
+    sigma_b = between_scatter(classes)
+    sigma_w = sigma_t - sigma_b
+    total = float(np.trace(sigma_t))
+    if total <= 0.0:
+        return ClassSpectra(num, None, None, None, None, None, (*notes, "no variance (dead layer)"))
+    values_b, vectors_b = np.linalg.eigh(sigma_b)
+    top_b = float(values_b[-1]) if values_b.size else 0.0
+    kept = values_b > RELATIVE_CUT * top_b if top_b > 0 else np.zeros_like(values_b, dtype=bool)
+    pinv = (vectors_b[:, kept] / values_b[kept]) @ vectors_b[:, kept].T
+    edge = float(np.linalg.eigvalsh(sigma_w)[-1])
+    values_t = np.linalg.eigvalsh(sigma_t)
+    return ClassSpectra(
+        num_classes=num,
+        between_share=float(np.trace(sigma_b)) / total,
+        nc1=float(np.trace(sigma_w @ pinv)) / num,
+        rank_between=int(kept.sum()),
+        outliers=int(np.sum(values_t > edge)),
+        class_mean_cosine=mean_pair_cosine(class_offsets(classes)),
+        notes=tuple(notes),
+    )
+
+
+def _notes(stats: LayerStats, classes: ClassStats) -> list[str]:
+    notes = []
+    if classes.unlabeled:
+        notes.append(f"{classes.unlabeled} samples without a label: class numbers need every sample labelled")
+    if stats.nonfinite:
+        notes.append("non-finite activations: no class numbers")
+    singles = [str(label) for label, count in zip(classes.labels, classes.counts, strict=True) if count == 1]
+    if singles:
+        shown = ", ".join(singles[:5]) + (", ..." if len(singles) > 5 else "")
+        notes.append(f"classes with a single sample: {shown}")
+    counted = int(np.sum(classes.counts)) + int(classes.unlabeled)
+    if not classes.unlabeled and counted != stats.samples and not stats.nonfinite:
+        notes.append(f"class counts ({counted}) differ from the layer's samples ({stats.samples})")
+    return notes

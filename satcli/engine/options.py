@@ -1,0 +1,51 @@
+"""Everything that shapes the numbers of one analysis run, besides the model and the data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from satcli.core.verdict import Thresholds
+from satcli.errors import SatcliError
+from satcli.taps import Reduction
+
+ACTIVATION_DTYPES = ("float32", "float16")
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """How a run reduces outputs, which layers it tracks, how it scores and what it keeps.
+
+    `classes`: class/cross-class spectra; None = on when the data carry labels.
+    """
+
+    reduction: Reduction = field(default_factory=Reduction)
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    store_activations: bool = True
+    activations_dtype: str = "float32"
+    classes: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.activations_dtype not in ACTIVATION_DTYPES:
+            raise SatcliError(
+                f"activations dtype must be one of {', '.join(ACTIVATION_DTYPES)}, got {self.activations_dtype!r}"
+            )
+        if not 0.0 < self.thresholds.delta <= 1.0:
+            raise SatcliError(f"the variance threshold delta must be in (0, 1], got {self.thresholds.delta}")
+
+    def extra_analyses(self, has_labels: bool) -> tuple[str, ...]:
+        """Names of the layer analyses to run besides saturation."""
+        return ("classes",) if has_labels and self.classes is not False else ()
+
+    def describe(self, has_labels: bool = False) -> dict[str, object]:
+        """The options as recorded in the store and in json output."""
+        return {
+            "conv_method": self.reduction.conv_method,
+            "sequence_method": self.reduction.sequence_method,
+            "layers": list(self.include),
+            "exclude": list(self.exclude),
+            "store_activations": self.store_activations,
+            "activations_dtype": self.activations_dtype,
+            "analyses": ["saturation", *self.extra_analyses(has_labels)],
+        }

@@ -1,0 +1,157 @@
+"""The batch loop: run each batch through the taps, reduce every tracked output to samples, and hand the
+samples and the batch's labels to every analysis; observers (store writer, progress) watch from outside.
+
+It prints nothing and writes nothing itself: the store is one observer among others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from satcli.analyses.base import Analysis
+from satcli.analyses.registry import LAYER_ANALYSES
+from satcli.analyses.saturation import SaturationAnalysis
+from satcli.analyses.score import score_state
+from satcli.core.results import CheckpointResult
+from satcli.core.state import CheckpointMeta, CheckpointState, LayerMeta, LayerState
+from satcli.data import DataSource
+from satcli.engine.options import AnalysisOptions
+from satcli.errors import SatcliError
+from satcli.models import LoadedModel
+from satcli.taps import Layer, input_rows, open_taps, sample_view
+
+
+class Observer(Protocol):
+    """Watches a run without changing it: told the layers once, then each batch, then the final state."""
+
+    wants_rows: bool
+
+    def started(self, meta: CheckpointMeta, layers: Sequence[LayerMeta]) -> None: ...
+
+    def batch(self, rows: dict[str, torch.Tensor], labels: torch.Tensor | None, count: int) -> None: ...
+
+    def finished(self, state: CheckpointState, result: CheckpointResult) -> None: ...
+
+
+@dataclass
+class _Seen:
+    layer: Layer
+    reduction: str
+    per_input: bool
+    calls: list[torch.Tensor]
+
+
+def build_analyses(options: AnalysisOptions, has_labels: bool, device: torch.device) -> list[Analysis]:
+    """Saturation always; the layer analyses the options ask for (classes: on by default when labelled)."""
+    chosen: list[Analysis] = [SaturationAnalysis(device)]
+    wanted = options.extra_analyses(has_labels)
+    chosen += [LAYER_ANALYSES[name](device) for name in wanted]
+    return chosen
+
+
+def checkpoint_meta(model: LoadedModel, data: DataSource, options: AnalysisOptions) -> CheckpointMeta:
+    """Where the numbers come from, as the store and JSON record it."""
+    record = dict(options.describe(data.has_labels), data=data.description, device=str(model.device), num_inputs=0)
+    return CheckpointMeta(
+        model_path=str(model.path),
+        model_sha256=model.sha256,
+        model_format=model.format,
+        data_spec=data.spec,
+        options=record,
+        thresholds=options.thresholds.to_dict(),
+    )
+
+
+def analyze(
+    model: LoadedModel, data: DataSource, options: AnalysisOptions, observers: Sequence[Observer] = ()
+) -> CheckpointResult:
+    """Score one loaded model on one data source; observers see the layers, each batch and the result."""
+    device = model.device
+    analyses = build_analyses(options, data.has_labels, device)
+    meta = checkpoint_meta(model, data, options)
+    seen: dict[str, _Seen] = {}
+    keep_rows = any(o.wants_rows for o in observers)
+    labels_now: list[torch.Tensor | None] = [None]
+
+    def sink(layer: Layer, out: torch.Tensor) -> None:
+        # Runs inside the forward pass, before later in-place ops of the model can change `out`.
+        samples = sample_view(out, layer, options.reduction)
+        entry = seen.get(layer.name)
+        if entry is None:
+            entry = seen[layer.name] = _Seen(
+                layer, options.reduction.name_for(layer, out.ndim), _per_input(samples), []
+            )
+        for analysis in analyses:
+            analysis.update(layer, samples, labels_now[0])
+        if keep_rows:
+            entry.calls.append(input_rows(out, samples, layer))
+
+    num_inputs = 0
+    started = False
+    with open_taps(model.module, options.include, options.exclude) as taps:
+        for x, y in data.batches():
+            labels_now[0] = y.to(device) if data.has_labels else None
+            for entry in seen.values():
+                entry.calls.clear()
+            taps.stream(x.to(device, non_blocking=True), sink)
+            if not started:
+                for observer in observers:
+                    observer.started(meta, _layer_metas(seen))
+                started = True
+            rows = {name: _rows(e.calls) for name, e in seen.items()} if keep_rows else {}
+            for observer in observers:
+                observer.batch(rows, y if data.has_labels else None, int(x.shape[0]))
+            num_inputs += int(x.shape[0])
+    if not seen:
+        raise SatcliError(f"the data set {data.description} gave no samples")
+    state = _checkpoint_state(meta, seen, analyses, num_inputs)
+    result = score_state(state, options.thresholds)
+    for observer in observers:
+        observer.finished(state, result)
+    return result
+
+
+def _per_input(samples: torch.Tensor) -> bool:
+    return samples.ndim == 2 or samples[:1].numel() == samples.shape[-1]
+
+
+def _layer_metas(seen: dict[str, _Seen]) -> list[LayerMeta]:
+    return [
+        LayerMeta(
+            name=e.layer.name,
+            type=e.layer.type,
+            kind=e.layer.kind,
+            width=int(e.layer.width or 0),
+            order=int(e.layer.order or 0),
+            reduction=e.reduction,
+            activations_reduction="none" if e.per_input else "mean",
+        )
+        for e in seen.values()
+    ]
+
+
+def _rows(calls: list[torch.Tensor]) -> torch.Tensor:
+    """One row per input; a layer called several times per forward pass keeps the mean of its calls."""
+    return calls[0] if len(calls) == 1 else torch.stack(calls).mean(dim=0)
+
+
+def _checkpoint_state(
+    meta: CheckpointMeta, seen: dict[str, _Seen], analyses: Sequence[Analysis], num_inputs: int
+) -> CheckpointState:
+    """The run's final state: every layer's moments and the other analyses' elements, in forward order."""
+    states = {analysis.name: analysis.state() for analysis in analyses}
+    stats = states.pop(SaturationAnalysis.name)
+    layers = []
+    for layer_meta in _layer_metas(seen):
+        extras = {name: state[layer_meta.name] for name, state in states.items() if layer_meta.name in state}
+        layers.append(LayerState(layer_meta, stats[layer_meta.name], extras))  # type: ignore[arg-type]
+    options = {**meta.options, "num_inputs": num_inputs}
+    return CheckpointState(
+        CheckpointMeta(meta.model_path, meta.model_sha256, meta.model_format, meta.data_spec, options, meta.thresholds),
+        tuple(layers),
+        num_inputs,
+    )

@@ -1,0 +1,1 @@
+"""The HDF5 result store: layout in docs/store-format.md."""

@@ -1,0 +1,124 @@
+"""Taps: run a model on a batch and hand every tracked output, in execution order, to a sink.
+
+Three kinds of model are tapped three ways behind one interface (open_taps): plain nn.Module with forward hooks
+(hooks.py), torch.export graphs (export.py) and TorchScript (script.py). Taps are always removed and the model's
+train/eval mode restored, also when a forward pass fails."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+
+import torch
+from torch import nn
+
+from satcli.errors import SatcliError
+from satcli.taps.export import graph_groups, graph_taps
+from satcli.taps.hooks import hook_taps
+from satcli.taps.layers import Captured, Layer, Runner, Sink, layer_kind, module_width, pattern_note, select, unique
+from satcli.taps.reduce import output_width
+from satcli.taps.script import script_runner, script_tapped_values
+
+
+class _SinkError(SatcliError):
+    """Carries an exception raised by a sink through the runners' error translation, unchanged."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class Taps:
+    """Runs a model on a batch and hands every tracked output, in execution order, to a sink or a list."""
+
+    def __init__(self, layers: list[Layer], run: Runner) -> None:
+        self._declared = layers
+        self._run = run
+        self._fixed: dict[str, Layer] = {}
+        self.layers: list[Layer] = []
+
+    def forward(self, x: torch.Tensor) -> Captured:
+        """Run one batch and return its outputs. The first batch fixes forward order and widths."""
+        captured: Captured = []
+        # Copies: the model may still change an output in place (e.g. ReLU(inplace=True)) after its tap.
+        self.stream(x, lambda layer, t: captured.append((layer, t.clone())))
+        return captured
+
+    def stream(self, x: torch.Tensor, sink: Sink) -> None:
+        """Run one batch, calling ``sink(layer, output)`` inside the forward pass as each output appears.
+
+        The sink sees an output before any later (possibly in-place) operation of the model changes it,
+        and it must not keep the tensor beyond the call unless it copies it. The first batch fixes forward
+        order and widths; a layer that did not run in it is ignored afterwards.
+        """
+        first = not self.layers
+        fixed = self._fixed
+
+        def tap(layer: Layer, t: torch.Tensor) -> None:
+            known = fixed.get(layer.name)
+            if known is None:
+                if not first:
+                    return
+                known = fixed[layer.name] = replace(layer, width=output_width(t, layer), order=len(fixed))
+            try:
+                sink(known, t)
+            except Exception as exc:
+                raise _SinkError(exc) from exc
+
+        try:
+            self._run(x, tap)
+        except _SinkError as exc:
+            raise exc.error from None
+        finally:
+            if first:
+                self.layers = list(fixed.values())
+        if first and not self.layers:
+            raise SatcliError("no tracked layer ran in the forward pass (check --layers / --exclude)")
+
+
+def discover(module: nn.Module | torch.jit.ScriptModule) -> list[Layer]:
+    """Tracked layers without running the model: registration or graph order, widths where known."""
+    if isinstance(module, torch.jit.ScriptModule):
+        return unique([layer for layer, _ in script_tapped_values(module)[1]])
+    if isinstance(module, torch.fx.GraphModule) and graph_groups(module):
+        return unique([layer for layer, _ in graph_groups(module)])
+    layers = []
+    for name, sub in module.named_modules():
+        found = layer_kind(sub)
+        if found is not None:
+            layers.append(Layer(name, found[0], found[1], module_width(sub), None, getattr(sub, "batch_first", True)))
+    return layers
+
+
+@contextmanager
+def open_taps(
+    module: nn.Module | torch.jit.ScriptModule, include: Sequence[str] = (), exclude: Sequence[str] = ()
+) -> Iterator[Taps]:
+    """Tap the selected layers of a model for the duration of the block; always untaps and restores mode."""
+    declared = discover(module)
+    chosen = select(declared, include, exclude)
+    if not chosen:
+        what = "no trackable layers (Conv1d/2d/3d, Linear, LSTM, GRU)" if not declared else "no layer matches"
+        raise SatcliError(f"{what} in the model{pattern_note(include, exclude)}")
+    wanted = {layer.name for layer in chosen}
+    was_training = module.training
+    _set_training(module, False)
+    try:
+        if isinstance(module, torch.jit.ScriptModule):
+            yield Taps(chosen, script_runner(module, wanted))
+        elif isinstance(module, torch.fx.GraphModule) and graph_groups(module):
+            with graph_taps(module, wanted) as run:
+                yield Taps(chosen, run)
+        else:
+            with hook_taps(module, {layer.name: layer for layer in chosen}) as run:
+                yield Taps(chosen, run)
+    finally:
+        _set_training(module, was_training)
+
+
+def _set_training(module: nn.Module, mode: bool) -> None:
+    # Exported graphs fix their mode at export time and refuse train()/eval().
+    if isinstance(module, torch.fx.GraphModule) and graph_groups(module):
+        return
+    module.train(mode)

@@ -1,0 +1,142 @@
+"""torch.export graphs: hooks do not fire inside them, so tap nodes are inserted after each tracked
+module's output node (found through nn_module_stack metadata) and removed afterwards."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+
+import torch
+from torch import nn
+
+from satcli.errors import SatcliError, one_line
+from satcli.taps.layers import CONV, TRACKED, Layer, Runner, Sink
+
+_RNN_OPS = ("aten.lstm", "aten.gru")
+
+
+def _tracked_entry(node: torch.fx.Node) -> tuple[str, str, str] | None:
+    """(stack key, module path, class name) of the innermost tracked module a graph node belongs to."""
+    stack = node.meta.get("nn_module_stack") or {}
+    for key, (path, type_name) in reversed(list(stack.items())):
+        cls = str(type_name).rsplit(".", 1)[-1]
+        if cls in TRACKED and path:
+            return key, str(path), cls
+    return None
+
+
+def graph_groups(gm: torch.fx.GraphModule) -> list[tuple[Layer, torch.fx.Node]]:
+    """Each call of a tracked module in an exported graph, with the node that carries its output."""
+    groups: dict[str, list[torch.fx.Node]] = {}
+    info: dict[str, tuple[str, str]] = {}
+    for node in gm.graph.nodes:
+        if node.op != "call_function":
+            continue
+        entry = _tracked_entry(node)
+        if entry is not None:
+            groups.setdefault(entry[0], []).append(node)
+            info[entry[0]] = (entry[1], entry[2])
+    result = []
+    for key, nodes in groups.items():
+        path, cls = info[key]
+        members = set(nodes)
+        out = _group_output(nodes, members)
+        if out is None:
+            continue
+        layer = Layer(path, cls, TRACKED[cls], None, None, _batch_first(nodes))
+        val = out.meta.get("val")
+        if isinstance(val, torch.Tensor):
+            width = val.shape[1] if layer.kind == CONV else val.shape[-1]
+            layer = replace(layer, width=int(width) if isinstance(width, int) else None)
+        result.append((layer, out))
+    return result
+
+
+def _group_output(nodes: list[torch.fx.Node], members: set[torch.fx.Node]) -> torch.fx.Node | None:
+    for node in nodes:
+        if any(str(node.target).startswith(op) for op in _RNN_OPS):
+            for user in node.users:
+                if user.args[1:] == (0,):
+                    return user
+    escaping = [n for n in nodes if any(u not in members for u in n.users)]
+    return escaping[-1] if escaping else None
+
+
+def _batch_first(nodes: list[torch.fx.Node]) -> bool:
+    for node in nodes:
+        if any(str(node.target).startswith(op) for op in _RNN_OPS) and len(node.args) > 8:
+            return bool(node.args[8])
+    return True
+
+
+class _GraphTap(nn.Module):
+    """A module inserted into an exported graph that hands one node's value to the recorder."""
+
+    def __init__(self, layer: Layer, sinks: list[Sink]) -> None:
+        super().__init__()
+        self.layer = layer
+        self.sinks = sinks
+
+    def forward(self, value: torch.Tensor) -> None:
+        self.sinks[-1](self.layer, value.detach())
+
+
+@contextmanager
+def graph_taps(gm: torch.fx.GraphModule, wanted: set[str]) -> Iterator[Runner]:
+    sinks: list[Sink] = []
+    inserted: list[tuple[str, torch.fx.Node]] = []
+    first_input = _first_layer_input(gm)
+    try:
+        for i, (layer, out) in enumerate(graph_groups(gm)):
+            if layer.name not in wanted:
+                continue
+            name = f"_satcli_tap_{i}"
+            gm.add_submodule(name, _GraphTap(layer, sinks))
+            with gm.graph.inserting_after(out):
+                inserted.append((name, gm.graph.call_module(name, (out,))))
+        gm.recompile()
+
+        def run(x: torch.Tensor, sink: Sink) -> None:
+            sinks.append(sink)
+            try:
+                with torch.no_grad():
+                    gm(x)
+            except SatcliError:
+                raise
+            except Exception as exc:
+                reason = one_line(exc)
+                where = (
+                    f"layer '{first_input[0]}' ({first_input[1]}) expects input {first_input[2]}"
+                    if first_input
+                    else ("the archive's input does not match")
+                )
+                raise SatcliError(
+                    f"model and data do not fit: {where} but the data gives {tuple(x.shape)}: {reason}"
+                ) from exc
+            finally:
+                sinks.pop()
+
+        yield run
+    finally:
+        for name, node in inserted:
+            gm.graph.erase_node(node)
+            gm.delete_submodule(name)
+        gm.recompile()
+
+
+def _first_layer_input(gm: torch.fx.GraphModule) -> tuple[str, str, str] | None:
+    """Name, class and expected input shape of the first tracked layer of an exported graph."""
+    for layer, _out in graph_groups(gm):
+        for node in gm.graph.nodes:
+            entry = _tracked_entry(node) if node.op == "call_function" else None
+            if entry is None or entry[1] != layer.name:
+                continue
+            arg = node.args[0] if node.args else None
+            val = arg.meta.get("val") if isinstance(arg, torch.fx.Node) else None
+            if isinstance(val, torch.Tensor):
+                dims = tuple(d if isinstance(d, int) else "B" for d in val.shape)
+                return layer.name, layer.type, "(" + ", ".join(str(d) for d in dims) + ")"
+            return None
+        return None
+    return None

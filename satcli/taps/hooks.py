@@ -1,0 +1,91 @@
+"""Plain nn.Module taps: forward hooks, always removed; shape mismatches named by the layer that failed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+
+from satcli.errors import SatcliError, one_line
+from satcli.taps.layers import Layer, Runner, Sink
+
+
+def _expected_input(module: nn.Module) -> str | None:
+    if isinstance(module, nn.modules.conv._ConvNd):
+        dims = ", ".join(["H", "W", "D"][: len(module.kernel_size)])
+        return f"(B, {module.in_channels}, {dims})"
+    if isinstance(module, nn.Linear):
+        return f"(B, ..., {module.in_features})"
+    if isinstance(module, nn.RNNBase):
+        return f"(B, T, {module.input_size})" if module.batch_first else f"(T, B, {module.input_size})"
+    return None
+
+
+def _shape_of(args: tuple[Any, ...]) -> str:
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            return str(tuple(a.shape))
+    return "(no tensor)"
+
+
+@contextmanager
+def hook_taps(module: nn.Module, chosen: dict[str, Layer]) -> Iterator[Runner]:
+    sinks: list[Sink] = []
+    entered: list[tuple[str, nn.Module, str]] = []
+    handles = []
+
+    def pre_hook(name: str) -> Callable[..., None]:
+        def hook(mod: nn.Module, args: tuple[Any, ...]) -> None:
+            entered.append((name, mod, _shape_of(args)))
+
+        return hook
+
+    def post_hook(layer: Layer) -> Callable[..., None]:
+        def hook(mod: nn.Module, args: tuple[Any, ...], out: Any) -> None:
+            if isinstance(out, tuple):  # LSTM/GRU: (output, hidden)
+                out = out[0]
+            if not isinstance(out, torch.Tensor):
+                raise SatcliError(f"layer '{layer.name}' ({layer.type}) returned {type(out).__name__}, not a tensor")
+            sinks[-1](layer, out.detach())
+
+        return hook
+
+    try:
+        for name, sub in module.named_modules():
+            if name and _expected_input(sub) is not None:
+                handles.append(sub.register_forward_pre_hook(pre_hook(name)))
+            if name in chosen:
+                handles.append(sub.register_forward_hook(post_hook(chosen[name])))
+
+        def run(x: torch.Tensor, sink: Sink) -> None:
+            entered.clear()
+            sinks.append(sink)
+            try:
+                with torch.no_grad():
+                    module(x)
+            except SatcliError:
+                raise
+            except Exception as exc:
+                raise _mismatch(exc, x, entered) from exc
+            finally:
+                sinks.pop()
+
+        yield run
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _mismatch(exc: Exception, x: torch.Tensor, entered: list[tuple[str, nn.Module, str]]) -> SatcliError:
+    reason = one_line(exc)
+    if entered:
+        name, mod, shape = entered[-1]
+        expected = _expected_input(mod)
+        return SatcliError(
+            f"model and data do not fit: layer '{name}' ({type(mod).__name__}) expects input {expected} "
+            f"but got {shape} (data batch {tuple(x.shape)}): {reason}"
+        )
+    return SatcliError(f"the forward pass failed on a data batch of shape {tuple(x.shape)}: {reason}")

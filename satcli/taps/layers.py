@@ -1,0 +1,87 @@
+"""Tracked layers: which modules satcli measures, their kind, width, and selection by name globs."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+CONV, DENSE, RECURRENT = "conv", "dense", "recurrent"
+
+
+TRACKED: dict[str, str] = {
+    "Conv1d": CONV,
+    "Conv2d": CONV,
+    "Conv3d": CONV,
+    "Linear": DENSE,
+    "LSTM": RECURRENT,
+    "GRU": RECURRENT,
+}
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A tracked layer: module path, class name, kind, output width and forward order (first call)."""
+
+    name: str
+    type: str
+    kind: str
+    width: int | None = None
+    order: int | None = None
+    batch_first: bool = True
+
+
+def layer_kind(module: nn.Module) -> tuple[str, str] | None:
+    """(class name, kind) of a tracked module, or None. Subclasses count as their tracked base."""
+    for base in type(module).__mro__:
+        if base.__module__.startswith("torch.nn") and base.__name__ in TRACKED:
+            return type(module).__name__, TRACKED[base.__name__]
+    return None
+
+
+def select(layers: Sequence[Layer], include: Sequence[str] = (), exclude: Sequence[str] = ()) -> list[Layer]:
+    """Layers whose names match any --layers glob (all when none given) and no --exclude glob."""
+    chosen = [
+        layer
+        for layer in layers
+        if (not include or any(fnmatch.fnmatchcase(layer.name, p) for p in include))
+        and not any(fnmatch.fnmatchcase(layer.name, p) for p in exclude)
+    ]
+    return chosen
+
+
+def module_width(module: nn.Module) -> int | None:
+    if isinstance(module, nn.Linear):
+        return module.out_features
+    if isinstance(module, nn.modules.conv._ConvNd):
+        return module.out_channels
+    if isinstance(module, nn.RNNBase):
+        return module.hidden_size * (2 if module.bidirectional else 1)
+    return None
+
+
+def unique(layers: list[Layer]) -> list[Layer]:
+    """First occurrence of each layer name (a shared layer appears once per call in a graph)."""
+    seen: dict[str, Layer] = {}
+    for layer in layers:
+        seen.setdefault(layer.name, layer)
+    return list(seen.values())
+
+
+def pattern_note(include: Sequence[str], exclude: Sequence[str]) -> str:
+    parts = [f"--layers {' '.join(include)}" if include else "", f"--exclude {' '.join(exclude)}" if exclude else ""]
+    note = ", ".join(p for p in parts if p)
+    return f" ({note})" if note else ""
+
+
+Captured = list[tuple[Layer, torch.Tensor]]
+
+
+# Called with each tracked output the moment it is produced (inside the forward pass).
+Sink = Callable[[Layer, torch.Tensor], None]
+
+
+Runner = Callable[[torch.Tensor, Sink], None]

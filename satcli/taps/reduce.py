@@ -1,0 +1,103 @@
+"""How a layer output becomes samples of a d-dimensional vector (METHOD.md sec. 1 table)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from satcli.errors import SatcliError
+from satcli.taps.layers import CONV, DENSE, RECURRENT, Layer
+
+CONV_METHODS = ("mean", "max", "channelwise")
+
+
+SEQUENCE_METHODS = ("mean", "last", "tokens")
+
+
+@dataclass(frozen=True)
+class Reduction:
+    """How a layer output becomes samples of a d-dimensional vector (METHOD.md sec. 1 table)."""
+
+    conv_method: str = "mean"
+    sequence_method: str = "mean"
+
+    def __post_init__(self) -> None:
+        if self.conv_method not in CONV_METHODS:
+            raise SatcliError(f"--conv-method must be one of {', '.join(CONV_METHODS)}, got {self.conv_method!r}")
+        if self.sequence_method not in SEQUENCE_METHODS:
+            raise SatcliError(
+                f"--sequence-method must be one of {', '.join(SEQUENCE_METHODS)}, got {self.sequence_method!r}"
+            )
+
+    def name_for(self, layer: Layer, output_ndim: int) -> str:
+        """The reduction applied to this layer's output ('none' for plain (B, d) outputs)."""
+        if layer.kind == CONV:
+            return self.conv_method
+        return "none" if output_ndim == 2 and layer.kind == DENSE else self.sequence_method
+
+
+def as_sequence(t: torch.Tensor, layer: Layer) -> torch.Tensor:
+    """A dense or recurrent output of 3+ dims as (B, T, d), batch first."""
+    if layer.kind == RECURRENT and not layer.batch_first:
+        t = t.transpose(0, 1)
+    return t.reshape(t.shape[0], -1, t.shape[-1])
+
+
+def reduce_output(t: torch.Tensor, layer: Layer, reduction: Reduction) -> torch.Tensor:
+    """Turn one layer output into (samples, d) rows for the covariance."""
+    samples = sample_view(t, layer, reduction)
+    return samples.reshape(-1, samples.shape[-1])
+
+
+def sample_view(t: torch.Tensor, layer: Layer, reduction: Reduction) -> torch.Tensor:
+    """The covariance samples of one output as a (B, ..., d) tensor, every leading index one sample.
+
+    Same samples as ``reduce_output`` without its final reshape, so channelwise and token samples stay
+    views of the output (channels-last for convolutions) instead of being copied.
+    """
+    if layer.kind == CONV:
+        if t.ndim < 3:
+            raise SatcliError(f"layer '{layer.name}' ({layer.type}) gave an unbatched output of shape {tuple(t.shape)}")
+        spatial = tuple(range(2, t.ndim))
+        if reduction.conv_method == "mean":
+            return t.mean(dim=spatial)
+        if reduction.conv_method == "max":
+            return t.amax(dim=spatial)
+        return t.movedim(1, -1)
+    if t.ndim == 2 and layer.kind == DENSE:
+        return t
+    if t.ndim < 2:
+        raise SatcliError(f"layer '{layer.name}' ({layer.type}) gave an unbatched output of shape {tuple(t.shape)}")
+    seq = as_sequence(t, layer)
+    if reduction.sequence_method == "mean":
+        return seq.mean(dim=1)
+    if reduction.sequence_method == "last":
+        return seq[:, -1]
+    return seq
+
+
+def input_rows(t: torch.Tensor, samples: torch.Tensor, layer: Layer) -> torch.Tensor:
+    """One row per input for the store from ``sample_view``'s samples: themselves, or the mean of an input's
+    samples. Always a new tensor, never a view of the output (which the model may still change in place)."""
+    if samples.ndim == 2:
+        rows = samples
+    elif layer.kind == CONV:
+        rows = t.mean(dim=tuple(range(2, t.ndim)))  # channelwise: pool the contiguous NCHW output directly
+    else:
+        rows = samples.mean(dim=tuple(range(1, samples.ndim - 1)))
+    if rows.untyped_storage().data_ptr() == t.untyped_storage().data_ptr():
+        rows = rows.clone()
+    return rows
+
+
+def pooled_per_input(t: torch.Tensor, samples: torch.Tensor, layer: Layer, batch: int) -> torch.Tensor:
+    """One row per input for the store: the samples themselves, or their mean when an input gives many."""
+    if samples.shape[0] == batch:
+        return samples
+    return samples.reshape(batch, -1, samples.shape[-1]).mean(dim=1)
+
+
+def output_width(t: torch.Tensor, layer: Layer) -> int:
+    """Width d of a layer output: channels for convolutions, the last dim otherwise."""
+    return int(t.shape[1] if layer.kind == CONV else t.shape[-1])
