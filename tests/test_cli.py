@@ -224,3 +224,29 @@ def test_store_folder_is_checked_before_scoring(run_cli, tmp_path: Path, monkeyp
     monkeypatch.setattr(satcli.engine.sweep, "score_checkpoint", never)
     line = _one_line_error(run_cli("analyze", SENSIBLE, "--store", tmp_path / "missing" / "s.h5", "-q"))
     assert "does not exist" in line
+
+
+def test_an_internal_error_exits_3_with_a_report_line(run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    import satcli.cli.analyze as analyze_module
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise ZeroDivisionError("a bug\nsecond line")
+
+    monkeypatch.setattr(analyze_module, "order_checkpoints", broken)
+    result = run_cli("analyze", SENSIBLE, "--no-store", "-q")
+    assert result.code == 3
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "internal error: ZeroDivisionError: a bug" in lines[0] and "please report" in lines[0]
+
+
+def test_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
+    store = tmp_path / "s.h5"
+    subprocess.run(
+        [sys.executable, "-m", "satcli", "analyze", SENSIBLE, "--store", store, "-q", "-f", "json"],
+        check=True,
+        capture_output=True,
+    )
+    script = f"{sys.executable} -m satcli report {store} {store} {store} {store} | head -c 1 >/dev/null"
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", script], capture_output=True, text=True)
+    assert "Traceback" not in done.stderr and "error" not in done.stderr
+    assert done.returncode in (0, 141)

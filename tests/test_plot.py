@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from satcli.core.state import CheckpointMeta, LayerMeta, LayerStats
-from satcli.core.verdict import Thresholds
-from satcli.render.plot import MISSING_MATPLOTLIB, _runs, load_results
-from satcli.store.rescore import ThresholdOverrides
+from satcli.core.verdict import ThresholdOverrides, Thresholds
+from satcli.render.plot import MISSING_MATPLOTLIB, _runs
+from satcli.store.rescore import rescore_refs
 from satcli.store.writer import StoreWriter
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -87,11 +87,11 @@ def test_several_checkpoints_are_a_heatmap(run_cli, tmp_path: Path) -> None:
 
 def test_results_are_rescored_from_the_store(tmp_path: Path) -> None:
     store = trajectory_store(tmp_path / "run.h5")
-    results = load_results([str(store)], [], ThresholdOverrides())
+    results = [r for _, r in rescore_refs([str(store)], ThresholdOverrides())]
     assert [r.model for r in results] == ["runs/epoch_1.pt", "runs/epoch_2.pt", "runs/epoch_10.pt"]
     assert [len(r.verdict.tail) for r in results] == [0, 3, 3]
     assert results[2].layers[0].k == 25
-    stricter = load_results([str(store)], ["2"], ThresholdOverrides(tail_threshold=0.05))
+    stricter = [r for _, r in rescore_refs([str(store)], ThresholdOverrides(tail_threshold=0.05), ["2"])]
     assert [r.model for r in stricter] == ["runs/epoch_10.pt"]
     assert stricter[0].verdict.tail == ("net.9",)
 
@@ -110,7 +110,7 @@ def test_missing_matplotlib_is_one_line_and_exit_2(run_cli, tmp_path: Path, monk
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("-c", "first"), "--checkpoint takes a group number"),
+        (("-c", "first"), "chosen by its group number"),
         (("-c", "7"), "has no finished checkpoint 7"),
         (("-o", "nested/missing/x.png"), "does not exist"),
         (("-o", "x.nope"), "unknown image type 'nope'"),

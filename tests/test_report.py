@@ -15,12 +15,11 @@ import scipy.linalg
 from conftest import SAMPLE_MODELS
 from store_helpers import sample_store, write_store
 
-from satcli.core.verdict import Thresholds
+from satcli.core.verdict import ThresholdOverrides, Thresholds
 from satcli.errors import SatcliError
 from satcli.store.reader import read_store
 from satcli.store.rescore import (
     StoreRef,
-    ThresholdOverrides,
     load_checkpoints,
     looks_like_store,
     parse_store_ref,
@@ -105,7 +104,7 @@ def test_thresholds_resolve_override_then_stored_then_default(tmp_path: Path) ->
     [loaded] = load_checkpoints(StoreRef(store))
     assert resolve_thresholds(loaded.checkpoint, ThresholdOverrides()) == stored
     assert resolve_thresholds(loaded.checkpoint, ThresholdOverrides(max_tail=0)) == Thresholds(0.95, 0.1, 0, 0.5)
-    with pytest.raises(SatcliError, match="--threshold"):
+    with pytest.raises(SatcliError, match=r"delta must be in \(0, 1\]"):
         resolve_thresholds(loaded.checkpoint, ThresholdOverrides(delta=0.0))
 
 

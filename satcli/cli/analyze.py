@@ -13,14 +13,16 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from satcli.cli.app import app
-from satcli.cli.main import EXIT_USAGE
+from satcli.cli.app import EXIT_USAGE, app
+from satcli.cli.console import stderr_console, stdout_console
 from satcli.cli.options import (
     ActivationsDtype,
     Arch,
     ArchKwargs,
     BatchSize,
+    Classes,
     ConvMethod,
+    ConvMethodOption,
     Data,
     DataRoot,
     Device,
@@ -29,17 +31,23 @@ from satcli.cli.options import (
     ImageSize,
     Layers,
     MaxSamples,
+    MaxTail,
     OutputFormat,
+    Quiet,
     Seed,
     SequenceMethod,
+    SequenceMethodOption,
     Split,
+    TailThreshold,
+    Threshold,
     TrustPickle,
+    UnderThreshold,
     Workers,
     arch_kwargs_dict,
     data_options,
 )
 from satcli.core.results import CheckpointResult
-from satcli.core.verdict import Thresholds
+from satcli.core.verdict import ThresholdOverrides, Thresholds
 from satcli.data import open_data
 from satcli.engine.options import AnalysisOptions
 from satcli.engine.sweep import Failure, order_checkpoints, score_checkpoints
@@ -74,22 +82,13 @@ def analyze_command(
     device: Device = "auto",
     layers: Layers = None,
     exclude: Exclude = None,
-    conv_method: Annotated[ConvMethod, typer.Option(help="How a conv output becomes samples.")] = ConvMethod.mean,
-    sequence_method: Annotated[
-        SequenceMethod, typer.Option(help="How a (B, T, d) output becomes samples.")
-    ] = SequenceMethod.mean,
-    threshold: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="delta: share of variance the top-k directions explain.")
-    ] = Thresholds.delta,
-    tail_threshold: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="A layer with saturation below this can be in the tail.")
-    ] = Thresholds.tail_threshold,
-    max_tail: Annotated[
-        int, typer.Option(min=0, help="Overparameterized when the tail is longer than this.")
-    ] = Thresholds.max_tail,
-    under_threshold: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="Underparameterized when average saturation is at least this.")
-    ] = Thresholds.under_threshold,
+    conv_method: ConvMethodOption = ConvMethod.mean,
+    sequence_method: SequenceMethodOption = SequenceMethod.mean,
+    classes: Classes = None,
+    threshold: Threshold = None,
+    tail_threshold: TailThreshold = None,
+    max_tail: MaxTail = None,
+    under_threshold: UnderThreshold = None,
     store: Annotated[
         Path | None, typer.Option(help="HDF5 store to write [default: MODEL.satcli.h5 next to each model].")
     ] = None,
@@ -121,7 +120,7 @@ def analyze_command(
         bool,
         typer.Option("--no-sort", help="Score in the order given, not in natural order (epoch_2 before epoch_10)."),
     ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: Quiet = False,
     force: Annotated[
         bool, typer.Option("--force", help="Replace an existing file at the store path that is not a satcli store.")
     ] = False,
@@ -131,17 +130,16 @@ def analyze_command(
     Several checkpoints share one decoded data set and print as each finishes; one that fails is reported on
     stderr and skipped, and the exit code is then 2.
     """
-    if threshold <= 0.0:
-        raise SatcliError("--threshold must be in (0, 1]")
     if trajectory and output_format is not OutputFormat.table:
         raise SatcliError("--trajectory prints a table; leave out --format or --trajectory")
     options = AnalysisOptions(
         reduction=Reduction(conv_method.value, sequence_method.value),
         include=tuple(layers or ()),
         exclude=tuple(exclude or ()),
-        thresholds=Thresholds(threshold, tail_threshold, max_tail, under_threshold),
+        thresholds=ThresholdOverrides(threshold, tail_threshold, max_tail, under_threshold).apply(Thresholds()),
         store_activations=not no_activations,
         activations_dtype=activations_dtype.value,
+        classes=classes,
     )
     source = open_data(
         data, data_options(data_root, download, split, max_samples, batch_size, workers, image_size, seed)
@@ -156,8 +154,8 @@ def analyze_command(
     paths = order_checkpoints(models, sort=not no_sort)
     store_for = (lambda path: None) if no_store else (lambda path: store or default_store_path(path))
     _check_store_targets(paths, data, store_for, force)
-    out = Console(soft_wrap=False)
-    err = Console(stderr=True)
+    out = stdout_console()
+    err = stderr_console()
     results: list[CheckpointResult] = []
     failed = 0
     for outcome in score_checkpoints(

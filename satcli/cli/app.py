@@ -9,6 +9,10 @@ import typer
 from satcli import __version__
 from satcli.cli.config import load_config
 
+EXIT_FAILED = 1  # a check failed
+EXIT_USAGE = 2  # bad input or usage
+EXIT_INTERNAL = 3  # a bug in satcli
+
 app = typer.Typer(
     name="satcli",
     help="Per-layer intrinsic dimensionality and saturation of PyTorch checkpoints, with a verdict.",

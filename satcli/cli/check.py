@@ -11,13 +11,15 @@ import typer
 from rich.console import Console
 
 from satcli.cli.analyze import progress_bar
-from satcli.cli.app import app
+from satcli.cli.app import EXIT_FAILED, app
+from satcli.cli.console import stderr_console, stdout_console
 from satcli.cli.options import (
     Arch,
     ArchKwargs,
     BatchSize,
     CheckFormat,
     ConvMethod,
+    ConvMethodOption,
     Data,
     DataRoot,
     Device,
@@ -27,26 +29,29 @@ from satcli.cli.options import (
     ImageSize,
     Layers,
     MaxSamples,
+    Quiet,
     Seed,
     SequenceMethod,
+    SequenceMethodOption,
     Split,
+    TailThreshold,
+    Threshold,
     TrustPickle,
+    UnderThreshold,
     Workers,
     arch_kwargs_dict,
     data_options,
 )
-from satcli.cli.rescore import rescored
 from satcli.core import gates
 from satcli.core.results import CheckpointResult
-from satcli.core.verdict import Thresholds
+from satcli.core.verdict import ThresholdOverrides, Thresholds
 from satcli.data import DataSource, open_data
 from satcli.engine.options import AnalysisOptions
 from satcli.engine.sweep import score_checkpoint
-from satcli.errors import SatcliError
 from satcli.models import LoadedModel, load_model
 from satcli.render.serialize import result_json
 from satcli.render.table import render_result
-from satcli.store.rescore import ThresholdOverrides, looks_like_store
+from satcli.store.rescore import looks_like_store, rescore_refs
 from satcli.taps import Reduction
 
 
@@ -87,21 +92,9 @@ def check_command(
             min=0, help="Fail when the tail is longer than this (also the verdict's max tail). Unset: 2, or as stored."
         ),
     ] = None,
-    threshold: Annotated[
-        float | None, typer.Option(min=0.0, max=1.0, help="delta for k. Unset: 0.99, or as stored.")
-    ] = None,
-    tail_threshold: Annotated[
-        float | None,
-        typer.Option(
-            min=0.0, max=1.0, help="A layer below this saturation can be in the tail. Unset: 0.2, or as stored."
-        ),
-    ] = None,
-    under_threshold: Annotated[
-        float | None,
-        typer.Option(
-            min=0.0, max=1.0, help="Underparameterized when the average is at least this. Unset: 0.45, or as stored."
-        ),
-    ] = None,
+    threshold: Threshold = None,
+    tail_threshold: TailThreshold = None,
+    under_threshold: UnderThreshold = None,
     data: Data = "digits",
     data_root: DataRoot = None,
     download: Download = False,
@@ -117,15 +110,13 @@ def check_command(
     device: Device = "auto",
     layers: Layers = None,
     exclude: Exclude = None,
-    conv_method: Annotated[ConvMethod, typer.Option(help="How a conv output becomes samples.")] = ConvMethod.mean,
-    sequence_method: Annotated[
-        SequenceMethod, typer.Option(help="How a (B, T, d) output becomes samples.")
-    ] = SequenceMethod.mean,
+    conv_method: ConvMethodOption = ConvMethod.mean,
+    sequence_method: SequenceMethodOption = SequenceMethod.mean,
     output_format: Annotated[
         CheckFormat, typer.Option("--format", "-f", help="table: a summary line; json: one result per line.")
     ] = CheckFormat.table,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also print each layer table and verdict.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: Quiet = False,
 ) -> None:
     """CI gate: exit 0 when every checkpoint passes, 1 when one fails, 2 for bad usage or input.
 
@@ -141,8 +132,6 @@ def check_command(
     )
     overrides = ThresholdOverrides(threshold, tail_threshold, max_tail, under_threshold)
     model_thresholds = overrides.apply(Thresholds())
-    if model_thresholds.delta <= 0.0:
-        raise SatcliError("--threshold must be in (0, 1]")
     options = AnalysisOptions(
         reduction=Reduction(conv_method.value, sequence_method.value),
         include=tuple(layers or ()),
@@ -150,13 +139,13 @@ def check_command(
         thresholds=model_thresholds,
         store_activations=False,
     )
-    out = Console(soft_wrap=False)
-    err = Console(stderr=True)
+    out = stdout_console()
+    err = stderr_console()
     source: DataSource | None = None
     failed = checked = 0
     for target in targets:
         if looks_like_store(target):
-            scored = rescored([target], overrides)
+            scored = rescore_refs([target], overrides)
         else:
             if source is None:
                 source = open_data(
@@ -180,7 +169,7 @@ def check_command(
         line = f"{'FAIL' if failed else 'PASS'}: {failed} of {checked} checkpoints failed"
         typer.echo(line, err=output_format is CheckFormat.json)
     if failed:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
 
 
 def _score_model(

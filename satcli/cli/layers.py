@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from satcli.cli.app import app
+from satcli.cli.console import stdout_console
 from satcli.cli.options import (
     Arch,
     ArchKwargs,
@@ -71,6 +71,6 @@ def layers_command(
         table.add_column(column, justify="right" if column in ("#", "width") else "left")
     for i, layer in enumerate(found):
         table.add_row(str(i + 1), layer.name, layer.type, "?" if layer.width is None else str(layer.width))
-    out = Console(soft_wrap=False, highlight=False)
+    out = stdout_console(highlight=False)
     out.print(f"{model} ({loaded.format}): {len(found)} trackable layers, {order_note}", soft_wrap=True)
     out.print(table)

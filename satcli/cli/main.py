@@ -12,10 +12,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from satcli.cli.app import app
-from satcli.errors import SatcliError
+from satcli.cli.app import EXIT_INTERNAL, EXIT_USAGE, app
+from satcli.errors import SatcliError, one_line
 
-EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a Unix tool killed by a closed pipe reports
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = command.main(args=argv, prog_name="satcli", standalone_mode=False)
     except SatcliError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}")
+        err.print(f"[bold red]error:[/] {escape(one_line(exc, limit=2000))}")
         sys.exit(EXIT_USAGE)
     except typer.TyperException as exc:  # usage errors from Typer's parser carry their exit code
         ctx = getattr(exc, "ctx", None)
@@ -37,13 +37,21 @@ def main(argv: list[str] | None = None) -> None:
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
         err.print(f"[bold red]error:[/] {escape(exc.format_message() + hint)}")
         sys.exit(int(getattr(exc, "exit_code", EXIT_USAGE)))
+    except BrokenPipeError:
+        # The reader went away (`satcli report S | head -1`): no message, and no second error at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(EXIT_BROKEN_PIPE)
     except (typer.Abort, KeyboardInterrupt):
         err.print("interrupted; finished results and existing stores are kept")
         sys.exit(130)
     except Exception as exc:
         if os.environ.get("SATCLI_DEBUG"):
             raise
-        what = escape(f"{type(exc).__name__}: {exc}")
-        err.print(f"[bold red]internal error:[/] {what} (set SATCLI_DEBUG=1 for a traceback)")
-        sys.exit(1)
+        what = escape(f"{type(exc).__name__}: {one_line(exc)}")
+        err.print(
+            f"[bold red]internal error:[/] {what} - a bug in satcli; please report it with the command you ran "
+            "(SATCLI_DEBUG=1 shows the traceback)"
+        )
+        sys.exit(EXIT_INTERNAL)
     sys.exit(code if isinstance(code, int) else 0)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from satcli.data import DataOptions
-from satcli.models import parse_arch_kwargs
+if TYPE_CHECKING:
+    from satcli.data import DataOptions
 
 
 class OutputFormat(str, Enum):
@@ -106,6 +106,9 @@ def data_options(
     image_size: int | None,
     seed: int,
 ) -> DataOptions:
+    """The data options of a command (imported here, not at start-up: --help must not pay for torch)."""
+    from satcli.data import DataOptions
+
     return DataOptions(
         root=data_root,
         download=download,
@@ -119,6 +122,9 @@ def data_options(
 
 
 def arch_kwargs_dict(items: list[str] | None) -> dict[str, object]:
+    """--arch-kwargs values (repeatable, or comma-separated) as a dict."""
+    from satcli.models import parse_arch_kwargs
+
     parts = [p for item in items or [] for p in item.split(",") if p.strip()]
     return parse_arch_kwargs(parts)
 
@@ -158,20 +164,48 @@ StoreRefs = Annotated[
 ]
 
 
-STORED = "Unset: the value stored with each checkpoint."
-
-
-RescoreThreshold = Annotated[float | None, typer.Option("--threshold", min=0.0, max=1.0, help=f"delta for k. {STORED}")]
-
-
-RescoreTailThreshold = Annotated[
-    float | None, typer.Option(min=0.0, max=1.0, help=f"A layer below this saturation can be in the tail. {STORED}")
+# The verdict's thresholds, shared by analyze, check, report, compare and plot. Unset: the default for a
+# model, the value stored with the checkpoint for a store.
+_UNSET = "[default: {default}; for a store: as stored]"
+Threshold = Annotated[
+    float | None,
+    typer.Option(
+        "--threshold",
+        min=0.0,
+        max=1.0,
+        help="delta: share of variance the top-k directions explain. " + _UNSET.format(default=0.99),
+    ),
 ]
-
-
-RescoreMaxTail = Annotated[int | None, typer.Option(min=0, help=f"Overparameterized when the tail is longer. {STORED}")]
-
-
-RescoreUnderThreshold = Annotated[
-    float | None, typer.Option(min=0.0, max=1.0, help=f"Underparameterized when the average is at least this. {STORED}")
+TailThreshold = Annotated[
+    float | None,
+    typer.Option(
+        min=0.0,
+        max=1.0,
+        help="A layer below this saturation can be in the tail. " + _UNSET.format(default=0.2),
+    ),
+]
+MaxTail = Annotated[
+    int | None,
+    typer.Option(
+        min=0, help="Overparameterized when the tail is longer. " + _UNSET.format(default=2)
+    ),
+]
+UnderThreshold = Annotated[
+    float | None,
+    typer.Option(
+        min=0.0,
+        max=1.0,
+        help="Underparameterized when the average is at least this. " + _UNSET.format(default=0.45),
+    ),
+]
+ConvMethodOption = Annotated[ConvMethod, typer.Option(help="How a conv output becomes samples.")]
+SequenceMethodOption = Annotated[SequenceMethod, typer.Option(help="How a (B, T, d) output becomes samples.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+Classes = Annotated[
+    bool | None,
+    typer.Option(
+        "--classes/--no-classes",
+        show_default=False,
+        help="Class/cross-class spectra per layer [default: on when the data carry labels].",
+    ),
 ]

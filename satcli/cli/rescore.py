@@ -6,52 +6,42 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from satcli.cli.app import app
+from satcli.cli.console import stdout_console
 from satcli.cli.options import (
     CompareFormat,
+    MaxTail,
     ReportFormat,
-    RescoreMaxTail,
-    RescoreTailThreshold,
-    RescoreThreshold,
-    RescoreUnderThreshold,
     StoreRefs,
+    TailThreshold,
+    Threshold,
+    UnderThreshold,
 )
 from satcli.core.compare import compare
-from satcli.core.results import CheckpointResult
+from satcli.core.verdict import ThresholdOverrides
 from satcli.render.compare import comparison_csv, comparison_json, comparison_table
 from satcli.render.serialize import result_json, results_csv
 from satcli.render.table import render_result
-from satcli.store.rescore import ThresholdOverrides, load_checkpoints, parse_store_ref, rescore, resolve_thresholds
-
-
-def rescored(refs: list[str], overrides: ThresholdOverrides) -> list[tuple[str, CheckpointResult]]:
-    """(label, result) for every checkpoint the references name, re-scored at the resolved thresholds."""
-    out = []
-    for text in refs:
-        for loaded in load_checkpoints(parse_store_ref(text)):
-            thresholds = resolve_thresholds(loaded.checkpoint, overrides)
-            out.append((loaded.label, rescore(loaded.checkpoint, thresholds, store=str(loaded.ref.path))))
-    return out
+from satcli.store.rescore import rescore_refs
 
 
 @app.command("report")
 def report_command(
     stores: StoreRefs,
-    threshold: RescoreThreshold = None,
-    tail_threshold: RescoreTailThreshold = None,
-    max_tail: RescoreMaxTail = None,
-    under_threshold: RescoreUnderThreshold = None,
+    threshold: Threshold = None,
+    tail_threshold: TailThreshold = None,
+    max_tail: MaxTail = None,
+    under_threshold: UnderThreshold = None,
     output_format: Annotated[
         ReportFormat, typer.Option("--format", "-f", help="table, or json / jsonl (one object per line) / csv.")
     ] = ReportFormat.table,
 ) -> None:
     """Re-score stored checkpoints at any thresholds, with no model and no data."""
     overrides = ThresholdOverrides(threshold, tail_threshold, max_tail, under_threshold)
-    results = [result for _, result in rescored(stores, overrides)]
+    results = [result for _, result in rescore_refs(stores, overrides)]
     if output_format is ReportFormat.table:
-        out = Console(soft_wrap=False)
+        out = stdout_console()
         for result in results:
             render_result(result, out)
     elif output_format is ReportFormat.csv:
@@ -64,19 +54,19 @@ def report_command(
 @app.command("compare")
 def compare_command(
     stores: StoreRefs,
-    threshold: RescoreThreshold = None,
-    tail_threshold: RescoreTailThreshold = None,
-    max_tail: RescoreMaxTail = None,
-    under_threshold: RescoreUnderThreshold = None,
+    threshold: Threshold = None,
+    tail_threshold: TailThreshold = None,
+    max_tail: MaxTail = None,
+    under_threshold: UnderThreshold = None,
     output_format: Annotated[
         CompareFormat, typer.Option("--format", "-f", help="table, or json / csv on stdout.")
     ] = CompareFormat.table,
 ) -> None:
     """Per-layer saturation of stored checkpoints side by side, with the change from the first one."""
     overrides = ThresholdOverrides(threshold, tail_threshold, max_tail, under_threshold)
-    comparison = compare(rescored(stores, overrides))
+    comparison = compare(rescore_refs(stores, overrides))
     if output_format is CompareFormat.table:
-        Console(soft_wrap=False).print(comparison_table(comparison))
+        stdout_console().print(comparison_table(comparison))
     elif output_format is CompareFormat.csv:
         sys.stdout.write(comparison_csv(comparison))
     else:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from satcli.core.spectral import DEFAULT_DELTA, LayerScore
+from satcli.errors import SatcliError
 
 BALANCED = "balanced"
 OVER = "overparameterized"
@@ -21,9 +22,28 @@ class Thresholds:
     max_tail: int = 2
     under_threshold: float = 0.45
 
+    def __post_init__(self) -> None:
+        if not 0.0 < self.delta <= 1.0:
+            raise SatcliError(f"the variance threshold delta must be in (0, 1], got {self.delta}")
+
     def to_dict(self) -> dict[str, float | int]:
         """A JSON-ready dict."""
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class ThresholdOverrides:
+    """Thresholds given on the command line or in pyproject.toml; None keeps the checkpoint's stored value."""
+
+    delta: float | None = None
+    tail_threshold: float | None = None
+    max_tail: int | None = None
+    under_threshold: float | None = None
+
+    def apply(self, base: Thresholds) -> Thresholds:
+        """`base` with every value that is set here replaced."""
+        given = {name: value for name, value in self.__dict__.items() if value is not None}
+        return replace(base, **given)
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,6 @@ class AnalysisOptions:
             raise SatcliError(
                 f"activations dtype must be one of {', '.join(ACTIVATION_DTYPES)}, got {self.activations_dtype!r}"
             )
-        if not 0.0 < self.thresholds.delta <= 1.0:
-            raise SatcliError(f"the variance threshold delta must be in (0, 1], got {self.thresholds.delta}")
 
     def extra_analyses(self, has_labels: bool) -> tuple[str, ...]:
         """Names of the layer analyses to run besides saturation."""

@@ -1,6 +1,6 @@
 """Saturation plots from a store: one checkpoint as bars per layer, several as a layers x checkpoints heatmap.
 
-The numbers are re-scored from the store with satcli.report.rescore, so a plot shows exactly what
+The numbers are re-scored from the store with satcli.store.rescore, so a plot shows exactly what
 `satcli report` prints at the same thresholds. matplotlib is optional (``pip install 'satcli[plot]'``) and
 imported only here, lazily; figures are drawn on the Agg canvas, never through pyplot's global state.
 """
@@ -22,14 +22,6 @@ from satcli.core.verdict import Verdict
 from satcli.errors import SatcliError
 from satcli.render.text import format_percent
 from satcli.render.trajectory import always_output, checkpoint_labels, short_verdict, trajectory_layers
-from satcli.store.rescore import (
-    StoreRef,
-    ThresholdOverrides,
-    load_checkpoints,
-    parse_store_ref,
-    rescore,
-    resolve_thresholds,
-)
 
 MISSING_MATPLOTLIB = "plotting needs matplotlib: pip install 'satcli[plot]'"
 DPI = 120
@@ -52,24 +44,6 @@ def _matplotlib() -> tuple[Any, Any]:
     except ImportError:
         raise SatcliError(MISSING_MATPLOTLIB) from None
     return figure.Figure, agg.FigureCanvasAgg
-
-
-def load_results(refs: Sequence[str], keys: Sequence[str], overrides: ThresholdOverrides) -> list[CheckpointResult]:
-    """The finished checkpoints the stores (STORE.h5 or STORE.h5:NNNN) and keys name, re-scored, in order."""
-    for key in keys:
-        if not key.isdigit():
-            raise SatcliError(f"--checkpoint takes a group number such as 0001, got {key!r}")
-    results = []
-    for text in refs:
-        ref = parse_store_ref(text)
-        if keys and ref.key is not None:
-            raise SatcliError(f"{text} already names a checkpoint; leave out --checkpoint")
-        chosen = [StoreRef(ref.path, key) for key in keys] if keys else [ref]
-        for one in chosen:
-            for loaded in load_checkpoints(one):
-                thresholds = resolve_thresholds(loaded.checkpoint, overrides)
-                results.append(rescore(loaded.checkpoint, thresholds, store=str(ref.path)))
-    return results
 
 
 def plot_results(results: Sequence[CheckpointResult], output: Path, source: str | None = None) -> Path:

@@ -8,14 +8,15 @@ and at the thresholds of the original run the numbers are exactly the ones `anal
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 
 from satcli.analyses.score import score_state
 from satcli.core.results import CheckpointResult
-from satcli.core.verdict import Thresholds
+from satcli.core.verdict import ThresholdOverrides, Thresholds
 from satcli.errors import SatcliError
 from satcli.store.reader import StoredCheckpoint, read_store
 
@@ -33,21 +34,6 @@ class StoreRef:
 
     def __str__(self) -> str:
         return str(self.path) if self.key is None else f"{self.path}:{self.key}"
-
-
-@dataclass(frozen=True)
-class ThresholdOverrides:
-    """Thresholds given on the command line or in pyproject.toml; None keeps the checkpoint's stored value."""
-
-    delta: float | None = None
-    tail_threshold: float | None = None
-    max_tail: int | None = None
-    under_threshold: float | None = None
-
-    def apply(self, base: Thresholds) -> Thresholds:
-        """`base` with every value that is set here replaced."""
-        given = {name: value for name, value in self.__dict__.items() if value is not None}
-        return replace(base, **given)
 
 
 @dataclass(frozen=True)
@@ -107,12 +93,29 @@ def stored_thresholds(checkpoint: StoredCheckpoint) -> Thresholds:
 
 def resolve_thresholds(checkpoint: StoredCheckpoint, overrides: ThresholdOverrides) -> Thresholds:
     """Overrides first, then the checkpoint's stored thresholds, then the defaults."""
-    thresholds = overrides.apply(stored_thresholds(checkpoint))
-    if not 0.0 < thresholds.delta <= 1.0:
-        raise SatcliError(f"--threshold must be in (0, 1], got {thresholds.delta}")
-    return thresholds
+    return overrides.apply(stored_thresholds(checkpoint))
 
 
 def rescore(checkpoint: StoredCheckpoint, thresholds: Thresholds, store: str | None = None) -> CheckpointResult:
     """k, saturation, the other analyses, the average and the verdict of a stored checkpoint (pure)."""
     return score_state(checkpoint.state(), thresholds, store)
+
+
+def rescore_refs(
+    refs: Sequence[str], overrides: ThresholdOverrides, keys: Sequence[str] = ()
+) -> list[tuple[str, CheckpointResult]]:
+    """(label, result) for every finished checkpoint the references (STORE.h5 or STORE.h5:NNNN) and `keys`
+    name, re-scored in order: overrides first, then each checkpoint's stored thresholds."""
+    for key in keys:
+        if not key.isdigit():
+            raise SatcliError(f"a checkpoint is chosen by its group number such as 0001, got {key!r}")
+    out = []
+    for text in refs:
+        ref = parse_store_ref(text)
+        if keys and ref.key is not None:
+            raise SatcliError(f"{text} already names a checkpoint; choose checkpoints one way only")
+        for one in [StoreRef(ref.path, key) for key in keys] if keys else [ref]:
+            for loaded in load_checkpoints(one):
+                thresholds = resolve_thresholds(loaded.checkpoint, overrides)
+                out.append((loaded.label, rescore(loaded.checkpoint, thresholds, store=str(ref.path))))
+    return out
