@@ -1,4 +1,4 @@
-"""The architecture registry: build an untrained module from torchvision:NAME or package.module:factory."""
+"""The architecture registry: build an untrained module from torchvision:NAME, timm:NAME or package.module:factory."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from satcli.errors import SatcliError
+from satcli.models.hf import require
 from satcli.models.util import _kwargs_text, _reason
 
 
@@ -34,13 +35,15 @@ def parse_arch_kwargs(items: Sequence[str]) -> dict[str, object]:
 
 
 def build_arch(arch: str, kwargs: Mapping[str, object]) -> torch.nn.Module:
-    """Instantiate an untrained architecture from "torchvision:NAME" or "package.module:callable"."""
+    """Instantiate an untrained architecture from "torchvision:NAME", "timm:NAME" or "package.module:callable"."""
     source, sep, name = arch.partition(":")
     if not sep or not source.strip() or not name.strip():
-        raise SatcliError(f"bad --arch {arch!r}; use torchvision:NAME or package.module:callable")
+        raise SatcliError(f"bad --arch {arch!r}; use torchvision:NAME, timm:NAME or package.module:callable")
     source, name = source.strip(), name.strip()
     if source == "torchvision":
         return _build_torchvision(name, dict(kwargs))
+    if source == "timm":
+        return _build_timm(name, dict(kwargs))
     return _build_from_factory(arch, source, name, dict(kwargs))
 
 
@@ -67,6 +70,22 @@ def _build_torchvision(name: str, kwargs: dict[str, object]) -> torch.nn.Module:
     except Exception as exc:
         raise SatcliError(f"cannot build torchvision:{name}{shown}: {_reason(exc)}") from None
     return module
+
+
+def _build_timm(name: str, kwargs: dict[str, object]) -> torch.nn.Module:
+    timm = require("timm", "timm", f"timm:{name}")
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=5)
+        hint = f"did you mean {', '.join(close)}?" if close else "see timm.list_models()"
+        raise SatcliError(f"unknown timm model {name!r}; {hint}")
+    for key in ("pretrained", "pretrained_cfg_overlay", "checkpoint_path"):
+        value = kwargs.pop(key, None)
+        if value:
+            raise SatcliError(f"{key}={value!r} would load other weights; weights come from the model file")
+    try:
+        return timm.create_model(name, pretrained=False, **kwargs)
+    except Exception as exc:
+        raise SatcliError(f"cannot build timm:{name}{_kwargs_text(kwargs)}: {_reason(exc)}") from None
 
 
 def _build_from_factory(arch: str, module_name: str, attr_path: str, kwargs: dict[str, object]) -> torch.nn.Module:

@@ -9,7 +9,7 @@ from pathlib import Path
 from satcli.errors import SatcliError
 from satcli.models.util import _reason
 
-FORMATS = ("export", "torchscript", "state_dict", "safetensors", "pickle")
+FORMATS = ("export", "torchscript", "state_dict", "safetensors", "pickle", "hf")
 
 _CHUNK = 1 << 20
 _LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"

@@ -17,6 +17,7 @@ import torch
 from satcli.errors import SatcliError
 from satcli.models.detect import _detect_format, file_sha256
 from satcli.models.device import _as_device
+from satcli.models.hf import _EXPECTED, HF_PREFIX, is_hf_model_dir, load_hf_model, model_dir_sha256, resolve_model_dir
 from satcli.models.safety import _load_plain_pickle, _pickle_refusal, _unsafe_export_members
 from satcli.models.statedict import _find_state_dict, _into_arch
 from satcli.models.util import _first, _quiet_torch, _reason
@@ -33,6 +34,8 @@ class LoadedModel:
     device: torch.device
     arch: str | None
     input_shape: tuple[int | None, ...] | None
+    model_dir: Path | None = None
+    model_class: str | None = None
 
 
 def load_model(
@@ -42,14 +45,24 @@ def load_model(
     arch_kwargs: Mapping[str, object] | None = None,
     trust_pickle: bool = False,
     device: str | torch.device = "auto",
+    trust_remote_code: bool = False,
+    download: bool = False,
 ) -> LoadedModel:
-    """Load a checkpoint file into an eval-mode module on `device`, detecting its format from its content."""
-    path = Path(path)
+    """Load a checkpoint into an eval-mode module on `device`, detecting its format from its content.
+
+    `path` is a checkpoint file, a Hugging Face model directory (config.json + weights), `hf:PATH`, or
+    `hf:ORG/NAME` from the local Hugging Face cache (fetched only with `download=True`). Hugging Face
+    models run code shipped with them only with `trust_remote_code=True`; their LoadedModel has format "hf",
+    `model_dir` (where the tokenizer / image processor live) and `model_class`, and takes keyword inputs.
+    """
     dev = _as_device(device)
+    if str(path).startswith(HF_PREFIX) or (Path(path).is_dir() and is_hf_model_dir(Path(path))):
+        return _load_hf(path, arch, dev, trust_remote_code, download)
+    path = Path(path)
     if not path.exists():
         raise SatcliError(f"model file not found: {path}")
     if path.is_dir():
-        raise SatcliError(f"{path} is a directory, not a model file")
+        raise SatcliError(f"{path} is a directory, not a model file; a Hugging Face model directory needs {_EXPECTED}")
     sha256 = file_sha256(path)
     kwargs = dict(arch_kwargs or {})
     kind = _detect_format(path)
@@ -72,6 +85,16 @@ def load_model(
             raise SatcliError(_pickle_refusal(path, None))
         fmt, module = _from_trusted_object(path, _load_plain_pickle(path), dev, arch, kwargs)
     return LoadedModel(path, sha256, fmt, module, dev, arch, input_shape)
+
+
+def _load_hf(
+    spec: Path | str, arch: str | None, dev: torch.device, trust_remote_code: bool, download: bool
+) -> LoadedModel:
+    folder = resolve_model_dir(spec, download=download)
+    if arch is not None:
+        raise SatcliError(f"{folder} is a Hugging Face model and carries its own architecture in config.json")
+    module, class_name = load_hf_model(folder, dev, trust_remote_code=trust_remote_code)
+    return LoadedModel(folder, model_dir_sha256(folder), "hf", module, dev, None, None, folder, class_name)
 
 
 def _load_export(

@@ -14,7 +14,7 @@ from satcli.models.util import _count, _first, _reason
 
 _STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model")
 _STRIPPABLE_PREFIXES = ("model.", "module.")
-_ARCH_HINT = "pass --arch torchvision:NAME or --arch package.module:factory"
+_ARCH_HINT = "pass --arch torchvision:NAME, --arch timm:NAME or --arch package.module:factory"
 
 
 def _find_state_dict(obj: object) -> dict[str, torch.Tensor] | None:

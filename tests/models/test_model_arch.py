@@ -66,7 +66,7 @@ def test_torchvision_bad_kwarg() -> None:
         ("no_such_pkg_xyz.nets:make", "cannot import"),
         ("archpkg.nets:missing", "has no attribute"),
         ("archpkg.nets:not_a_module", "not a torch.nn.Module"),
-        ("archpkg.nets", "torchvision:NAME or package.module:callable"),
+        ("archpkg.nets", "torchvision:NAME, timm:NAME or package.module:callable"),
     ],
 )
 def test_factory_errors(arch_pkg: Path, arch: str, message: str) -> None:
