@@ -30,9 +30,7 @@ def write_tokenizer(folder: Path, padding_side: str = "right") -> object:
     from transformers import BertTokenizerFast
 
     folder.mkdir(parents=True, exist_ok=True)
-    vocab_file = folder / "vocab.txt"
-    vocab_file.write_text("\n".join(VOCAB) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(vocab_file), padding_side=padding_side)
+    tokenizer = BertTokenizerFast(vocab={token: index for index, token in enumerate(VOCAB)}, padding_side=padding_side)
     tokenizer.save_pretrained(folder)
     return tokenizer
 
