@@ -79,7 +79,7 @@ def _load_from_cache(datasets: Any, name: str, split: str, download: bool) -> An
     how = f"download it with `hf download --repo-type dataset {name}` or let satcli download it"
     if download:
         try:
-            return datasets.load_dataset(name)
+            return {split: datasets.load_dataset(name, split=split)}
         except Exception as exc:
             raise SatcliError(f"downloading data set {name} failed: {_one_line(exc)}") from None
     from huggingface_hub import snapshot_download

@@ -13,6 +13,7 @@ import hashlib
 import importlib
 import pickle
 import re
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -194,7 +195,8 @@ def _check_bin_weights(folder: Path) -> None:
     for path in sorted(folder.glob("*.bin")):
         try:
             with _quiet_torch():
-                torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+                # mmap keeps the check cheap; files in torch's pre-1.6 (non-zip) format cannot be mapped.
+                torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
         except pickle.UnpicklingError as exc:
             found = re.search(r"GLOBAL (\S+) was not an allowed global", str(exc))
             detail = f" ({found.group(1)})" if found else ""

@@ -201,3 +201,20 @@ def test_worker_processes_give_the_same_text_batches(tmp_path: Path, tokenizer: 
         assert isinstance(one.inputs, dict) and isinstance(other.inputs, dict)
         assert torch.equal(one.inputs["input_ids"], other.inputs["input_ids"])
         assert one.labels is not None and other.labels is not None and torch.equal(one.labels, other.labels)
+
+
+def test_images_go_through_an_image_processor(tmp_path: Path) -> None:
+    from PIL import Image
+    from transformers import ViTImageProcessor
+
+    rng = np.random.default_rng(1)
+    images = [Image.fromarray(rng.integers(0, 255, (5 + i, 7, 3), dtype=np.uint8)) for i in range(3)]
+    folder = tmp_path / "images"
+    datasets.Dataset.from_dict({"image": images, "label": ["b", "a", "b"]}).save_to_disk(str(folder))
+    with pytest.raises(SatcliError, match=r"images differ in size .*give an image size"):
+        list(open_data(str(folder), DataOptions()).iter_batches())
+    processor = ViTImageProcessor(size={"height": 4, "width": 4})
+    source = open_data(str(folder), DataOptions(image_processor=processor))
+    (batch,) = list(source.iter_batches())
+    assert isinstance(batch.inputs, torch.Tensor) and batch.inputs.shape == (3, 3, 4, 4) and batch.mask is None
+    assert source.class_names == ("a", "b") and torch.equal(batch.labels, torch.tensor([1, 0, 1]))
