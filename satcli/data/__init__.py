@@ -15,8 +15,10 @@ Modules: `source` (DataOptions, DataSource), `spec` (open_data), `common` (trans
 from satcli.data.arrays import ARRAY_KEYS, ARRAY_SUFFIXES
 from satcli.data.builtin import DIGITS_MEAN, DIGITS_SPLITS, DIGITS_STD
 from satcli.data.common import NORMALIZATION
+from satcli.data.rows import INPUT_COLUMNS, LABEL_COLUMNS
 from satcli.data.source import Batch, DataOptions, DataSource, default_data_root
 from satcli.data.spec import ACCEPTED_SPECS, open_data
+from satcli.data.tables import TABLE_SUFFIXES
 from satcli.data.vision import TORCHVISION_SPLITS
 
 __all__ = [
@@ -26,7 +28,10 @@ __all__ = [
     "DIGITS_MEAN",
     "DIGITS_SPLITS",
     "DIGITS_STD",
+    "INPUT_COLUMNS",
+    "LABEL_COLUMNS",
     "NORMALIZATION",
+    "TABLE_SUFFIXES",
     "TORCHVISION_SPLITS",
     "Batch",
     "DataOptions",
