@@ -1,4 +1,4 @@
-"""Miniature data sets in the real on-disk formats, for tests/test_data.py.
+"""Miniature data sets in the real on-disk formats, for the tests in tests/data.
 
 Each writer puts a handful of random images where satcli.data (and torchvision) expect the real files and
 returns the arrays it wrote, so tests can recompute the expected tensors with numpy.

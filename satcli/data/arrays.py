@@ -1,0 +1,153 @@
+"""Array files: .npz / .pt / .h5 with x/y, inputs/labels or data/targets, read without running code."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from satcli.data.common import _ImageTransform, _memory_source, _one_line
+from satcli.data.source import DataOptions, DataSource, _check_split
+from satcli.errors import SatcliError
+
+ARRAY_SUFFIXES = (".npz", ".pt", ".h5", ".hdf5")
+# (inputs key, labels key) pairs looked up in array files, in this order.
+ARRAY_KEYS = (("x", "y"), ("inputs", "labels"), ("data", "targets"))
+
+
+def _pick_keys(path: Path, keys: Sequence[str]) -> tuple[str, str | None]:
+    """The (inputs, labels-or-None) keys to use from the keys a file holds."""
+    for input_key, label_key in ARRAY_KEYS:
+        if input_key in keys:
+            return input_key, label_key if label_key in keys else None
+    found = ", ".join(keys) if keys else "none"
+    expected = ", ".join(f"{x}/{y}" for x, y in ARRAY_KEYS)
+    raise SatcliError(f"{path} has no inputs: expected keys {expected} (labels optional); keys found: {found}")
+
+
+def _read_npz(path: Path) -> tuple[Any, Any, str, str | None, list[str]]:
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            keys = list(arrays.files)
+            input_key, label_key = _pick_keys(path, keys)
+            inputs = arrays[input_key]
+            labels = None if label_key is None else arrays[label_key]
+    except SatcliError:
+        raise
+    except Exception as exc:
+        raise SatcliError(f"cannot read {path} as an .npz file: {_one_line(exc)}") from exc
+    return inputs, labels, input_key, label_key, keys
+
+
+def _read_pt(path: Path) -> tuple[Any, Any, str, str | None, list[str]]:
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise SatcliError(f"cannot read {path} as tensors: {_torch_load_reason(exc)}") from exc
+    if isinstance(content, torch.Tensor):
+        return content, None, "tensor", None, ["(a single tensor)"]
+    if isinstance(content, (tuple, list)) and len(content) in (1, 2):
+        labels = content[1] if len(content) == 2 else None
+        return content[0], labels, "[0]", "[1]" if labels is not None else None, [f"(a {len(content)}-tuple)"]
+    if isinstance(content, dict):
+        fields = {str(key): value for key, value in content.items()}
+        keys = list(fields)
+        input_key, label_key = _pick_keys(path, keys)
+        labels = None if label_key is None else fields[label_key]
+        return fields[input_key], labels, input_key, label_key, keys
+    raise SatcliError(
+        f"{path} holds a {type(content).__name__}; expected a dict of tensors, a tensor or an (x, y) tuple"
+    )
+
+
+def _torch_load_reason(exc: Exception) -> str:
+    """The useful line of a torch.load failure; its weights-only refusal opens with generic advice."""
+    text = str(exc)
+    if not text.startswith("Weights only load failed"):
+        return _one_line(exc)
+    reasons = []
+    for line in text.splitlines()[1:]:
+        line = line.split("WeightsUnpickler error:", 1)[-1].strip()
+        if line and not line.startswith(("Please file an issue", "Check the documentation")):
+            reasons.append(line)
+    reason = reasons[0] if reasons else "unsupported content"
+    return f"it holds more than tensors ({reason}); array files are read with torch.load(weights_only=True)"
+
+
+def _read_h5(path: Path) -> tuple[Any, Any, str, str | None, list[str]]:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            keys = [key for key in handle if isinstance(handle[key], h5py.Dataset)]
+            input_key, label_key = _pick_keys(path, keys)
+            inputs = handle[input_key][()]
+            labels = None if label_key is None else handle[label_key][()]
+    except SatcliError:
+        raise
+    except Exception as exc:
+        raise SatcliError(f"cannot read {path} as an HDF5 file: {_one_line(exc)}") from exc
+    return inputs, labels, input_key, label_key, keys
+
+
+def _as_tensor(value: Any, path: Path, key: str) -> torch.Tensor:
+    """A numeric tensor from an array, tensor or nested list, or a SatcliError naming the key."""
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu()
+    else:
+        array = np.asarray(value)
+        if array.dtype.kind not in "biuf":
+            raise SatcliError(f"{path}: {key} is not numeric (dtype {array.dtype})")
+        if not array.dtype.isnative:
+            array = array.astype(array.dtype.newbyteorder("="))
+        tensor = torch.from_numpy(np.ascontiguousarray(array))
+    if tensor.is_complex():
+        raise SatcliError(f"{path}: {key} is complex; expected real inputs")
+    return tensor
+
+
+def _open_arrays(spec: str, path: Path, options: DataOptions) -> DataSource:
+    _check_split(str(path), options.split, (DataOptions.split,))
+    if not path.is_file():
+        raise SatcliError(f"data file not found: {path}")
+    suffix = path.suffix.lower()
+    reader = _read_npz if suffix == ".npz" else _read_pt if suffix == ".pt" else _read_h5
+    raw_inputs, raw_labels, input_key, label_key, keys = reader(path)
+    inputs = _as_tensor(raw_inputs, path, input_key)
+    if inputs.dim() == 0 or inputs.shape[0] == 0:
+        raise SatcliError(f"{path}: {input_key} holds no samples (shape {tuple(inputs.shape)})")
+    count = int(inputs.shape[0])
+    labels: torch.Tensor | None = None
+    if raw_labels is not None and label_key is not None:
+        labels = _as_labels(_as_tensor(raw_labels, path, label_key), path, label_key)
+        if labels.shape[0] != count:
+            raise SatcliError(
+                f"{path}: {input_key} has {count} samples but {label_key} has {labels.shape[0]} labels "
+                f"(keys found: {', '.join(keys)})"
+            )
+    if options.image_size is not None and inputs.dim() != 4:
+        raise SatcliError(
+            f"--image-size needs images of shape (N, C, H, W); {path} {input_key} is {tuple(inputs.shape)}"
+        )
+    if inputs.dtype == torch.uint8:
+        scale = 255.0
+    else:
+        inputs, scale = inputs.to(torch.float32), 1.0
+    details = [f"{input_key}/{label_key}" if labels is not None else f"{input_key}, unlabeled"]
+    return _memory_source(
+        spec, str(path), details, inputs, labels, _ImageTransform(scale, size=options.image_size), options
+    )
+
+
+def _as_labels(labels: torch.Tensor, path: Path, key: str) -> torch.Tensor:
+    """Class indices as int64 of shape (N,); integral floats are accepted, (N, 1) is flattened."""
+    if labels.dim() == 2 and labels.shape[1] == 1:
+        labels = labels.reshape(-1)
+    if labels.dim() != 1:
+        raise SatcliError(f"{path}: {key} must be one class index per sample, got shape {tuple(labels.shape)}")
+    if labels.is_floating_point() and not bool(torch.all(labels == labels.round())):
+        raise SatcliError(f"{path}: {key} holds non-integer values; expected class indices")
+    return labels.to(torch.int64)

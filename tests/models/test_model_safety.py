@@ -1,0 +1,113 @@
+"""Pickles and export archives: refused unless trusted, and never run code when refused."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from model_helpers import (
+    ARCH,
+    Net,
+    Trap,
+    assert_plain_eval_module,
+    assert_same_outputs,
+    install_arch_pkg,
+)
+
+from satcli.errors import SatcliError
+from satcli.models import (
+    load_model,
+)
+
+
+@pytest.fixture
+def net() -> Net:
+    torch.manual_seed(0)
+    return Net().eval()
+
+
+@pytest.fixture
+def x() -> torch.Tensor:
+    torch.manual_seed(1)
+    return torch.randn(3, 3, 8, 8)
+
+
+@pytest.fixture
+def arch_pkg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    yield from install_arch_pkg(tmp_path, monkeypatch)
+
+
+# --- pickles -------------------------------------------------------------------------------------
+
+
+def test_pickled_module_refused_without_trust(tmp_path: Path, net: Net) -> None:
+    path = tmp_path / "whole.pt"
+    torch.save(net, path)
+    with pytest.raises(
+        SatcliError,
+        match=r"is a pickled Python object \(.*Net\), which can run arbitrary code.*--trust-pickle",
+    ):
+        load_model(path)
+
+
+def test_pickled_module_loaded_with_trust(tmp_path: Path, net: Net, x: torch.Tensor) -> None:
+    path = tmp_path / "whole.pt"
+    torch.save(net.train(), path)
+    loaded = load_model(path, trust_pickle=True)
+    net.eval()
+    assert loaded.format == "pickle"
+    assert_plain_eval_module(loaded)
+    assert_same_outputs(loaded, net, x)
+
+
+def test_trusted_pickle_with_model_key_and_arch(arch_pkg: Path, tmp_path: Path, net: Net, x: torch.Tensor) -> None:
+    path = tmp_path / "ckpt.pt"
+    torch.save({"model": net, "epoch": 1}, path)
+    loaded = load_model(path, trust_pickle=True, arch=ARCH)
+    assert loaded.format == "pickle"
+    assert type(loaded.module).__name__ == "Small"
+    assert_same_outputs(loaded, net, x)
+
+
+def test_trusted_pickle_that_is_not_a_model(tmp_path: Path) -> None:
+    path = tmp_path / "obj.pt"
+    torch.save({"config": Path("x")}, path)
+    with pytest.raises(SatcliError, match=r"not a torch\.nn\.Module"):
+        load_model(path, trust_pickle=True)
+
+
+@pytest.mark.parametrize("saver", ["torch.save", "pickle.dump"])
+def test_booby_trapped_pickle_never_runs(tmp_path: Path, saver: str) -> None:
+    marker = tmp_path / "marker"
+    path = tmp_path / "trap.pt"
+    if saver == "torch.save":
+        torch.save({"weights": Trap(marker)}, path)
+    else:
+        path.write_bytes(pickle.dumps(Trap(marker)))
+    with pytest.raises(SatcliError, match="pickled Python object"):
+        load_model(path)
+    assert not marker.exists()
+    # The trap is real: trusting the file runs it.
+    with pytest.raises(SatcliError):
+        load_model(path, trust_pickle=True)
+    assert marker.exists()
+
+
+def test_booby_trapped_export_archive_never_runs(tmp_path: Path, net: Net, x: torch.Tensor) -> None:
+    good = tmp_path / "good.pt2"
+    torch.export.save(torch.export.export(net, (x,)), good)
+    marker = tmp_path / "marker"
+    trap = io.BytesIO()
+    torch.save((Trap(marker),), trap)
+    bad = tmp_path / "bad.pt2"
+    with zipfile.ZipFile(good) as source, zipfile.ZipFile(bad, "w") as target:
+        for name in source.namelist():
+            target.writestr(name, trap.getvalue() if "sample_inputs" in name else source.read(name))
+    with pytest.raises(SatcliError, match=r"pickled Python objects.*sample_inputs"):
+        load_model(bad)
+    assert not marker.exists()
