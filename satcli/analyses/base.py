@@ -30,7 +30,8 @@ class Analysis(ABC):
     def update(self, layer: Layer, samples: torch.Tensor, labels: torch.Tensor | None) -> None:
         """Add one batch of a layer's samples, shape (B, ..., d): every leading index is one sample.
 
-        `labels` has shape (B,) (one per input, -1 = no label) or is None when the data carry none.
+        `labels` holds one label per sample, in the order of ``samples.reshape(-1, d)`` (each sample carries
+        its input's label; -1 = no label), or is None when the data carry none.
         """
 
     @abstractmethod

@@ -41,9 +41,8 @@ class ClassesAnalysis(LayerAnalysis):
         if labels is None:
             return
         d = samples.shape[-1]
-        per_input = samples.shape[1:-1].numel()
         x = samples.detach().reshape(-1, d).to(self.device, torch.float64)
-        y = labels.to(self.device).reshape(-1, 1).expand(-1, per_input).reshape(-1)
+        y = labels.to(self.device).reshape(-1)
         if x.shape[0] == 0:
             return
         state = self.layers.get(layer.name)

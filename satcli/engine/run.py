@@ -18,11 +18,12 @@ from satcli.analyses.saturation import SaturationAnalysis
 from satcli.analyses.score import score_state
 from satcli.core.results import CheckpointResult
 from satcli.core.state import CheckpointMeta, CheckpointState, LayerMeta, LayerState
-from satcli.data import DataSource
+from satcli.data import Batch, DataSource
 from satcli.engine.options import AnalysisOptions
 from satcli.errors import SatcliError
 from satcli.models import LoadedModel
 from satcli.taps import Layer, input_rows, open_taps, sample_view
+from satcli.taps.reduce import sample_labels
 
 
 class Observer(Protocol):
@@ -75,37 +76,39 @@ def analyze(
     meta = checkpoint_meta(model, data, options)
     seen: dict[str, _Seen] = {}
     keep_rows = any(o.wants_rows for o in observers)
-    labels_now: list[torch.Tensor | None] = [None]
+    now: list[Batch] = []
 
     def sink(layer: Layer, out: torch.Tensor) -> None:
         # Runs inside the forward pass, before later in-place ops of the model can change `out`.
-        samples = sample_view(out, layer, options.reduction)
+        batch = now[-1]
+        samples = sample_view(out, layer, options.reduction, batch.mask)
         entry = seen.get(layer.name)
         if entry is None:
-            entry = seen[layer.name] = _Seen(
-                layer, options.reduction.name_for(layer, out.ndim), _per_input(samples), []
-            )
+            reduction = options.reduction.name_for(layer, out.ndim)
+            entry = seen[layer.name] = _Seen(layer, reduction, _per_input(samples, out), [])
+        labels = sample_labels(batch.labels, samples, int(out.shape[0]), batch.mask)
         for analysis in analyses:
-            analysis.update(layer, samples, labels_now[0])
+            analysis.update(layer, samples, labels)
         if keep_rows:
-            entry.calls.append(input_rows(out, samples, layer))
+            entry.calls.append(input_rows(out, samples, layer, batch.mask))
 
     num_inputs = 0
     started = False
     with open_taps(model.module, options.include, options.exclude) as taps:
-        for x, y in data.batches():
-            labels_now[0] = y.to(device) if data.has_labels else None
+        for batch in data.iter_batches():
+            now[:] = [on_device(batch, device)]
             for entry in seen.values():
                 entry.calls.clear()
-            taps.stream(x.to(device, non_blocking=True), sink)
+            taps.stream(now[-1].inputs, sink)
             if not started:
                 for observer in observers:
                     observer.started(meta, _layer_metas(seen))
                 started = True
             rows = {name: _rows(e.calls) for name, e in seen.items()} if keep_rows else {}
+            count = batch_size(batch)
             for observer in observers:
-                observer.batch(rows, y if data.has_labels else None, int(x.shape[0]))
-            num_inputs += int(x.shape[0])
+                observer.batch(rows, batch.labels, count)
+            num_inputs += count
     if not seen:
         raise SatcliError(f"the data set {data.description} gave no samples")
     state = _checkpoint_state(meta, seen, analyses, num_inputs)
@@ -115,8 +118,29 @@ def analyze(
     return result
 
 
-def _per_input(samples: torch.Tensor) -> bool:
-    return samples.ndim == 2 or samples[:1].numel() == samples.shape[-1]
+def on_device(batch: Batch, device: torch.device) -> Batch:
+    """The batch's tensors on the model's device (labels and mask too: the analyses run there)."""
+    inputs = batch.inputs
+    moved = (
+        {key: value.to(device, non_blocking=True) for key, value in inputs.items()}
+        if isinstance(inputs, dict)
+        else inputs.to(device, non_blocking=True)
+    )
+    labels = None if batch.labels is None else batch.labels.to(device)
+    mask = None if batch.mask is None else batch.mask.to(device)
+    return Batch(moved, labels, mask)
+
+
+def batch_size(batch: Batch) -> int:
+    """Inputs in a batch."""
+    inputs = batch.inputs
+    first = next(iter(inputs.values())) if isinstance(inputs, dict) else inputs
+    return int(first.shape[0])
+
+
+def _per_input(samples: torch.Tensor, out: torch.Tensor) -> bool:
+    """True when each input gives exactly one sample (so stored rows are the samples themselves)."""
+    return (samples.ndim == 2 and samples.shape[0] == out.shape[0]) or samples[:1].numel() == samples.shape[-1]
 
 
 def _layer_metas(seen: dict[str, _Seen]) -> list[LayerMeta]:

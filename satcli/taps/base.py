@@ -16,7 +16,18 @@ from torch import nn
 from satcli.errors import SatcliError
 from satcli.taps.export import graph_groups, graph_taps
 from satcli.taps.hooks import hook_taps
-from satcli.taps.layers import Captured, Layer, Runner, Sink, layer_kind, module_width, pattern_note, select, unique
+from satcli.taps.layers import (
+    Captured,
+    Inputs,
+    Layer,
+    Runner,
+    Sink,
+    layer_kind,
+    module_width,
+    pattern_note,
+    select,
+    unique,
+)
 from satcli.taps.reduce import output_width
 from satcli.taps.script import script_runner, script_tapped_values
 
@@ -38,14 +49,14 @@ class Taps:
         self._fixed: dict[str, Layer] = {}
         self.layers: list[Layer] = []
 
-    def forward(self, x: torch.Tensor) -> Captured:
+    def forward(self, x: Inputs) -> Captured:
         """Run one batch and return its outputs. The first batch fixes forward order and widths."""
         captured: Captured = []
         # Copies: the model may still change an output in place (e.g. ReLU(inplace=True)) after its tap.
         self.stream(x, lambda layer, t: captured.append((layer, t.clone())))
         return captured
 
-    def stream(self, x: torch.Tensor, sink: Sink) -> None:
+    def stream(self, x: Inputs, sink: Sink) -> None:
         """Run one batch, calling ``sink(layer, output)`` inside the forward pass as each output appears.
 
         The sink sees an output before any later (possibly in-place) operation of the model changes it,

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from satcli.errors import SatcliError, one_line
-from satcli.taps.layers import CONV, TRACKED, Layer, Runner, Sink
+from satcli.taps.layers import CONV, TRACKED, Inputs, Layer, Runner, Sink, call_model, describe_inputs
 
 _RNN_OPS = ("aten.lstm", "aten.gru")
 
@@ -97,11 +97,11 @@ def graph_taps(gm: torch.fx.GraphModule, wanted: set[str]) -> Iterator[Runner]:
                 inserted.append((name, gm.graph.call_module(name, (out,))))
         gm.recompile()
 
-        def run(x: torch.Tensor, sink: Sink) -> None:
+        def run(x: Inputs, sink: Sink) -> None:
             sinks.append(sink)
             try:
                 with torch.no_grad():
-                    gm(x)
+                    call_model(gm, x)
             except SatcliError:
                 raise
             except Exception as exc:
@@ -112,7 +112,7 @@ def graph_taps(gm: torch.fx.GraphModule, wanted: set[str]) -> Iterator[Runner]:
                     else ("the archive's input does not match")
                 )
                 raise SatcliError(
-                    f"model and data do not fit: {where} but the data gives {tuple(x.shape)}: {reason}"
+                    f"model and data do not fit: {where} but the data gives {describe_inputs(x)}: {reason}"
                 ) from exc
             finally:
                 sinks.pop()

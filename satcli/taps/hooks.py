@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from satcli.errors import SatcliError, one_line
-from satcli.taps.layers import Layer, Runner, Sink
+from satcli.taps.layers import Inputs, Layer, Runner, Sink, call_model, describe_inputs
 
 
 def _expected_input(module: nn.Module) -> str | None:
@@ -60,12 +60,12 @@ def hook_taps(module: nn.Module, chosen: dict[str, Layer]) -> Iterator[Runner]:
             if name in chosen:
                 handles.append(sub.register_forward_hook(post_hook(chosen[name])))
 
-        def run(x: torch.Tensor, sink: Sink) -> None:
+        def run(x: Inputs, sink: Sink) -> None:
             entered.clear()
             sinks.append(sink)
             try:
                 with torch.no_grad():
-                    module(x)
+                    call_model(module, x)
             except SatcliError:
                 raise
             except Exception as exc:
@@ -79,13 +79,13 @@ def hook_taps(module: nn.Module, chosen: dict[str, Layer]) -> Iterator[Runner]:
             handle.remove()
 
 
-def _mismatch(exc: Exception, x: torch.Tensor, entered: list[tuple[str, nn.Module, str]]) -> SatcliError:
+def _mismatch(exc: Exception, x: Inputs, entered: list[tuple[str, nn.Module, str]]) -> SatcliError:
     reason = one_line(exc)
     if entered:
         name, mod, shape = entered[-1]
         expected = _expected_input(mod)
         return SatcliError(
             f"model and data do not fit: layer '{name}' ({type(mod).__name__}) expects input {expected} "
-            f"but got {shape} (data batch {tuple(x.shape)}): {reason}"
+            f"but got {shape} (data batch {describe_inputs(x)}): {reason}"
         )
-    return SatcliError(f"the forward pass failed on a data batch of shape {tuple(x.shape)}: {reason}")
+    return SatcliError(f"the forward pass failed on a data batch of shape {describe_inputs(x)}: {reason}")

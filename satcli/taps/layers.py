@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -84,4 +85,19 @@ Captured = list[tuple[Layer, torch.Tensor]]
 Sink = Callable[[Layer, torch.Tensor], None]
 
 
-Runner = Callable[[torch.Tensor, Sink], None]
+Runner = Callable[["Inputs", Sink], None]
+
+# A batch of model inputs: one tensor, or keyword tensors for models called as module(**inputs).
+Inputs = torch.Tensor | dict[str, torch.Tensor]
+
+
+def call_model(module: Callable[..., Any], x: Inputs) -> Any:
+    """Run a module on positional or keyword inputs."""
+    return module(**x) if isinstance(x, dict) else module(x)
+
+
+def describe_inputs(x: Inputs) -> str:
+    """The shape of a batch for error messages: (B, ...) or {name: (B, T), ...}."""
+    if isinstance(x, dict):
+        return "{" + ", ".join(f"{key}: {tuple(value.shape)}" for key, value in x.items()) + "}"
+    return str(tuple(x.shape))

@@ -50,11 +50,15 @@ def reduce_output(t: torch.Tensor, layer: Layer, reduction: Reduction) -> torch.
     return samples.reshape(-1, samples.shape[-1])
 
 
-def sample_view(t: torch.Tensor, layer: Layer, reduction: Reduction) -> torch.Tensor:
+def sample_view(
+    t: torch.Tensor, layer: Layer, reduction: Reduction, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """The covariance samples of one output as a (B, ..., d) tensor, every leading index one sample.
 
     Same samples as ``reduce_output`` without its final reshape, so channelwise and token samples stay
-    views of the output (channels-last for convolutions) instead of being copied.
+    views of the output (channels-last for convolutions) instead of being copied. With a (B, T) `mask` of
+    real tokens and a (B, T, d) output, padding never enters a sample (METHOD.md sec. 8): `mean` averages
+    the real tokens, `last` takes the last real one, and `tokens` gives an (N_real, d) tensor.
     """
     if layer.kind == CONV:
         if t.ndim < 3:
@@ -70,6 +74,8 @@ def sample_view(t: torch.Tensor, layer: Layer, reduction: Reduction) -> torch.Te
     if t.ndim < 2:
         raise SatcliError(f"layer '{layer.name}' ({layer.type}) gave an unbatched output of shape {tuple(t.shape)}")
     seq = as_sequence(t, layer)
+    if mask is not None and mask.shape == seq.shape[:2]:
+        return _masked(seq, mask.to(seq.device, torch.bool), reduction.sequence_method)
     if reduction.sequence_method == "mean":
         return seq.mean(dim=1)
     if reduction.sequence_method == "last":
@@ -77,10 +83,42 @@ def sample_view(t: torch.Tensor, layer: Layer, reduction: Reduction) -> torch.Te
     return seq
 
 
-def input_rows(t: torch.Tensor, samples: torch.Tensor, layer: Layer) -> torch.Tensor:
+def _masked(seq: torch.Tensor, mask: torch.Tensor, method: str) -> torch.Tensor:
+    """Samples of a (B, T, d) output from its real tokens only."""
+    if method == "tokens":
+        return seq[mask]
+    counts = mask.sum(dim=1)
+    if method == "last":
+        # The last real token of each row, wherever the padding is (left or right).
+        positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
+        last = torch.where(mask, positions, -1).amax(dim=1).clamp(min=0)
+        return seq[torch.arange(seq.shape[0], device=seq.device), last]
+    weights = mask.to(seq.dtype) / counts.clamp(min=1).to(seq.dtype)[:, None]
+    return torch.einsum("btd,bt->bd", seq, weights)
+
+
+def sample_labels(
+    labels: torch.Tensor | None, samples: torch.Tensor, batch: int, mask: torch.Tensor | None = None
+) -> torch.Tensor | None:
+    """One label per sample (flattened like ``samples.reshape(-1, d)``): each sample carries its input's."""
+    if labels is None:
+        return None
+    if samples.shape[0] != batch and mask is not None:  # real tokens of every input, concatenated
+        return labels.repeat_interleave(mask.sum(dim=1).to(labels.device))
+    per_input = samples.shape[1:-1].numel()
+    return labels.reshape(-1, 1).expand(-1, per_input).reshape(-1)
+
+
+def input_rows(
+    t: torch.Tensor, samples: torch.Tensor, layer: Layer, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """One row per input for the store from ``sample_view``'s samples: themselves, or the mean of an input's
-    samples. Always a new tensor, never a view of the output (which the model may still change in place)."""
-    if samples.ndim == 2:
+    samples (real tokens only under a mask). Always a new tensor, never a view of the output (which the model
+    may still change in place)."""
+    tokens = mask is not None and layer.kind != CONV and t.ndim >= 3
+    if tokens and samples.shape[0] != t.shape[0]:  # every real token a sample: their mean per input
+        rows = sample_view(t, layer, Reduction(sequence_method="mean"), mask)
+    elif samples.ndim == 2:
         rows = samples
     elif layer.kind == CONV:
         rows = t.mean(dim=tuple(range(2, t.ndim)))  # channelwise: pool the contiguous NCHW output directly

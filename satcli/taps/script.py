@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import torch
 
 from satcli.errors import SatcliError, one_line
-from satcli.taps.layers import CONV, TRACKED, Layer, Runner, Sink
+from satcli.taps.layers import CONV, TRACKED, Inputs, Layer, Runner, Sink, describe_inputs
 
 _SCRIPT_OPS = {
     "aten::linear": "Linear",
@@ -99,9 +99,11 @@ def script_runner(sm: torch.jit.ScriptModule, wanted: set[str]) -> Runner:
     first = layers[0] if layers else None
     weights = dict(sm.named_parameters())
 
-    def run(x: torch.Tensor, sink: Sink) -> None:
+    def run(x: Inputs, sink: Sink) -> None:
         try:
             with torch.no_grad():
+                if isinstance(x, dict):
+                    raise SatcliError("a TorchScript model takes one input tensor, not named inputs")
                 outs = fn(sm._c, x)
         except Exception as exc:
             reason = one_line(exc, last=True)
@@ -112,7 +114,8 @@ def script_runner(sm: torch.jit.ScriptModule, wanted: set[str]) -> Runner:
                     f"input (B, {w.shape[1]}, ...)" if first.kind == CONV else f"input (B, ..., {w.shape[1]})"
                 )
             raise SatcliError(
-                f"model and data do not fit: {expected or 'the model'} but the data gives {tuple(x.shape)}: {reason}"
+                f"model and data do not fit: {expected or 'the model'} "
+                f"but the data gives {describe_inputs(x)}: {reason}"
             ) from exc
         for layer, t in zip(layers, outs[1:], strict=True):
             sink(layer, t.detach())
