@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from satcli.data.common import _ImageTransform, _memory_source, _one_line
+from satcli.data.rows import encode_labels
 from satcli.data.source import DataOptions, DataSource, _check_split
 from satcli.errors import SatcliError
 
@@ -121,8 +122,14 @@ def _open_arrays(spec: str, path: Path, options: DataOptions) -> DataSource:
         raise SatcliError(f"{path}: {input_key} holds no samples (shape {tuple(inputs.shape)})")
     count = int(inputs.shape[0])
     labels: torch.Tensor | None = None
+    class_names: tuple[str, ...] | None = None
     if raw_labels is not None and label_key is not None:
-        labels = _as_labels(_as_tensor(raw_labels, path, label_key), path, label_key)
+        text = None if isinstance(raw_labels, torch.Tensor) else np.asarray(raw_labels)
+        if text is not None and text.dtype.kind in "US":
+            # String class names: coded by their position in the sorted vocabulary, like table labels.
+            labels, class_names = encode_labels(str(path), label_key, None, [str(v) for v in text.reshape(-1)])
+        else:
+            labels = _as_labels(_as_tensor(raw_labels, path, label_key), path, label_key)
         if labels.shape[0] != count:
             raise SatcliError(
                 f"{path}: {input_key} has {count} samples but {label_key} has {labels.shape[0]} labels "
@@ -137,9 +144,11 @@ def _open_arrays(spec: str, path: Path, options: DataOptions) -> DataSource:
     else:
         inputs, scale = inputs.to(torch.float32), 1.0
     details = [f"{input_key}/{label_key}" if labels is not None else f"{input_key}, unlabeled"]
-    return _memory_source(
+    source = _memory_source(
         spec, str(path), details, inputs, labels, _ImageTransform(scale, size=options.image_size), options
     )
+    source.class_names = class_names
+    return source
 
 
 def _as_labels(labels: torch.Tensor, path: Path, key: str) -> torch.Tensor:

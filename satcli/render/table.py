@@ -91,8 +91,12 @@ def _layer_table(result: CheckpointResult) -> Table:
     table.add_column("k", justify="right", no_wrap=True)
     # Not no_wrap: Rich only narrows wrappable columns, and SaturationBar gives up bar cells to fit.
     table.add_column("saturation")
+    classes = any("classes" in layer.extras for layer in result.layers)
+    if classes:
+        table.add_column("between", justify="right", no_wrap=True)
     table.add_column("flags", overflow="fold")
     for index, layer in enumerate(result.layers, start=1):
+        between = [_between_cell(layer)] if classes else []
         table.add_row(
             str(index),
             Text(layer.name),
@@ -101,9 +105,29 @@ def _layer_table(result: CheckpointResult) -> Table:
             str(layer.samples),
             NOT_AVAILABLE if layer.k is None else str(layer.k),
             SaturationBar(layer.saturation),
+            *between,
             _flags_text(layer, result.verdict),
         )
     return table
+
+
+def _between_cell(layer: LayerScore) -> str:
+    """The share of the layer's variance that separates the classes (tr Sigma_B / tr Sigma_T)."""
+    share = layer.extras.get("classes", {}).get("between_share")
+    return format_percent(share if isinstance(share, float) else None)
+
+
+def _class_notes(result: CheckpointResult) -> list[str]:
+    """Each distinct note of the class spectra once, with the layers it concerns."""
+    where: dict[str, list[str]] = {}
+    for layer in result.layers:
+        notes = layer.extras.get("classes", {}).get("notes", [])
+        for note in notes if isinstance(notes, list) else []:
+            where.setdefault(str(note), []).append(layer.name)
+    return [
+        f"classes: {note} ({', '.join(names) if len(names) < len(result.layers) else 'every layer'})"
+        for note, names in where.items()
+    ]
 
 
 def _not_counted(result: CheckpointResult) -> str:
@@ -188,4 +212,6 @@ def render_result(result: CheckpointResult, console: Console) -> None:
     """Print one checkpoint: a header line, the per-layer table in forward order, and the verdict panel."""
     console.print(_header(result))
     console.print(_layer_table(result))
+    for note in _class_notes(result):
+        console.print(Text(note, style="dim"), soft_wrap=True)
     console.print(_verdict_panel(result))
