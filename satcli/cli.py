@@ -732,3 +732,8 @@ def main(argv: list[str] | None = None) -> None:
         err.print(f"[bold red]internal error:[/] {what} (set SATCLI_DEBUG=1 for a traceback)")
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+from satcli.weights.commands import register as _register_weights  # noqa: E402  (svr, weights: issue 9)
+
+_register_weights(app)

@@ -37,6 +37,10 @@ _ADDS = frozenset({"add", "iadd", "sub", "isub", "radd", "rsub"})
 _CATS = frozenset({"cat", "concat", "concatenate", "stack", "hstack", "vstack"})
 
 
+class InputShapeNeeded(SatcliError):
+    """A plain module has to run once to give its layer order, and its input shape is not known."""
+
+
 @dataclass(frozen=True)
 class Link:
     """A composing pair: ``src`` feeds ``dst``; ``positions`` is z of a flatten (1 otherwise)."""
@@ -79,7 +83,7 @@ def resolve_input_shape(
     sub = module.get_submodule(first.name) if first is not None else None
     if isinstance(sub, nn.Linear):
         return (sub.in_features,)
-    raise SatcliError(
+    raise InputShapeNeeded(
         "the layer order of this model needs one forward pass but its input shape is unknown; "
         "give the per-sample input shape (C,H,W)"
     )
@@ -200,7 +204,7 @@ def _reshape_step(node: Node, n: int, conv: bool) -> tuple[bool, int | None] | s
     """(flattened now, positions) for a reshape or reduce op on a layer's output, or a reason."""
     before = node.inputs[0].shape
     after = node.shape
-    if node.op == "flatten" and after is None and node.meta.get("dims") == (1, -1):
+    if (before is None or after is None) and node.meta.get("dims") == (1, -1):
         return True, None  # TorchScript flatten(x, 1): channel-major; z follows from the next layer
     if before is None or after is None:
         return f"'{node.op}' of unknown shape between the layers"

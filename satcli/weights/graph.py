@@ -21,7 +21,7 @@ from satcli.taps import layer_kind
 from satcli.weights.matrices import BatchNorm, as_float64, named_tensors
 
 LAYER_OPS = ("linear", "conv1d", "conv2d", "conv3d", "convolution")
-BN_OPS = ("batch_norm", "native_batch_norm_legit_no_training", "native_batch_norm")
+BN_OPS = frozenset({"batch_norm", "native_batch_norm_legit_no_training", "native_batch_norm"})
 
 
 @dataclass(eq=False)
@@ -256,13 +256,15 @@ def script_calls(sm: torch.jit.ScriptModule) -> list[Call]:
         if kind in LAYER_OPS and len(ins) > 1 and (_attr_path(ins[1]) or "").endswith(".weight"):
             layer = str(_attr_path(ins[1]))[: -len(".weight")]
             calls.append(Call(layer, made.get(ins[0].unique()) or Node("unknown")))
-            made[ts.output().unique()] = Node("layer", layer=layer)
+            made[ts.output().unique()] = Node("layer", shape=_script_shape(ts.output()), layer=layer)
             continue
         if not feeders:
             continue
-        node = Node(kind, feeders)
+        node = Node(kind, feeders, _script_shape(ts.output()))
         if kind == "flatten":
             node.meta["dims"] = tuple(i.toIValue() for i in ins[1:3])
+        elif kind in ("view", "reshape") and _flat_view(ins):
+            node.meta["dims"] = (1, -1)
         if kind in BN_OPS:
             path = [_attr_path(v) for v in ins[1:5]]
             found = [tensors.get(p) if p else None for p in path]
@@ -273,6 +275,21 @@ def script_calls(sm: torch.jit.ScriptModule) -> list[Call]:
             if _carries_tensors(out):
                 made[out.unique()] = node
     return calls
+
+
+def _script_shape(value: torch._C.Value) -> tuple[int | None, ...] | None:
+    """The shape a traced graph recorded for a value (scripted graphs do not record one)."""
+    kind = value.type().kind()
+    sizes = value.type().sizes() if kind == "TensorType" else None
+    return tuple(sizes) if sizes else None
+
+
+def _flat_view(ins: list[torch._C.Value]) -> bool:
+    """x.view(B, -1) / x.reshape(B, -1): a shape list of two whose last entry is the constant -1."""
+    if len(ins) < 2 or ins[1].node().kind() != "prim::ListConstruct":
+        return False
+    dims = list(ins[1].node().inputs())
+    return len(dims) == 2 and dims[1].node().kind() == "prim::Constant" and dims[1].toIValue() == -1
 
 
 def _carries_tensors(value: torch._C.Value) -> bool:

@@ -103,3 +103,12 @@ def pair_svr(first: Modes, second: Modes, n: int, z_u: int, z_v: int, sigma: flo
     a = adjacency(first.u, second.v, n)
     z = z_u * z_v
     return PairSvr(a, z, n, threshold(z, n, sigma))
+
+
+def edge_sigma(value: float, z: int, n: int) -> float:
+    """The significance of one edge in sigma units: ``Phi^-1(1 - P(chi2_z >= z n A))``.
+
+    An edge is significant at ``sigma`` exactly when its own sigma is at least ``sigma``.
+    """
+    p = float(stats.chi2.sf(value * z * n, z))
+    return float(stats.norm.isf(p)) if p > 0 else float("inf")
