@@ -157,7 +157,11 @@ def trace_module(module: nn.Module, input_shape: tuple[int, ...], device: torch.
     for name, sub in module.named_modules():
         if isinstance(sub, nn.modules.batchnorm._BatchNorm) and sub.running_var is not None:
             rec.bn_names[id(sub.running_var)] = name
-    x = torch.randn((2, *input_shape), generator=torch.Generator().manual_seed(0)).to(device)
+    param = next((p for p in module.parameters() if p.is_floating_point()), None)
+    dtype = param.dtype if param is not None else torch.float32
+    device = param.device if param is not None else device
+    x = torch.randn((2, *input_shape), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x = x.to(device=device, dtype=dtype)
     rec.producer[id(x)] = Node("input", shape=_shape(x))
     calls: list[Call] = []
     was_training = module.training
