@@ -84,8 +84,7 @@ def resolve_input_shape(
     if isinstance(sub, nn.Linear):
         return (sub.in_features,)
     raise InputShapeNeeded(
-        "the layer order of this model needs one forward pass but its input shape is unknown; "
-        "give the per-sample input shape (C,H,W)"
+        "the layer order of this model needs one forward pass, but its per-sample input shape is unknown"
     )
 
 

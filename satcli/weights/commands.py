@@ -81,7 +81,7 @@ def svr_command(
             loaded.module, input_shape=shape, method=method.value, sigma=sigma, max_modes=max_modes, fold_bn=fold_bn
         )
     except InputShapeNeeded as exc:
-        raise SatcliError(f"{exc}: pass --input-shape C,H,W") from None
+        raise SatcliError(f"{exc}; pass --input-shape C,H,W (e.g. 1,8,8)") from None
     if graphml is not None:
         write_graphml(report, graphml)
     if plot is not None:

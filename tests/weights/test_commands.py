@@ -77,8 +77,8 @@ def test_a_state_dict_without_input_shape_asks_for_one(run_cli, sensible_files: 
     result = run_cli("svr", *_args(sensible_files, "state_dict"))
     assert result.code == 2
     assert result.stderr.strip().splitlines() == [
-        "error: the layer order of this model needs one forward pass but its input shape is unknown; "
-        "give the per-sample input shape (C,H,W): pass --input-shape C,H,W"
+        "error: the layer order of this model needs one forward pass, but its per-sample input shape is unknown; "
+        "pass --input-shape C,H,W (e.g. 1,8,8)"
     ]
 
 
