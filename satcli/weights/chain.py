@@ -18,8 +18,10 @@ from torch import nn
 
 from satcli.errors import SatcliError
 from satcli.taps import CONV, discover
-from satcli.weights.graph import BN_OPS, Call, Node, graph_calls, script_calls, trace_module
+from satcli.weights.graph import BN_OPS, Call, Node, graph_calls
 from satcli.weights.matrices import BatchNorm, LayerWeight
+from satcli.weights.script import script_calls
+from satcli.weights.trace import trace_module
 
 _ACTIVATIONS = "relu relu6 gelu silu sigmoid tanh leaky_relu elu selu celu hardtanh hardswish hardsigmoid mish"
 _OTHER_PASS = "softplus softsign threshold clone contiguous detach alias to type float double half identity pad"
@@ -80,7 +82,10 @@ def resolve_input_shape(
     if known and len(known) > 1 and all(isinstance(d, int) for d in known[1:]):
         return tuple(int(d) for d in known[1:])  # type: ignore[arg-type]
     first = next(iter(discover(module)), None)
-    sub = module.get_submodule(first.name) if first is not None else None
+    try:
+        sub = module.get_submodule(first.name) if first is not None else None
+    except AttributeError:
+        sub = None
     if isinstance(sub, nn.Linear):
         return (sub.in_features,)
     raise InputShapeNeeded(
@@ -122,8 +127,8 @@ def build_chain(calls: list[Call], weights: dict[str, LayerWeight], source: str,
     }
     for call in calls:
         path, src, reason = _walk(call.source)
-        if src is None and reason is None:
-            continue  # fed by the model input
+        if src is None:
+            continue  # fed by the model input only: no layer before it
         key = (src, call.layer)
         if key in links or key in skipped:
             continue
@@ -147,10 +152,10 @@ def _walk(node: Node) -> tuple[list[Node], str | None, str | None]:
     while node.layer is None:
         if node.op == "input":
             return path, None, None
-        if node.op in _ADDS and len(node.inputs) > 1:
-            return path, _nearest_layer(node), f"residual add ('{node.op}') between the layers"
-        if node.op in _CATS and len(node.inputs) > 1:
-            return path, _nearest_layer(node), f"concatenation ('{node.op}') between the layers"
+        if node.op in _ADDS | _CATS and len(node.inputs) > 1:
+            what = "residual add" if node.op in _ADDS else "concatenation"
+            feeds = ", ".join(f"'{name or 'input'}'" for name in dict.fromkeys(map(_nearest_layer, node.inputs)))
+            return path, _nearest_layer(node), f"{what} ('{node.op}') of {feeds} between the layers"
         known = node.op in PASS_OPS | RESHAPE_OPS | REDUCE_OPS | BN_OPS
         if len(node.inputs) != 1 or not known:
             what = f"'{node.op}' of {len(node.inputs)} inputs" if len(node.inputs) > 1 else f"'{node.op}'"
@@ -161,11 +166,17 @@ def _walk(node: Node) -> tuple[list[Node], str | None, str | None]:
 
 
 def _nearest_layer(node: Node) -> str | None:
-    """The first tracked layer found walking back from a node through first inputs (for naming a skip)."""
-    seen = 0
-    while node.layer is None and node.inputs and seen < 10_000:
-        node, seen = node.inputs[0], seen + 1
-    return node.layer
+    """The nearest tracked layer upstream of a node (breadth first), for naming a skipped pair."""
+    queue, seen = [node], {id(node)}
+    while queue:
+        current = queue.pop(0)
+        if current.layer is not None:
+            return current.layer
+        for parent in current.inputs:
+            if id(parent) not in seen:
+                seen.add(id(parent))
+                queue.append(parent)
+    return None
 
 
 def _compose(path: list[Node], src: LayerWeight, dst: LayerWeight) -> Link | str:

@@ -104,7 +104,7 @@ def svr_table(report: SvrReport, model: str, fmt: str) -> RenderableType:
     parts: list[RenderableType] = [head, layers, Text(""), pairs]
     if report.skipped:
         parts.append(Text(f"skipped ({len(report.skipped)}):"))
-        parts += [Text(f"  {src or '?'} -> {dst}: {reason}") for src, dst, reason in report.skipped]
+        parts += [Text(f"  {f'{src} -> ' if src else ''}{dst}: {reason}") for src, dst, reason in report.skipped]
     return Group(*parts)
 
 

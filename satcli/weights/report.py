@@ -84,7 +84,7 @@ def svr_report(
         raise SatcliError(f"sigma must be a positive number, got {sigma}")
     chain, weights = model_chain(module, input_shape, torch.device(device))
     if not chain.links:
-        names = "; ".join(f"{s.src or '?'} -> {s.dst}: {s.reason}" for s in chain.skipped[:3])
+        names = "; ".join(f"{f'{s.src} -> ' if s.src else ''}{s.dst}: {s.reason}" for s in chain.skipped[:3])
         raise SatcliError(f"no pair of consecutive layers composes, so there is no SVR{f' ({names})' if names else ''}")
     bns = {link.src: link.bn for link in chain.links if fold_bn and link.bn is not None}
     factored: dict[str, tuple[Modes, int, int]] = {}

@@ -70,14 +70,14 @@ def test_residual_model_chain_is_the_same_for_every_kind_of_module(kind: str) ->
     layers, links, skipped = _summary(_variants(Residual())[kind])
     assert layers == ["conv", "block", "mix", "fc"]
     assert links == [("conv", "block", 1, False, "bn"), ("mix", "fc", 36, True, None)]
-    assert skipped == [("conv", "mix", "residual add ('add') between the layers")]
+    assert skipped == [("block", "mix", "residual add ('add') of 'conv', 'block' between the layers")]
 
 
 def test_concatenation_reduction_and_weight_sharing() -> None:
     layers, links, skipped = _summary(Branches())
     assert layers == ["a", "b", "merge", "head"]
     assert links == [("merge", "head", 1, False, None), ("head", "head", 1, False, None)]
-    assert skipped == [("a", "merge", "concatenation ('cat') between the layers")]
+    assert skipped == [("a", "merge", "concatenation ('cat') of 'a', 'b' between the layers")]
 
 
 def test_channel_mixing_ops_and_grouped_convolutions_break_the_chain() -> None:
