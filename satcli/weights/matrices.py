@@ -71,10 +71,19 @@ def layer_weights(module: nn.Module | torch.jit.ScriptModule) -> dict[str, Layer
         if layer.kind not in (CONV, DENSE):
             continue
         weight = tensors.get(f"{layer.name}.weight")
-        if weight is None:
+        if weight is None:  # e.g. a parametrized weight, computed on access
+            weight = getattr(_submodule(module, layer.name), "weight", None)
+        if not isinstance(weight, torch.Tensor):
             raise SatcliError(f"layer '{layer.name}' ({layer.type}) has no weight tensor to analyse")
         found[layer.name] = LayerWeight(layer.name, layer.type, layer.kind, as_float64(weight))
     return found
+
+
+def _submodule(module: nn.Module | torch.jit.ScriptModule, name: str) -> object:
+    try:
+        return module.get_submodule(name)
+    except AttributeError:
+        return None
 
 
 def fold_batchnorm(weight: np.ndarray, bn: BatchNorm) -> np.ndarray:

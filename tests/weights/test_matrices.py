@@ -59,3 +59,9 @@ def test_layer_weights_use_analyze_names_and_skip_recurrent_layers() -> None:
     assert names == ["features.0", "features.2", "features.5", "head.0", "head.2"]
     model = nn.Sequential(nn.LSTM(3, 4, batch_first=True))
     assert layer_weights(model) == {}
+
+
+def test_a_parametrized_weight_is_read_through_its_module() -> None:
+    layer = nn.utils.parametrizations.weight_norm(nn.Linear(4, 5))
+    found = layer_weights(nn.Sequential(layer, nn.ReLU(), nn.Linear(5, 2)))
+    np.testing.assert_allclose(found["0"].weight, layer.weight.detach().double().numpy(), rtol=1e-7)
