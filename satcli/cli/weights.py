@@ -1,0 +1,117 @@
+"""`satcli svr` and `satcli weights`: the data-free analyses of the weights (seed 002, weight spectra)."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from satcli.errors import SatcliError
+
+if TYPE_CHECKING:
+    from satcli.models import LoadedModel
+from satcli.cli.app import app
+from satcli.cli.console import stdout_console
+from satcli.cli.options import Arch, ArchKwargs, TrustPickle, arch_kwargs_dict
+from satcli.weights.chain import InputShapeNeeded, parse_shape
+from satcli.weights.esd import eigenvalues
+from satcli.weights.matrices import SVR_METHODS, layer_weights
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+
+
+class Method(str, Enum):
+    svr = "svr"
+    cosvr = "cosvr"
+
+
+assert tuple(m.value for m in Method) == SVR_METHODS
+
+Model = Annotated[
+    Path, typer.Argument(help="Model file: .pt2, TorchScript, state dict or .safetensors.", show_default=False)
+]
+OutFormat = Annotated[Format, typer.Option("--format", help="table | json.")]
+Plot = Annotated[Path | None, typer.Option(help="Also save a figure to this file (.png, .pdf, .svg).")]
+
+
+def _load(model: Path, arch: str | None, arch_kwargs: list[str] | None, trust_pickle: bool) -> LoadedModel:
+    from satcli.models import load_model
+
+    kwargs = arch_kwargs_dict(arch_kwargs)
+    return load_model(model, arch=arch, arch_kwargs=kwargs, trust_pickle=trust_pickle, device="cpu")
+
+
+def _print(renderable: object) -> None:
+    stdout_console(highlight=False).print(renderable)
+
+
+@app.command("svr")
+def svr_command(
+    model: Model,
+    sigma: Annotated[float, typer.Option(help="Significance of an edge in sigma (p = 1 - Phi(sigma)).")] = 3.0,
+    max_modes: Annotated[int, typer.Option(help="Spectral neurons per layer (top singular values).")] = 128,
+    method: Annotated[Method, typer.Option(help="svr | cosvr (kernel positions on the output side).")] = Method.svr,
+    fold_bn: Annotated[bool, typer.Option(help="Fold a BatchNorm right after a layer into its rows.")] = True,
+    input_shape: Annotated[
+        str | None, typer.Option(help="Per-sample input shape C,H,W for the one forward pass that orders layers.")
+    ] = None,
+    output_format: OutFormat = Format.table,
+    graphml: Annotated[Path | None, typer.Option(help="Write the graph of significant edges as GraphML.")] = None,
+    plot: Plot = None,
+    arch: Arch = None,
+    arch_kwargs: ArchKwargs = None,
+    trust_pickle: TrustPickle = False,
+) -> None:
+    """Singular Value Representation: significant links between spectral neurons of consecutive layers."""
+    from satcli.render.weight_plots import plot_svr
+    from satcli.render.weights import svr_json, svr_table
+    from satcli.weights.graphml import write_graphml
+    from satcli.weights.report import svr_report
+
+    loaded = _load(model, arch, arch_kwargs, trust_pickle)
+    shape = parse_shape(input_shape) if input_shape else None
+    try:
+        report = svr_report(
+            loaded.module, input_shape=shape, method=method.value, sigma=sigma, max_modes=max_modes, fold_bn=fold_bn
+        )
+    except InputShapeNeeded as exc:
+        raise SatcliError(f"{exc}; pass --input-shape C,H,W (e.g. 1,8,8)") from None
+    if graphml is not None:
+        write_graphml(report, graphml)
+    if plot is not None:
+        plot_svr(report, plot)
+    if output_format is Format.json:
+        typer.echo(json.dumps(svr_json(report, str(model), loaded.format), indent=2))
+    else:
+        _print(svr_table(report, str(model), loaded.format))
+
+
+@app.command("weights")
+def weights_command(
+    model: Model,
+    output_format: OutFormat = Format.table,
+    plot: Plot = None,
+    arch: Arch = None,
+    arch_kwargs: ArchKwargs = None,
+    trust_pickle: TrustPickle = False,
+) -> None:
+    """Weight spectra per layer: norms, stable rank and WeightWatcher's power-law alpha with its reading."""
+    from satcli.render.weight_plots import plot_esd
+    from satcli.render.weights import weights_json, weights_table
+    from satcli.weights.report import weights_report
+
+    loaded = _load(model, arch, arch_kwargs, trust_pickle)
+    found = weights_report(loaded.module)
+    if plot is not None:
+        weights = layer_weights(loaded.module)
+        plot_esd([(s, eigenvalues(weights[s.name].weight)) for s in found], plot)
+    if output_format is Format.json:
+        typer.echo(json.dumps(weights_json(found, str(model), loaded.format), indent=2))
+    else:
+        _print(weights_table(found, str(model), loaded.format))

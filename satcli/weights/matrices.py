@@ -1,0 +1,126 @@
+"""Layer weights as float64 matrices: the SVR reshapes, BatchNorm folding and WeightWatcher's conv slices."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from satcli.errors import SatcliError
+from satcli.taps import CONV, DENSE, discover
+
+SVR_METHODS = ("svr", "cosvr")
+
+
+@dataclass(frozen=True)
+class LayerWeight:
+    """One tracked layer's weight: name, class name, kind (conv/dense) and the float64 tensor."""
+
+    name: str
+    type: str
+    kind: str
+    weight: np.ndarray
+
+    @property
+    def channels_out(self) -> int:
+        return int(self.weight.shape[0])
+
+    @property
+    def kernel_positions(self) -> int:
+        """z of a convolution: the number of kernel positions (1 for a dense layer)."""
+        return int(np.prod(self.weight.shape[2:])) if self.weight.ndim > 2 else 1
+
+
+@dataclass(frozen=True)
+class BatchNorm:
+    """A BatchNorm that directly follows a layer: its name and per-channel gamma, running variance, eps."""
+
+    name: str
+    gamma: np.ndarray | None
+    var: np.ndarray
+    eps: float
+
+    def scale(self) -> np.ndarray:
+        """gamma / sqrt(var + eps), the row scale folded into the layer before it."""
+        gamma = np.ones_like(self.var) if self.gamma is None else self.gamma
+        return gamma / np.sqrt(self.var + self.eps)
+
+
+def named_tensors(module: nn.Module | torch.jit.ScriptModule) -> dict[str, torch.Tensor]:
+    """Parameters and buffers of any loaded module (plain, exported graph or TorchScript) by path."""
+    tensors: dict[str, torch.Tensor] = dict(module.named_buffers())
+    tensors.update(dict(module.named_parameters()))
+    return tensors
+
+
+def as_float64(t: torch.Tensor) -> np.ndarray:
+    """A detached float64 numpy copy of a tensor on any device."""
+    return t.detach().to("cpu", torch.float64).numpy()
+
+
+def layer_weights(module: nn.Module | torch.jit.ScriptModule) -> dict[str, LayerWeight]:
+    """Weights of the dense and conv tracked layers, keyed by the names ``analyze`` uses.
+
+    Recurrent layers have no single weight matrix and are left out (callers name them as skipped).
+    """
+    tensors = named_tensors(module)
+    found: dict[str, LayerWeight] = {}
+    for layer in discover(module):
+        if layer.kind not in (CONV, DENSE):
+            continue
+        weight = tensors.get(f"{layer.name}.weight")
+        if weight is None:  # e.g. a parametrized weight, computed on access
+            weight = getattr(_submodule(module, layer.name), "weight", None)
+        if not isinstance(weight, torch.Tensor):
+            raise SatcliError(f"layer '{layer.name}' ({layer.type}) has no weight tensor to analyse")
+        found[layer.name] = LayerWeight(layer.name, layer.type, layer.kind, as_float64(weight))
+    return found
+
+
+def _submodule(module: nn.Module | torch.jit.ScriptModule, name: str) -> object:
+    try:
+        return module.get_submodule(name)
+    except AttributeError:
+        return None
+
+
+def fold_batchnorm(weight: np.ndarray, bn: BatchNorm) -> np.ndarray:
+    """W' = diag(gamma / sqrt(var + eps)) W: scale each output row (channel) of a dense or conv weight."""
+    scale = bn.scale()
+    if scale.shape[0] != weight.shape[0]:
+        raise SatcliError(
+            f"BatchNorm '{bn.name}' has {scale.shape[0]} channels but the layer before it has {weight.shape[0]}"
+        )
+    return weight * scale.reshape((-1,) + (1,) * (weight.ndim - 1))
+
+
+def svr_matrix(weight: np.ndarray, method: str = "svr") -> tuple[np.ndarray, int, int]:
+    """The matrix the SVR factors, with the spatial sizes of its left (u) and right (v) vectors.
+
+    ``svr``: ``out x (in*z)`` (index ``i*z + p``), so ``v`` reshapes to ``(in, z)`` and ``u`` has no positions.
+    ``cosvr`` (the seed script's dual): ``(out*z) x in`` (index ``o*z + p``), so ``u`` reshapes to ``(out, z)``.
+    Dense weights are the same matrix under both methods. Returns (matrix, z_u, z_v).
+    """
+    if method not in SVR_METHODS:
+        raise SatcliError(f"unknown SVR method {method!r}; use one of {', '.join(SVR_METHODS)}")
+    out, inp = weight.shape[:2]
+    z = int(np.prod(weight.shape[2:])) if weight.ndim > 2 else 1
+    if method == "svr" or weight.ndim == 2:
+        return weight.reshape(out, inp * z), 1, z
+    per_position = weight.reshape(out, inp, z).transpose(0, 2, 1)  # (out, z, in)
+    return per_position.reshape(out * z, inp), z, 1
+
+
+def esd_matrices(weight: np.ndarray) -> list[np.ndarray]:
+    """The matrices whose ESDs WeightWatcher 0.7 pools: W itself, or one ``out x in`` slice per kernel position.
+
+    WeightWatcher (pool=True, its default) takes ``W[:, :, i, j]`` for every kernel position of a conv
+    layer and concatenates the eigenvalues of all slices into one ESD.
+    """
+    if weight.ndim == 2:
+        return [weight]
+    out, inp = weight.shape[:2]
+    flat = weight.reshape(out, inp, -1)
+    return [flat[:, :, p] for p in range(flat.shape[2])]
