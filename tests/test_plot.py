@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SAMPLE_MODELS
 from PIL import Image
 
 from satcli.core.state import CheckpointMeta, LayerMeta, LayerStats
@@ -131,3 +132,27 @@ def test_bad_plot_arguments_are_one_line_errors(
 def test_runs_of_consecutive_indices() -> None:
     assert _runs([]) == []
     assert _runs([1, 2, 3, 6]) == [(1, 3), (6, 6)]
+
+
+def test_bar_chart_draws_the_between_class_share(tmp_path: Path) -> None:
+    """With class spectra in the store, the bars get a line of tr(Sigma_B)/tr(Sigma_T) per layer."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from satcli.cli import main
+    from satcli.render.plot import _bars
+
+    store = tmp_path / "s.h5"
+    with pytest.raises(SystemExit):
+        main(["analyze", str(SAMPLE_MODELS / "sensible.pt2"), "--store", str(store), "-q", "-f", "json"])
+    [(_, result)] = rescore_refs([str(store)], ThresholdOverrides())
+    figure = _bars(Figure, result, "sensible")
+    [line] = [line for line in figure.axes[0].get_lines() if "between" in str(line.get_label())]
+    want = [100 * layer.extras["classes"]["between_share"] for layer in result.layers]
+    assert list(line.get_ydata()) == pytest.approx(want)
+    out = tmp_path / "bars.png"
+    from satcli.render.plot import plot_results
+
+    assert plot_results([result], out).stat().st_size > 0

@@ -85,6 +85,12 @@ def analyze_command(
     conv_method: ConvMethodOption = ConvMethod.mean,
     sequence_method: SequenceMethodOption = SequenceMethod.mean,
     classes: Classes = None,
+    weight_spectra: Annotated[
+        bool,
+        typer.Option(
+            "--weight-spectra", help="Add each layer's weight-spectrum alpha and stable rank (data-free, as `weights`)."
+        ),
+    ] = False,
     threshold: Threshold = None,
     tail_threshold: TailThreshold = None,
     max_tail: MaxTail = None,
@@ -140,6 +146,7 @@ def analyze_command(
         store_activations=not no_activations,
         activations_dtype=activations_dtype.value,
         classes=classes,
+        weight_spectra=weight_spectra,
     )
     source = open_data(
         data, data_options(data_root, download, split, max_samples, batch_size, workers, image_size, seed)
@@ -184,9 +191,7 @@ def analyze_command(
         raise typer.Exit(EXIT_USAGE)
 
 
-def _check_store_targets(
-    paths: list[Path], data: str, store_for: Callable[[Path], Path | None], force: bool
-) -> None:
+def _check_store_targets(paths: list[Path], data: str, store_for: Callable[[Path], Path | None], force: bool) -> None:
     """Refuse, before anything is scored, every store path that would replace an input or a foreign file."""
     data_path = Path(data).expanduser()
     inputs = [*paths, *([data_path] if data_path.is_file() else [])]

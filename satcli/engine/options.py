@@ -15,7 +15,8 @@ ACTIVATION_DTYPES = ("float32", "float16")
 class AnalysisOptions:
     """How a run reduces outputs, which layers it tracks, how it scores and what it keeps.
 
-    `classes`: class/cross-class spectra; None = on when the data carry labels.
+    `classes`: class/cross-class spectra; None = on when the data carry labels. `weight_spectra`: add each
+    layer's data-free weight spectrum (alpha, stable rank) next to its saturation.
     """
 
     reduction: Reduction = field(default_factory=Reduction)
@@ -25,6 +26,7 @@ class AnalysisOptions:
     store_activations: bool = True
     activations_dtype: str = "float32"
     classes: bool | None = None
+    weight_spectra: bool = False
 
     def __post_init__(self) -> None:
         if self.activations_dtype not in ACTIVATION_DTYPES:
@@ -45,5 +47,5 @@ class AnalysisOptions:
             "exclude": list(self.exclude),
             "store_activations": self.store_activations,
             "activations_dtype": self.activations_dtype,
-            "analyses": ["saturation", *self.extra_analyses(has_labels)],
+            "analyses": ["saturation", *self.extra_analyses(has_labels), *(["weights"] if self.weight_spectra else [])],
         }

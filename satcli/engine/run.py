@@ -7,7 +7,7 @@ It prints nothing and writes nothing itself: the store is one observer among oth
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import torch
@@ -113,6 +113,8 @@ def analyze(
         raise SatcliError(f"the data set {data.description} gave no samples")
     state = _checkpoint_state(meta, seen, analyses, num_inputs)
     result = score_state(state, options.thresholds)
+    if options.weight_spectra:
+        result = with_weight_spectra(result, model.module)
     for observer in observers:
         observer.finished(state, result)
     return result
@@ -179,3 +181,12 @@ def _checkpoint_state(
         tuple(layers),
         num_inputs,
     )
+
+
+def with_weight_spectra(result: CheckpointResult, module: torch.nn.Module) -> CheckpointResult:
+    """The result with each layer's weight spectrum under `weights` (data-free; not kept in the store)."""
+    from satcli.weights import layer_weight_spectra
+
+    spectra = layer_weight_spectra(module, [layer.name for layer in result.layers])
+    layers = tuple(replace(layer, extras={**layer.extras, "weights": spectra[layer.name]}) for layer in result.layers)
+    return replace(result, layers=layers)

@@ -94,9 +94,14 @@ def _layer_table(result: CheckpointResult) -> Table:
     classes = any("classes" in layer.extras for layer in result.layers)
     if classes:
         table.add_column("between", justify="right", no_wrap=True)
+    weights = any("weights" in layer.extras for layer in result.layers)
+    if weights:
+        table.add_column("alpha", justify="right", no_wrap=True)
+        table.add_column("st.rank", justify="right", no_wrap=True)
     table.add_column("flags", overflow="fold")
     for index, layer in enumerate(result.layers, start=1):
         between = [_between_cell(layer)] if classes else []
+        between += _weight_cells(layer) if weights else []
         table.add_row(
             str(index),
             Text(layer.name),
@@ -115,6 +120,16 @@ def _between_cell(layer: LayerScore) -> str:
     """The share of the layer's variance that separates the classes (tr Sigma_B / tr Sigma_T)."""
     share = layer.extras.get("classes", {}).get("between_share")
     return format_percent(share if isinstance(share, float) else None)
+
+
+def _weight_cells(layer: LayerScore) -> list[str]:
+    """The layer's power-law alpha and stable rank (n/a without a fit or a weight matrix)."""
+    spectrum = layer.extras.get("weights", {})
+    alpha, rank = spectrum.get("alpha"), spectrum.get("stable_rank")
+    return [
+        f"{alpha:.2f}" if isinstance(alpha, float) else NOT_AVAILABLE,
+        f"{rank:.1f}" if isinstance(rank, float) else NOT_AVAILABLE,
+    ]
 
 
 def _class_notes(result: CheckpointResult) -> list[str]:

@@ -105,3 +105,20 @@ def test_v1_stores_still_read_with_no_class_numbers(run_cli) -> None:
     assert result.code == 0, result.stderr
     for line in result.stdout.splitlines():
         assert all("classes" not in layer for layer in json.loads(line)["layers"])
+
+
+def test_weight_spectra_sit_next_to_saturation(run_cli) -> None:
+    """--weight-spectra: each layer's stable rank equals numpy's on the checkpoint's own weights."""
+    from satcli.models import load_model
+
+    result = run_cli("analyze", SAMPLE_MODELS / "deep_wide.pt2", "--no-store", "-q", "-f", "json", "--weight-spectra")
+    assert result.code == 0, result.stderr
+    record = json.loads(result.stdout)
+    params = dict(load_model(SAMPLE_MODELS / "deep_wide.pt2", device="cpu").module.named_parameters())
+    for layer in record["layers"]:
+        w = params[f"{layer['name']}.weight"].detach().double().numpy()
+        singular = np.linalg.svd(w, compute_uv=False)
+        assert layer["weights"]["stable_rank"] == pytest.approx((singular**2).sum() / singular[0] ** 2, rel=1e-9)
+        assert layer["k"] is not None  # the saturation numbers are still there
+    fitted = [layer for layer in record["layers"] if layer["weights"]["alpha"] is not None]
+    assert len(fitted) == 8 and all(1.0 < layer["weights"]["alpha"] < 10.0 for layer in fitted)
