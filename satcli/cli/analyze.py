@@ -42,6 +42,7 @@ from satcli.cli.options import (
     Threshold,
     TrustPickle,
     UnderThreshold,
+    Wait,
     Workers,
     arch_kwargs_dict,
     data_options,
@@ -112,6 +113,7 @@ def analyze_command(
         typer.Option("--no-sort", help="Score in the order given, not in natural order (epoch_2 before epoch_10)."),
     ] = False,
     quiet: Quiet = False,
+    wait: Wait = False,
     force: Annotated[
         bool, typer.Option("--force", help="Replace an existing file at the store path that is not a satcli store.")
     ] = False,
@@ -165,6 +167,7 @@ def analyze_command(
         load,
         store_for,
         partial(progress_bar, err, quiet),
+        wait=wait,
     ):
         if isinstance(outcome, Failure):
             failed += 1

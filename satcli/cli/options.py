@@ -209,3 +209,7 @@ Classes = Annotated[
         help="Class/cross-class spectra per layer [default: on when the data carry labels].",
     ),
 ]
+Wait = Annotated[
+    bool,
+    typer.Option("--wait", help="When another run is writing the same store, wait for it instead of failing."),
+]
