@@ -33,6 +33,8 @@ from satcli.cli.options import (
     MaxSamples,
     MaxTail,
     OutputFormat,
+    Precision,
+    PrecisionOption,
     Quiet,
     Seed,
     SequenceMethod,
@@ -77,6 +79,7 @@ def analyze_command(
     conv_method: ConvMethodOption = ConvMethod.mean,
     sequence_method: SequenceMethodOption = SequenceMethod.mean,
     classes: Classes = None,
+    precision: PrecisionOption = Precision.float64,
     threshold: Threshold = None,
     tail_threshold: TailThreshold = None,
     max_tail: MaxTail = None,
@@ -142,6 +145,7 @@ def analyze_command(
         store_activations=not no_activations,
         activations_dtype=activations_dtype.value,
         classes=classes,
+        precision=precision.value,
     )
     source = open_data(
         data, data_options(data_root, download, split, max_samples, batch_size, workers, image_size, seed)

@@ -29,6 +29,8 @@ from satcli.cli.options import (
     ImageSize,
     Layers,
     MaxSamples,
+    Precision,
+    PrecisionOption,
     Quiet,
     Seed,
     SequenceMethod,
@@ -108,6 +110,7 @@ def check_command(
     exclude: Exclude = None,
     conv_method: ConvMethodOption = ConvMethod.mean,
     sequence_method: SequenceMethodOption = SequenceMethod.mean,
+    precision: PrecisionOption = Precision.float64,
     output_format: Annotated[
         CheckFormat, typer.Option("--format", "-f", help="table: a summary line; json: one result per line.")
     ] = CheckFormat.table,
@@ -143,6 +146,7 @@ def check_command(
         exclude=tuple(exclude or ()),
         thresholds=model_thresholds,
         store_activations=False,
+        precision=precision.value,
     )
     out = stdout_console()
     err = stderr_console()
