@@ -54,11 +54,25 @@ class CovarianceAccumulator:
         self._sums = torch.zeros(d + 1, d + 1, dtype=torch.float64, device=self.device)
         self._n = 0
         self._cached: Moments | None = Moments.empty(d, self.device)
-        self.nonfinite = False
+        self._nonfinite = False
+        self._pending: list[torch.Tensor] = []
+        self._pending_rows = 0
+
+    @property
+    def nonfinite(self) -> bool:
+        """True once a batch held NaN or inf (such a batch is not accumulated)."""
+        self._flush()
+        return self._nonfinite
+
+    @nonfinite.setter
+    def nonfinite(self, value: bool) -> None:
+        self._flush()
+        self._nonfinite = value
 
     @property
     def moments(self) -> Moments:
         """The samples seen as (n, float64 mean, float64 M2)."""
+        self._flush()
         if self._cached is None:
             d, n = self.width, self._n
             col = self._sums[d, :d]
@@ -69,6 +83,7 @@ class CovarianceAccumulator:
     @property
     def n(self) -> int:
         """Samples accumulated so far."""
+        self._flush()
         return self._n
 
     def update(self, x: torch.Tensor) -> None:
@@ -84,16 +99,40 @@ class CovarianceAccumulator:
             x = x.to(self.device)
         if x.dtype == torch.float64 and self._dtype != torch.float64:
             x = x.to(self._dtype)  # float64 activations in a float32 run: the blocks cannot hold them
-        d = self.width
         nb = x.shape[:-1].numel()
         if nb == 0:
             return
+        if x.ndim == 2 and (self._pending_rows + nb) * (self.width + 1) * 8 < BLOCK_BYTES:
+            # A small batch (per-input samples, small batch size): grouped with the next ones into one
+            # update, so the fixed cost of an update is paid per block of rows, not per batch. A copy,
+            # since the model may still change its output in place.
+            self._pending.append(x.clone())
+            self._pending_rows += nb
+            return
+        self._flush()
+        self._update(x)
+
+    def _flush(self) -> None:
+        """Accumulate the grouped small batches; one holding NaN/inf is then left out on its own."""
+        if not self._pending:
+            return
+        pending, self._pending, self._pending_rows = self._pending, [], 0
+        before = self._n
+        self._update(pending[0] if len(pending) == 1 else torch.cat(pending))
+        if self._n == before and len(pending) > 1:  # the group held NaN/inf: keep its finite batches
+            for part in pending:
+                self._update(part)
+
+    def _update(self, x: torch.Tensor) -> None:
+        """Accumulate one (..., width) block of samples now."""
+        d = self.width
+        nb = x.shape[:-1].numel()
         checked = self._n == 0 or d * d > nb
         if checked:
             # First batch, or a wide layer (its GEMM dwarfs one more pass over x): exact batch mean first.
             total = x.sum(dim=tuple(range(x.ndim - 1)), dtype=torch.float64)
             if not bool(torch.isfinite(total).all()):
-                self.nonfinite = True
+                self._nonfinite = True
                 return
             mean = self._representable(total / nb)
             if self._n == 0:
@@ -106,7 +145,7 @@ class CovarianceAccumulator:
         if not checked:
             diagonal = batch.diagonal()
             if not bool(torch.isfinite(diagonal).all()):
-                self.nonfinite = True
+                self._nonfinite = True
                 return
             col = batch[d, :d]
             if bool((torch.square(col) / nb > 0.5 * diagonal[:d]).any()):
@@ -128,7 +167,7 @@ class CovarianceAccumulator:
         if other.mean.shape[0] != self.width:
             raise ValueError(f"cannot merge width {other.mean.shape[0]} into width {self.width}")
         merged = merge_moments(self.moments, _moved(other, self.device))
-        self.nonfinite = self.nonfinite or nonfinite
+        self._nonfinite = self._nonfinite or nonfinite
         if merged.n == self._n:
             return
         d = self.width
