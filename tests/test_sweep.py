@@ -13,7 +13,7 @@ import pytest
 import torch
 from conftest import SAMPLE_MODELS
 
-from satcli.cli import analyze as cli_analyze
+import satcli.models
 from satcli.core.results import CheckpointResult
 from satcli.data import DataOptions, open_data
 from satcli.engine import sweep
@@ -165,7 +165,7 @@ def test_a_killed_run_keeps_finished_rows_and_store_groups(
             raise KeyboardInterrupt
         return load_model(path, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(cli_analyze, "load_model", load)
+    monkeypatch.setattr(satcli.models, "load_model", load)  # analyze imports it when run
     store = tmp_path / "s.h5"
     result = run_cli("analyze", *models.values(), "--store", store, "-f", "csv", *FAST)
     assert result.code == 130

@@ -41,24 +41,23 @@ class ClassesAnalysis(LayerAnalysis):
         if labels is None:
             return
         d = samples.shape[-1]
-        x = samples.detach().reshape(-1, d).to(self.device, torch.float64)
-        y = labels.to(self.device).reshape(-1)
+        x, y, weight = _per_input(samples.detach().to(self.device), labels.to(self.device).reshape(-1))
         if x.shape[0] == 0:
             return
         state = self.layers.get(layer.name)
         if state is None:
-            mean = x.mean(dim=0)
+            mean = x.sum(dim=0) / (weight * x.shape[0])
             if not bool(torch.isfinite(mean).all()):
                 return  # the saturation accumulator skips this batch too
             state = self.layers[layer.name] = _ClassSums(mean, [], _zeros(0, self.device), _zeros((0, d), self.device))
-        centered = x - state.shift
+        centered = x - weight * state.shift
         if not bool(torch.isfinite(centered.sum()).item()):
             return
         known = y >= 0
-        state.unlabeled += int((~known).sum())
+        state.unlabeled += weight * int((~known).sum())
         values, inverse = torch.unique(y[known], return_inverse=True)
         rows = self._rows(state, values.tolist())
-        state.counts.index_add_(0, rows[inverse], torch.ones_like(inverse, dtype=torch.float64))
+        state.counts.index_add_(0, rows[inverse], torch.full(inverse.shape, float(weight), dtype=torch.float64))
         state.sums.index_add_(0, rows[inverse], centered[known])
 
     def state(self) -> dict[str, object]:
@@ -101,6 +100,22 @@ class ClassesAnalysis(LayerAnalysis):
             state.counts = torch.cat([state.counts, _zeros(len(new), self.device)])
             state.sums = torch.cat([state.sums, _zeros((len(new), d), self.device)])
         return torch.tensor([index[v] for v in values], dtype=torch.int64, device=self.device)
+
+
+def _per_input(samples: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(float64 rows, their labels, samples per row): an input's samples summed when they share its label.
+
+    Channelwise and token samples (B, ..., d) all carry their input's label, so per-class sums only need
+    each input's float64 sum: B rows instead of a float64 copy of every position.
+    """
+    d = samples.shape[-1]
+    if samples.ndim > 2 and samples.shape[0] > 0:
+        per_input = samples.shape[1:-1].numel()
+        grid = labels.reshape(samples.shape[0], -1) if labels.numel() == samples.shape[0] * per_input else None
+        if per_input > 1 and grid is not None and bool((grid == grid[:, :1]).all()):
+            rows = samples.sum(dim=tuple(range(1, samples.ndim - 1)), dtype=torch.float64)
+            return rows, grid[:, 0], per_input
+    return samples.reshape(-1, d).to(torch.float64), labels, 1
 
 
 def _zeros(shape: int | tuple[int, ...], device: torch.device) -> torch.Tensor:

@@ -20,15 +20,16 @@ class SaturationAnalysis(Analysis):
 
     name = "saturation"
 
-    def __init__(self, device: torch.device | str | None = None) -> None:
+    def __init__(self, device: torch.device | str | None = None, precision: str = "float64") -> None:
         super().__init__(device)
+        self.precision = precision
         self.accumulators: dict[str, CovarianceAccumulator] = {}
 
     def update(self, layer: Layer, samples: torch.Tensor, labels: torch.Tensor | None) -> None:
         acc = self.accumulators.get(layer.name)
         if acc is None:
             acc = self.accumulators[layer.name] = CovarianceAccumulator(
-                int(layer.width or samples.shape[-1]), self.device
+                int(layer.width or samples.shape[-1]), self.device, self.precision
             )
         acc.update(samples)
 
@@ -40,7 +41,9 @@ class SaturationAnalysis(Analysis):
             assert isinstance(element, LayerStats)
             acc = self.accumulators.get(name)
             if acc is None:
-                acc = self.accumulators[name] = CovarianceAccumulator(int(element.mean.shape[0]), self.device)
+                acc = self.accumulators[name] = CovarianceAccumulator(
+                    int(element.mean.shape[0]), self.device, self.precision
+                )
             acc.merge_moments(_moments(element, self.device), nonfinite=element.nonfinite)
 
     def reset(self) -> None:

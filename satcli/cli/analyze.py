@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -33,6 +33,8 @@ from satcli.cli.options import (
     MaxSamples,
     MaxTail,
     OutputFormat,
+    Precision,
+    PrecisionOption,
     Quiet,
     Seed,
     SequenceMethod,
@@ -42,23 +44,15 @@ from satcli.cli.options import (
     Threshold,
     TrustPickle,
     UnderThreshold,
+    Wait,
     Workers,
     arch_kwargs_dict,
     data_options,
 )
-from satcli.core.results import CheckpointResult
-from satcli.core.verdict import ThresholdOverrides, Thresholds
-from satcli.data import open_data
-from satcli.engine.options import AnalysisOptions
-from satcli.engine.sweep import Failure, order_checkpoints, score_checkpoints
 from satcli.errors import SatcliError
-from satcli.models import load_model, resolve_device
-from satcli.render.progress import make_progress
-from satcli.render.serialize import csv_header, csv_rows, result_json
-from satcli.render.table import render_result
-from satcli.render.trajectory import render_trajectory
-from satcli.store.safety import check_store_target
-from satcli.taps import Reduction
+
+if TYPE_CHECKING:
+    from satcli.core.results import CheckpointResult
 
 
 @app.command("analyze")
@@ -91,6 +85,7 @@ def analyze_command(
             "--weight-spectra", help="Add each layer's weight-spectrum alpha and stable rank (data-free, as `weights`)."
         ),
     ] = False,
+    precision: PrecisionOption = Precision.float64,
     threshold: Threshold = None,
     tail_threshold: TailThreshold = None,
     max_tail: MaxTail = None,
@@ -127,6 +122,7 @@ def analyze_command(
         typer.Option("--no-sort", help="Score in the order given, not in natural order (epoch_2 before epoch_10)."),
     ] = False,
     quiet: Quiet = False,
+    wait: Wait = False,
     force: Annotated[
         bool, typer.Option("--force", help="Replace an existing file at the store path that is not a satcli store.")
     ] = False,
@@ -138,6 +134,15 @@ def analyze_command(
     """
     if trajectory and output_format is not OutputFormat.table:
         raise SatcliError("--trajectory prints a table; leave out --format or --trajectory")
+    # Heavy modules (torch, h5py) load here, not at start-up: --version and --help must stay fast.
+    from satcli.core.verdict import ThresholdOverrides, Thresholds
+    from satcli.data import open_data
+    from satcli.engine.options import AnalysisOptions
+    from satcli.engine.sweep import Failure, order_checkpoints, score_checkpoints
+    from satcli.models import load_model, resolve_device
+    from satcli.render.trajectory import render_trajectory
+    from satcli.taps import Reduction
+
     options = AnalysisOptions(
         reduction=Reduction(conv_method.value, sequence_method.value),
         include=tuple(layers or ()),
@@ -147,6 +152,7 @@ def analyze_command(
         activations_dtype=activations_dtype.value,
         classes=classes,
         weight_spectra=weight_spectra,
+        precision=precision.value,
     )
     source = open_data(
         data, data_options(data_root, download, split, max_samples, batch_size, workers, image_size, seed)
@@ -172,6 +178,7 @@ def analyze_command(
         load,
         store_for,
         partial(progress_bar, err, quiet),
+        wait=wait,
     ):
         if isinstance(outcome, Failure):
             failed += 1
@@ -193,6 +200,8 @@ def analyze_command(
 
 def _check_store_targets(paths: list[Path], data: str, store_for: Callable[[Path], Path | None], force: bool) -> None:
     """Refuse, before anything is scored, every store path that would replace an input or a foreign file."""
+    from satcli.store.safety import check_store_target
+
     data_path = Path(data).expanduser()
     inputs = [*paths, *([data_path] if data_path.is_file() else [])]
     for target in dict.fromkeys(t for t in map(store_for, paths) if t is not None):
@@ -206,6 +215,9 @@ def _write_result(
     result: CheckpointResult, output_format: OutputFormat, out: Console, *, first: bool, table: bool
 ) -> None:
     """Print one finished checkpoint and flush, so a long run can be followed and a killed one keeps its lines."""
+    from satcli.render.serialize import csv_header, csv_rows, result_json
+    from satcli.render.table import render_result
+
     if output_format is OutputFormat.table:
         if table:
             if not first:
@@ -224,6 +236,8 @@ def progress_bar(err: Console, quiet: bool, path: Path, total: int) -> Iterator[
 
     Off when stderr is not a terminal: there it could only leave a blank line per checkpoint in the log.
     """
+    from satcli.render.progress import make_progress
+
     progress = make_progress(err)
     progress.disable = quiet or not err.is_terminal
     with progress:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -29,6 +29,8 @@ from satcli.cli.options import (
     ImageSize,
     Layers,
     MaxSamples,
+    Precision,
+    PrecisionOption,
     Quiet,
     Seed,
     SequenceMethod,
@@ -42,17 +44,13 @@ from satcli.cli.options import (
     arch_kwargs_dict,
     data_options,
 )
-from satcli.core import gates
-from satcli.core.results import CheckpointResult
-from satcli.core.verdict import ThresholdOverrides, Thresholds
-from satcli.data import DataSource, open_data
-from satcli.engine.options import AnalysisOptions
-from satcli.engine.sweep import score_checkpoint
-from satcli.models import LoadedModel, load_model
-from satcli.render.serialize import result_json
-from satcli.render.table import render_result
-from satcli.store.rescore import looks_like_store, rescore_refs
-from satcli.taps import Reduction
+
+if TYPE_CHECKING:
+    from satcli.core import gates
+    from satcli.core.results import CheckpointResult
+    from satcli.data import DataSource
+    from satcli.engine.options import AnalysisOptions
+    from satcli.models import LoadedModel
 
 
 @app.command("check")
@@ -112,6 +110,7 @@ def check_command(
     exclude: Exclude = None,
     conv_method: ConvMethodOption = ConvMethod.mean,
     sequence_method: SequenceMethodOption = SequenceMethod.mean,
+    precision: PrecisionOption = Precision.float64,
     output_format: Annotated[
         CheckFormat, typer.Option("--format", "-f", help="table: a summary line; json: one result per line.")
     ] = CheckFormat.table,
@@ -122,6 +121,15 @@ def check_command(
 
     By default any verdict but balanced fails. Stores are re-scored, at their stored thresholds unless set.
     """
+    # Heavy modules (torch, h5py) load here, not at start-up: --version and --help must stay fast.
+    from satcli.core import gates
+    from satcli.core.verdict import ThresholdOverrides, Thresholds
+    from satcli.data import open_data
+    from satcli.engine.options import AnalysisOptions
+    from satcli.models import load_model
+    from satcli.store.rescore import looks_like_store, rescore_refs
+    from satcli.taps import Reduction
+
     spec = gates.GateSpec(
         fail_on=fail_on.value,
         max_tail=max_tail,
@@ -138,6 +146,7 @@ def check_command(
         exclude=tuple(exclude or ()),
         thresholds=model_thresholds,
         store_activations=False,
+        precision=precision.value,
     )
     out = stdout_console()
     err = stderr_console()
@@ -176,6 +185,8 @@ def _score_model(
     loaded: LoadedModel, source: DataSource, options: AnalysisOptions, err: Console, quiet: bool
 ) -> CheckpointResult:
     """The analyze pipeline on one model, with analyze's progress bar on stderr and no store."""
+    from satcli.engine.sweep import score_checkpoint
+
     with progress_bar(err, quiet, loaded.path, source.num_samples) as advance:
         return score_checkpoint(loaded, source, options, None, on_batch=advance)
 
@@ -189,6 +200,10 @@ def _print_check(
     out: Console,
 ) -> None:
     """Failing gates on stderr, then the summary (stdout for table, stderr for json) or one JSON record."""
+    from satcli.core import gates
+    from satcli.render.serialize import result_json
+    from satcli.render.table import render_result
+
     as_json = output_format is CheckFormat.json
     if verbose and not as_json:
         render_result(result, out)

@@ -16,9 +16,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from satcli.core.gates import FAIL_ON_CHOICES
+from satcli.cli.options import ConvMethod, FailOn, SequenceMethod
 from satcli.errors import SatcliError
-from satcli.taps import CONV_METHODS, SEQUENCE_METHODS
+
+# The choices as the options define them (not imported from taps/core: that would load torch at start-up).
+CONV_METHODS = tuple(m.value for m in ConvMethod)
+SEQUENCE_METHODS = tuple(m.value for m in SequenceMethod)
+FAIL_ON_CHOICES = tuple(m.value for m in FailOn)
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -23,10 +23,7 @@ from satcli.cli.options import (
     arch_kwargs_dict,
     data_options,
 )
-from satcli.data import open_data
 from satcli.errors import SatcliError
-from satcli.models import load_model
-from satcli.taps import discover, open_taps, select
 
 
 @app.command("layers")
@@ -46,6 +43,11 @@ def layers_command(
     exclude: Exclude = None,
 ) -> None:
     """List the trackable layers of a model: name, type, output width, forward order."""
+    # Heavy modules (torch) load here, not at start-up: --version and --help must stay fast.
+    from satcli.data import open_data
+    from satcli.models import load_model
+    from satcli.taps import discover, open_taps, select
+
     loaded = load_model(
         model, arch=arch, arch_kwargs=arch_kwargs_dict(arch_kwargs), trust_pickle=trust_pickle, device=device
     )

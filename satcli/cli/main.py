@@ -1,10 +1,12 @@
 """The entry point: run the app and map every failure to one line and an exit code.
 
-0 success, 1 a check failed, 2 bad input or usage, 3 an internal error (a bug: please report it), 130 interrupted."""
+0 success, 1 a check failed, 2 bad input or usage, 3 an internal error (a bug: please report it), 130 interrupted,
+143 terminated (SIGTERM: temp files are removed as for Ctrl-C)."""
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import warnings
 
@@ -16,6 +18,27 @@ from satcli.cli.app import EXIT_INTERNAL, EXIT_USAGE, app
 from satcli.errors import SatcliError, one_line
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a Unix tool killed by a closed pipe reports
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
+class Terminated(BaseException):
+    """SIGTERM (a CI runner cancelling a job) as an exception, so the same clean-up runs as for Ctrl-C.
+
+    Not a KeyboardInterrupt: click would turn that into its Abort and the exit code would say Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def _catch_sigterm() -> object:
+    """Turn SIGTERM into Terminated (only in the main thread, where Python can install handlers); returns
+    the previous handler, or None when none was installed."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -23,6 +46,16 @@ def main(argv: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\..*")
     err = Console(stderr=True, soft_wrap=True, highlight=False)
+    previous = _catch_sigterm()
+    try:
+        _run(argv, err)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)  # type: ignore[arg-type]
+
+
+def _run(argv: list[str] | None, err: Console) -> None:
+    """Run the app; exit with the code its outcome maps to."""
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="satcli", standalone_mode=False)
@@ -42,6 +75,9 @@ def main(argv: list[str] | None = None) -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(EXIT_BROKEN_PIPE)
+    except Terminated:
+        err.print("terminated; finished results and existing stores are kept")
+        sys.exit(EXIT_TERMINATED)
     except (typer.Abort, KeyboardInterrupt):
         err.print("interrupted; finished results and existing stores are kept")
         sys.exit(130)

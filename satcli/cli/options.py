@@ -31,6 +31,11 @@ class SequenceMethod(str, Enum):
     tokens = "tokens"
 
 
+class Precision(str, Enum):
+    float64 = "float64"
+    float32 = "float32"
+
+
 class ActivationsDtype(str, Enum):
     float32 = "float32"
     float16 = "float16"
@@ -207,5 +212,16 @@ Classes = Annotated[
         "--classes/--no-classes",
         show_default=False,
         help="Class/cross-class spectra per layer [default: on when the data carry labels].",
+    ),
+]
+Wait = Annotated[
+    bool,
+    typer.Option("--wait", help="When another run is writing the same store, wait for it instead of failing."),
+]
+PrecisionOption = Annotated[
+    Precision,
+    typer.Option(
+        help="Arithmetic of the covariance blocks (sums stay float64): float64 exact, float32 faster "
+        "(error in docs/method.md).",
     ),
 ]

@@ -9,9 +9,6 @@ import typer
 
 from satcli.cli.app import app
 from satcli.cli.options import MaxTail, TailThreshold, Threshold, UnderThreshold
-from satcli.core.verdict import ThresholdOverrides
-from satcli.render.plot import plot_results
-from satcli.store.rescore import parse_store_ref, rescore_refs
 
 
 @app.command("plot")
@@ -40,6 +37,11 @@ def plot_command(
 
     Needs matplotlib (pip install 'satcli\\[plot]'). Numbers are re-scored from the store, as by report.
     """
+    # Heavy modules (h5py, numpy) load here, not at start-up: --version and --help must stay fast.
+    from satcli.core.verdict import ThresholdOverrides
+    from satcli.render.plot import plot_results
+    from satcli.store.rescore import parse_store_ref, rescore_refs
+
     overrides = ThresholdOverrides(threshold, tail_threshold, max_tail, under_threshold)
     results = [result for _, result in rescore_refs(stores, overrides, checkpoint or [])]
     source = ", ".join(dict.fromkeys(parse_store_ref(text).path.name for text in stores))

@@ -18,12 +18,6 @@ from satcli.cli.options import (
     Threshold,
     UnderThreshold,
 )
-from satcli.core.compare import compare
-from satcli.core.verdict import ThresholdOverrides
-from satcli.render.compare import comparison_csv, comparison_json, comparison_table
-from satcli.render.serialize import result_json, results_csv
-from satcli.render.table import render_result
-from satcli.store.rescore import rescore_refs
 
 
 @app.command("report")
@@ -38,6 +32,12 @@ def report_command(
     ] = ReportFormat.table,
 ) -> None:
     """Re-score stored checkpoints at any thresholds, with no model and no data."""
+    # Heavy modules (h5py, numpy) load here, not at start-up: --version and --help must stay fast.
+    from satcli.core.verdict import ThresholdOverrides
+    from satcli.render.serialize import result_json, results_csv
+    from satcli.render.table import render_result
+    from satcli.store.rescore import rescore_refs
+
     overrides = ThresholdOverrides(threshold, tail_threshold, max_tail, under_threshold)
     results = [result for _, result in rescore_refs(stores, overrides)]
     if output_format is ReportFormat.table:
@@ -63,6 +63,11 @@ def compare_command(
     ] = CompareFormat.table,
 ) -> None:
     """Per-layer saturation of stored checkpoints side by side, with the change from the first one."""
+    from satcli.core.compare import compare
+    from satcli.core.verdict import ThresholdOverrides
+    from satcli.render.compare import comparison_csv, comparison_json, comparison_table
+    from satcli.store.rescore import rescore_refs
+
     overrides = ThresholdOverrides(threshold, tail_threshold, max_tail, under_threshold)
     comparison = compare(rescore_refs(stores, overrides))
     if output_format is CompareFormat.table:

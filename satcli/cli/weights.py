@@ -9,16 +9,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from satcli.cli.app import app
+from satcli.cli.console import stdout_console
+from satcli.cli.options import Arch, ArchKwargs, TrustPickle, arch_kwargs_dict
 from satcli.errors import SatcliError
 
 if TYPE_CHECKING:
     from satcli.models import LoadedModel
-from satcli.cli.app import app
-from satcli.cli.console import stdout_console
-from satcli.cli.options import Arch, ArchKwargs, TrustPickle, arch_kwargs_dict
-from satcli.weights.chain import InputShapeNeeded, parse_shape
-from satcli.weights.esd import eigenvalues
-from satcli.weights.matrices import SVR_METHODS, layer_weights
 
 
 class Format(str, Enum):
@@ -29,9 +26,6 @@ class Format(str, Enum):
 class Method(str, Enum):
     svr = "svr"
     cosvr = "cosvr"
-
-
-assert tuple(m.value for m in Method) == SVR_METHODS
 
 Model = Annotated[
     Path, typer.Argument(help="Model file: .pt2, TorchScript, state dict or .safetensors.", show_default=False)
@@ -71,6 +65,7 @@ def svr_command(
     """Singular Value Representation: significant links between spectral neurons of consecutive layers."""
     from satcli.render.weight_plots import plot_svr
     from satcli.render.weights import svr_json, svr_table
+    from satcli.weights.chain import InputShapeNeeded, parse_shape
     from satcli.weights.graphml import write_graphml
     from satcli.weights.report import svr_report
 
@@ -104,6 +99,8 @@ def weights_command(
     """Weight spectra per layer: norms, stable rank and WeightWatcher's power-law alpha with its reading."""
     from satcli.render.weight_plots import plot_esd
     from satcli.render.weights import weights_json, weights_table
+    from satcli.weights.esd import eigenvalues
+    from satcli.weights.matrices import layer_weights
     from satcli.weights.report import weights_report
 
     loaded = _load(model, arch, arch_kwargs, trust_pickle)

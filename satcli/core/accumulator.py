@@ -9,8 +9,12 @@ import torch
 
 from satcli.core.moments import Moments, covariance, merge_moments
 
-# Size of the float64 block of centered rows one GEMM call consumes (kept in cache, reused across batches).
+# Size of the block of centered rows one GEMM call consumes (kept in cache, reused across batches).
 BLOCK_BYTES = 1 << 20
+
+# Precision of the per-block Gram matrices: float64 (exact to rounding, the default) or float32 (2x less
+# arithmetic and memory traffic; sums stay float64 and blocks are short, see docs/method.md for its error).
+PRECISIONS = ("float64", "float32")
 
 
 class CovarianceAccumulator:
@@ -25,11 +29,21 @@ class CovarianceAccumulator:
     mean this loses at most a few ulps; every batch is checked and, if its mean lies further from ``c``
     than its spread, ``c`` is moved to it first (an exact update of ``S``), so accuracy holds for any data
     order. Merging two accumulators uses the Chan merge of ``merge_moments``.
+
+    With ``precision="float32"`` each block's shifted rows and Gram matrix are float32 (the shift rounded
+    to float32, so the float64 sums stay exact sums around it) and each block's Gram is added to the
+    float64 sums: float32 rounding over at most one block of rows, never over the whole run.
     """
 
-    def __init__(self, width: int, device: torch.device | str | None = None) -> None:
+    def __init__(
+        self, width: int, device: torch.device | str | None = None, precision: str = "float64"
+    ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.width = width
         self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.precision = precision
+        self._dtype = torch.float64 if precision == "float64" else torch.float32
         self._buffer: torch.Tensor | None = None
         self.reset()
 
@@ -40,11 +54,25 @@ class CovarianceAccumulator:
         self._sums = torch.zeros(d + 1, d + 1, dtype=torch.float64, device=self.device)
         self._n = 0
         self._cached: Moments | None = Moments.empty(d, self.device)
-        self.nonfinite = False
+        self._nonfinite = False
+        self._pending: list[torch.Tensor] = []
+        self._pending_rows = 0
+
+    @property
+    def nonfinite(self) -> bool:
+        """True once a batch held NaN or inf (such a batch is not accumulated)."""
+        self._flush()
+        return self._nonfinite
+
+    @nonfinite.setter
+    def nonfinite(self, value: bool) -> None:
+        self._flush()
+        self._nonfinite = value
 
     @property
     def moments(self) -> Moments:
         """The samples seen as (n, float64 mean, float64 M2)."""
+        self._flush()
         if self._cached is None:
             d, n = self.width, self._n
             col = self._sums[d, :d]
@@ -55,6 +83,7 @@ class CovarianceAccumulator:
     @property
     def n(self) -> int:
         """Samples accumulated so far."""
+        self._flush()
         return self._n
 
     def update(self, x: torch.Tensor) -> None:
@@ -68,18 +97,44 @@ class CovarianceAccumulator:
         x = x.detach()
         if x.device != self.device:
             x = x.to(self.device)
-        d = self.width
+        if x.dtype == torch.float64 and self._dtype != torch.float64:
+            x = x.to(self._dtype)  # float64 activations in a float32 run: the blocks cannot hold them
         nb = x.shape[:-1].numel()
         if nb == 0:
             return
+        if x.ndim == 2 and (self._pending_rows + nb) * (self.width + 1) * 8 < BLOCK_BYTES:
+            # A small batch (per-input samples, small batch size): grouped with the next ones into one
+            # update, so the fixed cost of an update is paid per block of rows, not per batch. A copy,
+            # since the model may still change its output in place.
+            self._pending.append(x.clone())
+            self._pending_rows += nb
+            return
+        self._flush()
+        self._update(x)
+
+    def _flush(self) -> None:
+        """Accumulate the grouped small batches; one holding NaN/inf is then left out on its own."""
+        if not self._pending:
+            return
+        pending, self._pending, self._pending_rows = self._pending, [], 0
+        before = self._n
+        self._update(pending[0] if len(pending) == 1 else torch.cat(pending))
+        if self._n == before and len(pending) > 1:  # the group held NaN/inf: keep its finite batches
+            for part in pending:
+                self._update(part)
+
+    def _update(self, x: torch.Tensor) -> None:
+        """Accumulate one (..., width) block of samples now."""
+        d = self.width
+        nb = x.shape[:-1].numel()
         checked = self._n == 0 or d * d > nb
         if checked:
             # First batch, or a wide layer (its GEMM dwarfs one more pass over x): exact batch mean first.
             total = x.sum(dim=tuple(range(x.ndim - 1)), dtype=torch.float64)
             if not bool(torch.isfinite(total).all()):
-                self.nonfinite = True
+                self._nonfinite = True
                 return
-            mean = total / nb
+            mean = self._representable(total / nb)
             if self._n == 0:
                 self._shift = mean
             elif bool((torch.square(mean - self._shift) > self._variance()).any()):
@@ -90,12 +145,12 @@ class CovarianceAccumulator:
         if not checked:
             diagonal = batch.diagonal()
             if not bool(torch.isfinite(diagonal).all()):
-                self.nonfinite = True
+                self._nonfinite = True
                 return
             col = batch[d, :d]
             if bool((torch.square(col) / nb > 0.5 * diagonal[:d]).any()):
                 # The batch sits further from the shift than its own spread: re-centre, then redo it.
-                self._move_shift(self._shift + col / nb)
+                self._move_shift(self._representable(self._shift + col / nb))
                 batch = self._batch_gram(x)
         self._sums += batch
         self._n += nb
@@ -112,7 +167,7 @@ class CovarianceAccumulator:
         if other.mean.shape[0] != self.width:
             raise ValueError(f"cannot merge width {other.mean.shape[0]} into width {self.width}")
         merged = merge_moments(self.moments, _moved(other, self.device))
-        self.nonfinite = self.nonfinite or nonfinite
+        self._nonfinite = self._nonfinite or nonfinite
         if merged.n == self._n:
             return
         d = self.width
@@ -122,6 +177,8 @@ class CovarianceAccumulator:
         self._sums[d, d] = merged.n
         self._n = merged.n
         self._cached = None
+        if self._dtype != torch.float64:
+            self._move_shift(self._representable(self._shift))
 
     def compute(self) -> tuple[int, torch.Tensor, torch.Tensor]:
         """(n, mean, covariance), all float64."""
@@ -145,23 +202,33 @@ class CovarianceAccumulator:
         self._sums[:d, d] = self._sums[d, :d]
         self._shift = shift
 
+    def _representable(self, shift: torch.Tensor) -> torch.Tensor:
+        """The shift rounded to the block dtype, so that float32 blocks are centred on exactly it."""
+        return shift if self._dtype == torch.float64 else shift.to(self._dtype).to(torch.float64)
+
     def _batch_gram(self, x: torch.Tensor) -> torch.Tensor:
-        """Y^T Y for Y = [x - shift, 1] in float64, built in row blocks of at most BLOCK_BYTES."""
+        """Y^T Y for Y = [x - shift, 1] as float64, built in row blocks of at most BLOCK_BYTES."""
         d = self.width
         lead = x.shape[0]
         per_lead = x.shape[1:-1].numel()
-        step = max(1, min(lead, BLOCK_BYTES // (8 * per_lead * (d + 1))))
+        itemsize = 8 if self._dtype == torch.float64 else 4
+        step = max(1, min(lead, BLOCK_BYTES // (itemsize * per_lead * (d + 1))))
         rows = step * per_lead
         if self._buffer is None or self._buffer.shape[0] < rows:
-            self._buffer = torch.ones(rows, d + 1, dtype=torch.float64, device=self.device)
+            self._buffer = torch.ones(rows, d + 1, dtype=self._dtype, device=self.device)
         buffer = self._buffer
+        shift = self._shift.to(self._dtype)
         gram: torch.Tensor | None = None
         for start in range(0, lead, step):
             part = x[start : start + step]
             k = part.shape[:-1].numel()
-            torch.sub(part, self._shift, out=buffer[:k, :d].view(part.shape))
+            torch.sub(part, shift, out=buffer[:k, :d].view(part.shape))
             y = buffer[:k]
-            gram = y.T @ y if gram is None else gram.addmm_(y.T, y)
+            if self._dtype != torch.float64:
+                block = (y.T @ y).to(torch.float64)
+                gram = block if gram is None else gram.add_(block)
+            else:
+                gram = y.T @ y if gram is None else gram.addmm_(y.T, y)
         assert gram is not None
         return gram
 

@@ -87,21 +87,35 @@ def class_spectra(stats: LayerStats, classes: ClassStats) -> ClassSpectra:
     total = float(np.trace(sigma_t))
     if total <= 0.0:
         return ClassSpectra(num, None, None, None, None, None, (*notes, "no variance (dead layer)"))
-    values_b, vectors_b = np.linalg.eigh(sigma_b)
-    top_b = float(values_b[-1]) if values_b.size else 0.0
-    kept = values_b > RELATIVE_CUT * top_b if top_b > 0 else np.zeros_like(values_b, dtype=bool)
-    pinv = (vectors_b[:, kept] / values_b[kept]) @ vectors_b[:, kept].T
+    rank_between, nc1 = _between_rank_and_nc1(classes, sigma_w)
     edge = float(np.linalg.eigvalsh(sigma_w)[-1])
     values_t = np.linalg.eigvalsh(sigma_t)
     return ClassSpectra(
         num_classes=num,
         between_share=float(np.trace(sigma_b)) / total,
-        nc1=float(np.trace(sigma_w @ pinv)) / num,
-        rank_between=int(kept.sum()),
+        nc1=nc1 / num,
+        rank_between=rank_between,
         outliers=int(np.sum(values_t > edge)),
         class_mean_cosine=mean_pair_cosine(class_offsets(classes)),
         notes=tuple(notes),
     )
+
+
+def _between_rank_and_nc1(classes: ClassStats, sigma_w: np.ndarray) -> tuple[int, float]:
+    """rank(Sigma_B) and tr(Sigma_W Sigma_B^+), computed in the span of the C class offsets.
+
+    Sigma_B = A^T A with A the (C, d) offsets scaled by sqrt(n_c / n). The thin SVD A = U S V^T gives its
+    non-zero eigenvalues s^2 and eigenvectors V without a d x d eigendecomposition (O(C^2 d)), and without
+    forming A A^T, whose rounding would be squared into the smallest kept eigenvalues (they dominate nc1).
+    """
+    counts = np.asarray(classes.counts, dtype=np.float64)
+    a = class_offsets(classes) * np.sqrt(counts / counts.sum())[:, None]
+    _, singular, vt = np.linalg.svd(a, full_matrices=False)
+    values = singular**2
+    top = float(values.max()) if values.size else 0.0
+    kept = values > RELATIVE_CUT * top if top > 0 else np.zeros_like(values, dtype=bool)
+    v = vt[kept]
+    return int(kept.sum()), float(np.sum((v @ sigma_w * v).sum(axis=1) / values[kept]))
 
 
 def _notes(stats: LayerStats, classes: ClassStats) -> list[str]:

@@ -9,6 +9,7 @@ from satcli.errors import SatcliError
 from satcli.taps import Reduction
 
 ACTIVATION_DTYPES = ("float32", "float16")
+PRECISIONS = ("float64", "float32")
 
 
 @dataclass(frozen=True)
@@ -16,7 +17,8 @@ class AnalysisOptions:
     """How a run reduces outputs, which layers it tracks, how it scores and what it keeps.
 
     `classes`: class/cross-class spectra; None = on when the data carry labels. `weight_spectra`: add each
-    layer's data-free weight spectrum (alpha, stable rank) next to its saturation.
+    layer's data-free weight spectrum (alpha, stable rank) next to its saturation. `precision`: of the
+    per-block covariance arithmetic (sums are float64 either way; docs/method.md gives float32's error).
     """
 
     reduction: Reduction = field(default_factory=Reduction)
@@ -27,8 +29,11 @@ class AnalysisOptions:
     activations_dtype: str = "float32"
     classes: bool | None = None
     weight_spectra: bool = False
+    precision: str = "float64"
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise SatcliError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.activations_dtype not in ACTIVATION_DTYPES:
             raise SatcliError(
                 f"activations dtype must be one of {', '.join(ACTIVATION_DTYPES)}, got {self.activations_dtype!r}"
@@ -48,4 +53,6 @@ class AnalysisOptions:
             "store_activations": self.store_activations,
             "activations_dtype": self.activations_dtype,
             "analyses": ["saturation", *self.extra_analyses(has_labels), *(["weights"] if self.weight_spectra else [])],
+            # Recorded only when not the default, so stores and JSON of float64 runs stay as they were.
+            **({"precision": self.precision} if self.precision != "float64" else {}),
         }

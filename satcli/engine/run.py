@@ -48,7 +48,7 @@ class _Seen:
 
 def build_analyses(options: AnalysisOptions, has_labels: bool, device: torch.device) -> list[Analysis]:
     """Saturation always; the layer analyses the options ask for (classes: on by default when labelled)."""
-    chosen: list[Analysis] = [SaturationAnalysis(device)]
+    chosen: list[Analysis] = [SaturationAnalysis(device, options.precision)]
     wanted = options.extra_analyses(has_labels)
     chosen += [LAYER_ANALYSES[name](device) for name in wanted]
     return chosen

@@ -25,6 +25,7 @@ from satcli.engine.options import AnalysisOptions
 from satcli.engine.run import Observer, analyze
 from satcli.errors import SatcliError
 from satcli.models import LoadedModel
+from satcli.store.lock import store_lock
 from satcli.store.observer import StoreObserver
 from satcli.store.writer import StoreWriter
 
@@ -75,6 +76,8 @@ def score_checkpoints(
     load: Callable[[Path], LoadedModel],
     store_for: Callable[[Path], Path | None],
     track: Tracker | None = None,
+    *,
+    wait: bool = False,
 ) -> Iterator[CheckpointResult | Failure]:
     """Score each checkpoint in the given order; yield its result, or a Failure and go on to the next one.
 
@@ -82,8 +85,24 @@ def score_checkpoints(
     MATERIALIZE_MAX_BYTES; an error while decoding is the data's and ends the run (SatcliError).
     `store_for(path)` names the checkpoint's store (None: no store); the first checkpoint written to a store
     in this run replaces any file there, later ones are added to it, and each is committed before it is yielded.
+    Every store's write lock is held for the whole run, so no other run can write between two checkpoints
+    (`wait`: wait for a store another process is writing, instead of failing with StoreError).
     """
     track = track or _no_progress
+    with contextlib.ExitStack() as locks:
+        for target in dict.fromkeys(os.path.abspath(t) for t in map(store_for, paths) if t is not None):
+            locks.enter_context(store_lock(Path(target), wait=wait))
+        yield from _score_all(paths, source, options, load, store_for, track)
+
+
+def _score_all(
+    paths: Sequence[Path],
+    source: DataSource,
+    options: AnalysisOptions,
+    load: Callable[[Path], LoadedModel],
+    store_for: Callable[[Path], Path | None],
+    track: Tracker,
+) -> Iterator[CheckpointResult | Failure]:
     if len(paths) > 1 and decoded_bytes(source) <= MATERIALIZE_MAX_BYTES:
         source.materialize()
     written: set[str] = set()

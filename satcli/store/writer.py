@@ -1,11 +1,14 @@
-"""Writes a store atomically: a temp file beside the target, renamed into place on commit."""
+"""Writes a store atomically and without copying it: a new store is a temp file renamed into place on
+commit; checkpoints added to an existing store are written to a temp file first and copied into the store
+in place on commit (O(size of the new checkpoints), not O(size of the store)). Either way under the store's
+write lock (lock.py)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import secrets
-import shutil
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -26,17 +29,23 @@ from satcli.store.encoding import (
     now_iso,
     to_json,
 )
+from satcli.store.lock import TEMP_MARKER, acquire, release, remove_stale_temps, temp_prefix
 from satcli.store.reader import open_store
 
-TEMP_MARKER = ".tmp-"
+__all__ = ["TEMP_MARKER", "StoreWriter"]
+
+# How long commit retries opening a store another process (a reader) has open right now.
+OPEN_RETRY_SECONDS = 30.0
 
 
 class StoreWriter:
     """Writes a store to a hidden temp file beside `path`; commit() renames it into place atomically.
 
     Use as a context manager: leaving the block normally commits, leaving it by an exception aborts.
-    With `append=True` and an existing store at `path`, the temp file starts as a copy of that store, so
-    commit adds the new checkpoints to the ones already there (still atomically: a failure leaves it as it was).
+    With `append=True` and an existing store at `path`, the temp file holds only the new checkpoints and
+    commit copies them into the store in place: a failure before commit leaves the store as it was, byte
+    for byte. The store's write lock is held from construction to commit/abort (`wait`: wait for another
+    writer instead of failing); temp files of dead writers are removed on the way.
     """
 
     def __init__(
@@ -46,6 +55,7 @@ class StoreWriter:
         *,
         chunk_bytes: int = CHUNK_BYTES,
         append: bool = False,
+        wait: bool = False,
     ) -> None:
         self.path = Path(path)
         self._chunk_bytes = int(chunk_bytes)
@@ -65,11 +75,23 @@ class StoreWriter:
             raise SatcliError(f"cannot write store {self.path}: it is a directory")
         if not os.access(parent, os.W_OK | os.X_OK):
             raise SatcliError(f"cannot write store {self.path}: directory {parent} is not writable")
-        self.temp_path = parent / f".{self.path.name}{TEMP_MARKER}{os.getpid()}-{secrets.token_hex(4)}"
+        self.temp_path = parent / f"{temp_prefix(self.path)}{os.getpid()}-{secrets.token_hex(4)}"
+        self._file: h5py.File | None = None
+        self._locked = False
+        acquire(self.path, wait=wait)
+        self._locked = True
+        self._append_to = 0  # with append: how many checkpoint groups the store already has
         try:
-            self._file: h5py.File | None = h5py.File(self.temp_path, "x")
-        except OSError as exc:
-            raise SatcliError(f"cannot write store {self.path}: {exc}") from exc
+            remove_stale_temps(self.path)
+            if append and self.path.exists():
+                self._append_to = _existing_checkpoints(self.path)
+            self._file = h5py.File(self.temp_path, "x")
+        except BaseException as exc:
+            self.abort()
+            if isinstance(exc, OSError):
+                raise SatcliError(f"cannot write store {self.path}: {exc}") from exc
+            raise
+        self._attrs = extra
         self._file.attrs.update(
             {
                 "format": FORMAT_NAME,
@@ -81,8 +103,6 @@ class StoreWriter:
         )
         self._checkpoints = self._file.create_group("checkpoints")
         self._current: CheckpointWriter | None = None
-        if append and self.path.exists():
-            self._continue(extra)
 
     def __enter__(self) -> StoreWriter:
         return self
@@ -140,23 +160,23 @@ class StoreWriter:
         return self._current
 
     def commit(self) -> Path:
-        """Flush and close the temp file, fsync it and atomically replace `path` with it."""
+        """Finish the temp file; then rename it into place (a new store) or copy its checkpoints into the store."""
         file = self._require_open()
         try:
             if self._current is not None:
                 self._current.close()
             file.close()
             self._file = None
-            fd = os.open(self.temp_path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(self.temp_path, self.path)
+            if self._append_to:
+                self._copy_into_store()
+            else:
+                _fsync(self.temp_path)
+                os.replace(self.temp_path, self.path)
         except BaseException:
             self.abort()
             raise
         self._fsync_directory()
+        self.abort()  # nothing left to delete; gives back the lock
         return self.path
 
     def abort(self) -> None:
@@ -168,23 +188,30 @@ class StoreWriter:
         self._current = None
         with contextlib.suppress(FileNotFoundError):
             self.temp_path.unlink()
+        if self._locked:
+            self._locked = False
+            release(self.path)
 
-    def _continue(self, extra: Mapping[str, object]) -> None:
-        """Replace the fresh temp file by a copy of the existing store at `path`, to append checkpoints to it."""
-        try:
-            with open_store(self.path):
-                pass  # refuses foreign, damaged and newer stores; older schemas are upgraded in place
-            self._require_open().close()
-            shutil.copyfile(self.path, self.temp_path)
-            file = h5py.File(self.temp_path, "r+")
-        except BaseException as exc:
-            self.abort()
-            if isinstance(exc, OSError):
-                raise SatcliError(f"cannot add to store {self.path}: {exc}") from exc
-            raise
-        self._file = file
-        file.attrs.update({**dict(extra), "schema_version": SCHEMA_VERSION, "satcli_version": satcli.__version__})
-        self._checkpoints = file["checkpoints"]
+    def _copy_into_store(self) -> None:
+        """Copy the temp file's checkpoint groups into the existing store after its last group, in place.
+
+        The store is modified only here, for the time of a copy of the new groups (already compressed
+        chunks are copied as they are); readers skip a group until its `complete` attribute says otherwise.
+        """
+        with h5py.File(self.temp_path, "r") as source, _open_retrying(self.path, "r+") as store:
+            checkpoints = store["checkpoints"]
+            start = max(self._append_to, len(checkpoints))
+            for offset, key in enumerate(sorted(source["checkpoints"].keys(), key=int)):
+                group = source["checkpoints"][key]
+                name = f"{start + offset:04d}"
+                checkpoints.copy(group, name)
+                checkpoints[name].attrs["complete"] = bool(group.attrs["complete"])
+                store.flush()
+            # Older schemas are upgraded in place: each group keeps its own schema_version.
+            store.attrs.update(
+                {**self._attrs, "schema_version": SCHEMA_VERSION, "satcli_version": satcli.__version__}
+            )
+        _fsync(self.path)
 
     def _require_open(self) -> h5py.File:
         if self._file is None:
@@ -202,3 +229,35 @@ class StoreWriter:
                 os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _existing_checkpoints(path: Path) -> int:
+    """Number of checkpoint groups in the store at `path` (at least 1, so 0 can mean "a new store").
+
+    Refuses foreign, damaged and newer stores before anything is written.
+    """
+    try:
+        with open_store(path) as file:
+            return max(1, len(file["checkpoints"]))
+    except OSError as exc:
+        raise SatcliError(f"cannot add to store {path}: {exc}") from exc
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _open_retrying(path: Path, mode: str) -> h5py.File:
+    """Open `path`, retrying while HDF5's own file lock says a reader has it open right now."""
+    deadline = time.monotonic() + OPEN_RETRY_SECONDS
+    while True:
+        try:
+            return h5py.File(path, mode)
+        except OSError as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise SatcliError(f"cannot add to store {path}: {exc}") from exc
+            time.sleep(0.1)

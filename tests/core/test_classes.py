@@ -163,3 +163,37 @@ def test_equiangular_means_give_minus_one_over_c_minus_one() -> None:
     assert spectra.class_mean_cosine == pytest.approx(-1 / (c - 1), abs=1e-3)
     assert spectra.rank_between == c - 1
     assert spectra.between_share == pytest.approx(1.0, abs=1e-6)
+
+
+def test_ill_conditioned_nc1_matches_a_50_digit_reference() -> None:
+    """features.0 of the frozen store: Sigma_B's smallest kept eigenvalue is 5e-9 of its largest, so nc1
+    (which divides by it) is checked against mpmath at 50 digits, not against a float64 route."""
+    import mpmath as mp
+    from conftest import REPO
+
+    from satcli.store.reader import read_store
+
+    _, [checkpoint] = read_store(REPO / "tests" / "fixtures" / "store_v2.h5")
+    layer = checkpoint.layers[0]
+    stats, classes = layer.stats, layer.extras["classes"]
+    assert isinstance(classes, ClassStats)
+    mp.mp.dps = 50
+    counts = [mp.mpf(int(c)) for c in classes.counts]
+    n, d, num = sum(counts), classes.sums.shape[1], len(counts)
+    sums = [[mp.mpf(float(v)) for v in row] for row in classes.sums]
+    grand = [sum(sums[c][j] for c in range(num)) / n for j in range(d)]
+    offsets = [[sums[c][j] / counts[c] - grand[j] for j in range(d)] for c in range(num)]
+    sigma_b = mp.matrix(d, d)
+    for c in range(num):
+        for i in range(d):
+            for j in range(d):
+                sigma_b[i, j] += counts[c] / n * offsets[c][i] * offsets[c][j]
+    sigma_w = mp.matrix([[mp.mpf(float(v)) / n for v in row] for row in stats.m2]) - sigma_b
+    values, vectors = mp.eigsy(sigma_b)
+    top = max(values[i] for i in range(d))
+    nc1 = mp.mpf(0)
+    for k in range(d):
+        if values[k] > mp.mpf("1e-10") * top:
+            v = vectors[:, k]
+            nc1 += (v.T * sigma_w * v)[0, 0] / values[k]
+    assert class_spectra(stats, classes).nc1 == pytest.approx(float(nc1 / num), rel=1e-9)

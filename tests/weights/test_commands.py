@@ -101,3 +101,10 @@ def test_no_composing_pair_is_one_line_and_exit_2(run_cli, tmp_path: Path) -> No
     assert result.code == 2
     assert result.stderr.strip() == "error: no pair of consecutive layers composes, so there is no SVR"
     assert run_cli("svr", path, "--max-modes", "0").code == 2
+
+
+def test_cli_methods_are_the_library_methods() -> None:
+    from satcli.cli.weights import Method
+    from satcli.weights.matrices import SVR_METHODS
+
+    assert tuple(m.value for m in Method) == SVR_METHODS
