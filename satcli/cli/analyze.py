@@ -32,6 +32,8 @@ from satcli.cli.options import (
     Layers,
     MaxSamples,
     MaxTail,
+    OnNonfinite,
+    OnNonfiniteOption,
     OutputFormat,
     Quiet,
     Seed,
@@ -53,6 +55,7 @@ from satcli.engine.options import AnalysisOptions
 from satcli.engine.sweep import Failure, order_checkpoints, score_checkpoints
 from satcli.errors import SatcliError
 from satcli.models import load_model, resolve_device
+from satcli.render.notes import result_notes
 from satcli.render.progress import make_progress
 from satcli.render.serialize import csv_header, csv_rows, result_json
 from satcli.render.table import render_result
@@ -85,6 +88,7 @@ def analyze_command(
     conv_method: ConvMethodOption = ConvMethod.mean,
     sequence_method: SequenceMethodOption = SequenceMethod.mean,
     classes: Classes = None,
+    on_nonfinite: OnNonfiniteOption = OnNonfinite.skip,
     threshold: Threshold = None,
     tail_threshold: TailThreshold = None,
     max_tail: MaxTail = None,
@@ -140,6 +144,7 @@ def analyze_command(
         store_activations=not no_activations,
         activations_dtype=activations_dtype.value,
         classes=classes,
+        on_nonfinite=on_nonfinite.value,
     )
     source = open_data(
         data, data_options(data_root, download, split, max_samples, batch_size, workers, image_size, seed)
@@ -173,6 +178,7 @@ def analyze_command(
             )
             continue
         results.append(outcome)
+        warn_notes(outcome, err)
         _write_result(outcome, output_format, out, first=len(results) == 1, table=not trajectory)
     if output_format is OutputFormat.table and results and (trajectory or len(results) > 1):
         if not trajectory:
@@ -184,9 +190,7 @@ def analyze_command(
         raise typer.Exit(EXIT_USAGE)
 
 
-def _check_store_targets(
-    paths: list[Path], data: str, store_for: Callable[[Path], Path | None], force: bool
-) -> None:
+def _check_store_targets(paths: list[Path], data: str, store_for: Callable[[Path], Path | None], force: bool) -> None:
     """Refuse, before anything is scored, every store path that would replace an input or a foreign file."""
     data_path = Path(data).expanduser()
     inputs = [*paths, *([data_path] if data_path.is_file() else [])]
@@ -224,6 +228,12 @@ def progress_bar(err: Console, quiet: bool, path: Path, total: int) -> Iterator[
     with progress:
         task = progress.add_task(path.name, total=total)
         yield partial(progress.advance, task)
+
+
+def warn_notes(result: CheckpointResult, err: Console) -> None:
+    """Each warning about a finished checkpoint (inputs left out, ...) as one stderr line."""
+    for note in result_notes(result):
+        err.print(f"[yellow]warning:[/] {escape(note)}", soft_wrap=True, highlight=False)
 
 
 def default_store_path(model: Path) -> Path:

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from satcli.cli.analyze import progress_bar
+from satcli.cli.analyze import progress_bar, warn_notes
 from satcli.cli.app import EXIT_FAILED, app
 from satcli.cli.console import stderr_console, stdout_console
 from satcli.cli.options import (
@@ -29,6 +29,8 @@ from satcli.cli.options import (
     ImageSize,
     Layers,
     MaxSamples,
+    OnNonfinite,
+    OnNonfiniteOption,
     Quiet,
     Seed,
     SequenceMethod,
@@ -112,6 +114,7 @@ def check_command(
     exclude: Exclude = None,
     conv_method: ConvMethodOption = ConvMethod.mean,
     sequence_method: SequenceMethodOption = SequenceMethod.mean,
+    on_nonfinite: OnNonfiniteOption = OnNonfinite.skip,
     output_format: Annotated[
         CheckFormat, typer.Option("--format", "-f", help="table: a summary line; json: one result per line.")
     ] = CheckFormat.table,
@@ -138,6 +141,7 @@ def check_command(
         exclude=tuple(exclude or ()),
         thresholds=model_thresholds,
         store_activations=False,
+        on_nonfinite=on_nonfinite.value,
     )
     out = stdout_console()
     err = stderr_console()
@@ -159,6 +163,7 @@ def check_command(
                 device=device,
             )
             scored = [(target, _score_model(loaded, source, options, err, quiet))]
+            warn_notes(scored[0][1], err)
         for label, result in scored:
             results = gates.evaluate(result.layers, result.verdict, spec)
             ok = gates.passed(results)

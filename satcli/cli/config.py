@@ -81,6 +81,12 @@ def _text_list(value: object) -> list[str]:
     return list(items)
 
 
+def _boolean(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid("must be true or false")
+    return value
+
+
 def _layer_limits(value: object) -> list[str]:
     """A table {"PATTERN" = X} (or a list of "PATTERN=X" strings) as the option's PATTERN=X strings."""
     if isinstance(value, dict):
@@ -165,6 +171,8 @@ SETTINGS: dict[str, Setting] = {
     "exclude": Setting("exclude", _text_list),
     "conv-method": Setting("conv_method", _choice(CONV_METHODS)),
     "sequence-method": Setting("sequence_method", _choice(SEQUENCE_METHODS)),
+    "on-nonfinite": Setting("on_nonfinite", _choice(("skip", "fail"))),
+    "allow-undersampled": Setting("allow_undersampled", _boolean),
 }
 
 

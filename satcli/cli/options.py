@@ -186,9 +186,7 @@ TailThreshold = Annotated[
 ]
 MaxTail = Annotated[
     int | None,
-    typer.Option(
-        min=0, help="Overparameterized when the tail is longer. " + _UNSET.format(default=2)
-    ),
+    typer.Option(min=0, help="Overparameterized when the tail is longer. " + _UNSET.format(default=2)),
 ]
 UnderThreshold = Annotated[
     float | None,
@@ -207,5 +205,27 @@ Classes = Annotated[
         "--classes/--no-classes",
         show_default=False,
         help="Class/cross-class spectra per layer [default: on when the data carry labels].",
+    ),
+]
+
+
+class OnNonfinite(str, Enum):
+    skip = "skip"
+    fail = "fail"
+
+
+OnNonfiniteOption = Annotated[
+    OnNonfinite,
+    typer.Option(
+        "--on-nonfinite",
+        help="skip: leave inputs (and layer samples) holding NaN or inf out of every statistic, counted on "
+        "stderr and in the JSON; fail: stop with an error at the first one.",
+    ),
+]
+AllowUndersampled = Annotated[
+    bool,
+    typer.Option(
+        "--allow-undersampled",
+        help="Gate an inconclusive (undersampled) verdict as if it were conclusive instead of exiting 2.",
     ),
 ]

@@ -9,6 +9,8 @@ from satcli.errors import SatcliError
 from satcli.taps import Reduction
 
 ACTIVATION_DTYPES = ("float32", "float16")
+# skip: leave inputs/samples with NaN or inf out of every statistic (counted); fail: stop at the first one.
+NONFINITE_POLICIES = ("skip", "fail")
 
 
 @dataclass(frozen=True)
@@ -25,8 +27,13 @@ class AnalysisOptions:
     store_activations: bool = True
     activations_dtype: str = "float32"
     classes: bool | None = None
+    on_nonfinite: str = "skip"
 
     def __post_init__(self) -> None:
+        if self.on_nonfinite not in NONFINITE_POLICIES:
+            raise SatcliError(
+                f"the non-finite policy must be one of {', '.join(NONFINITE_POLICIES)}, got {self.on_nonfinite!r}"
+            )
         if self.activations_dtype not in ACTIVATION_DTYPES:
             raise SatcliError(
                 f"activations dtype must be one of {', '.join(ACTIVATION_DTYPES)}, got {self.activations_dtype!r}"
@@ -46,4 +53,5 @@ class AnalysisOptions:
             "store_activations": self.store_activations,
             "activations_dtype": self.activations_dtype,
             "analyses": ["saturation", *self.extra_analyses(has_labels)],
+            "on_nonfinite": self.on_nonfinite,
         }
