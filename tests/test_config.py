@@ -34,7 +34,7 @@ def test_gate_from_pyproject_and_override(run_cli, tmp_path: Path, monkeypatch: 
     assert "PASS" in passing.stdout and "3 gates passed" in passing.stdout
     overridden = run_cli("check", store, "--max-tail", "2")
     assert overridden.code == 1
-    assert "FAIL max-tail: tail of 6 layers" in overridden.stderr
+    assert "max-tail: tail of 6 layers" in overridden.stderr and overridden.stderr.startswith("FAIL ")
 
 
 def test_thresholds_and_layer_limits_from_pyproject(run_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -58,6 +58,6 @@ def test_pinned_pyproject(run_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     (tmp_path / "pyproject.toml").write_text(toml.group(1), encoding="utf-8")
     monkeypatch.chdir(tmp_path)
     failing = run_cli("check", REPO / "sample_models" / "deep_wide.pt2", "-q")
-    assert failing.code == 1 and "FAIL max-tail" in failing.stderr
+    assert failing.code == 1 and "deep_wide.pt2 max-tail" in failing.stderr
     passing = run_cli("check", REPO / "sample_models" / "sensible.pt2", "-q")
     assert passing.code == 0, passing.stderr

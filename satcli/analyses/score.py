@@ -47,7 +47,7 @@ def score_state(state: CheckpointState, thresholds: Thresholds, store: str | Non
         model_format=meta.model_format,
         data=meta.data_spec,
         layers=scores,
-        verdict=decide(scores, thresholds),
+        verdict=decide(scores, thresholds, state.num_inputs),
         options={**meta.options, "num_inputs": state.num_inputs},
         store=store,
     )

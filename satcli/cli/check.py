@@ -11,9 +11,10 @@ import typer
 from rich.console import Console
 
 from satcli.cli.analyze import progress_bar, warn_notes
-from satcli.cli.app import EXIT_FAILED, app
+from satcli.cli.app import EXIT_FAILED, EXIT_USAGE, app
 from satcli.cli.console import stderr_console, stdout_console
 from satcli.cli.options import (
+    AllowUndersampled,
     Arch,
     ArchKwargs,
     BatchSize,
@@ -50,6 +51,7 @@ from satcli.core.verdict import ThresholdOverrides, Thresholds
 from satcli.data import DataSource, open_data
 from satcli.engine.options import AnalysisOptions
 from satcli.engine.sweep import score_checkpoint
+from satcli.errors import SatcliError
 from satcli.models import LoadedModel, load_model
 from satcli.render.serialize import result_json
 from satcli.render.table import render_result
@@ -115,6 +117,7 @@ def check_command(
     conv_method: ConvMethodOption = ConvMethod.mean,
     sequence_method: SequenceMethodOption = SequenceMethod.mean,
     on_nonfinite: OnNonfiniteOption = OnNonfinite.skip,
+    allow_undersampled: AllowUndersampled = False,
     output_format: Annotated[
         CheckFormat, typer.Option("--format", "-f", help="table: a summary line; json: one result per line.")
     ] = CheckFormat.table,
@@ -124,6 +127,7 @@ def check_command(
     """CI gate: exit 0 when every checkpoint passes, 1 when one fails, 2 for bad usage or input.
 
     By default any verdict but balanced fails. Stores are re-scored, at their stored thresholds unless set.
+    An inconclusive verdict (most layers undersampled, nothing measured) is not gated and exits 2.
     """
     spec = gates.GateSpec(
         fail_on=fail_on.value,
@@ -133,6 +137,15 @@ def check_command(
         max_saturation=tuple(gates.parse_layer_limit(x, "--max-saturation") for x in max_saturation or ()),
         min_saturation=tuple(gates.parse_layer_limit(x, "--min-saturation") for x in min_saturation or ()),
     )
+    if not (
+        spec.fail_on != gates.FAIL_NONE
+        or spec.max_tail is not None
+        or spec.max_average is not None
+        or spec.min_average is not None
+        or spec.max_saturation
+        or spec.min_saturation
+    ):
+        raise SatcliError("no gate to check: --fail-on none and no --max-*/--min-* option, so every model would pass")
     overrides = ThresholdOverrides(threshold, tail_threshold, max_tail, under_threshold)
     model_thresholds = overrides.apply(Thresholds())
     options = AnalysisOptions(
@@ -146,7 +159,7 @@ def check_command(
     out = stdout_console()
     err = stderr_console()
     source: DataSource | None = None
-    failed = checked = 0
+    failed = checked = inconclusive = 0
     for target in targets:
         if looks_like_store(target):
             scored = rescore_refs([target], overrides)
@@ -165,14 +178,22 @@ def check_command(
             scored = [(target, _score_model(loaded, source, options, err, quiet))]
             warn_notes(scored[0][1], err)
         for label, result in scored:
+            checked += 1
+            verdict = result.verdict
+            if verdict.inconclusive is not None and not (allow_undersampled and verdict.undersampled):
+                inconclusive += 1
+                _print_inconclusive(label, result, output_format, verbose, out)
+                continue
             results = gates.evaluate(result.layers, result.verdict, spec)
             ok = gates.passed(results)
-            checked += 1
             failed += not ok
             _print_check(label, result, results, output_format, verbose, out)
     if checked > 1:
-        line = f"{'FAIL' if failed else 'PASS'}: {failed} of {checked} checkpoints failed"
+        line = f"{'FAIL' if failed or inconclusive else 'PASS'}: {failed} of {checked} checkpoints failed"
+        line += f", {inconclusive} inconclusive" if inconclusive else ""
         typer.echo(line, err=output_format is CheckFormat.json)
+    if inconclusive:
+        raise typer.Exit(EXIT_USAGE)
     if failed:
         raise typer.Exit(EXIT_FAILED)
 
@@ -199,10 +220,26 @@ def _print_check(
         render_result(result, out)
     for gate in results:
         if not gate.passed:
-            typer.echo(gate.line(), err=True)
+            typer.echo(gate.line(label), err=True)
     if as_json:
         record = json.loads(result_json(result))
         record.update(target=label, passed=gates.passed(results), gates=[g.to_dict() for g in results])
         sys.stdout.write(json.dumps(record, allow_nan=False, ensure_ascii=False) + "\n")
         sys.stdout.flush()
     typer.echo(gates.summary(label, results, result.verdict), err=as_json)
+
+
+def _print_inconclusive(
+    label: str, result: CheckpointResult, output_format: CheckFormat, verbose: bool, out: Console
+) -> None:
+    """An ungated checkpoint: the reason on stderr (what would make it gateable), JSON with passed null."""
+    verdict = result.verdict
+    hint = "add inputs, or pass --allow-undersampled to gate it anyway" if verdict.undersampled else "nothing to gate"
+    if output_format is CheckFormat.json:
+        record = json.loads(result_json(result))
+        record.update(target=label, passed=None, gates=[])
+        sys.stdout.write(json.dumps(record, allow_nan=False, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+    elif verbose:
+        render_result(result, out)
+    typer.echo(f"ERROR {label}: verdict {verdict.label}: {hint}", err=True)

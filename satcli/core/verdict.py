@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 
-from satcli.core.spectral import DEFAULT_DELTA, LayerScore
+from satcli.core.spectral import DEFAULT_DELTA, FLAG_DEAD, FLAG_NONFINITE, FLAG_UNDERSAMPLED, LayerScore
 from satcli.errors import SatcliError
 
 BALANCED = "balanced"
 OVER = "overparameterized"
 UNDER = "underparameterized"
+INCONCLUSIVE = "inconclusive"
+UNDERSAMPLED_REASON = "undersampled"
 
 
 @dataclass(frozen=True)
@@ -57,10 +60,24 @@ class Verdict:
     averaged_layers: tuple[str, ...]
     output_layer: str | None
     thresholds: Thresholds
+    # Why no verdict can be given ("undersampled: need at least N inputs", "no signal: ..."); None when it can.
+    inconclusive: str | None = None
+    # Per undersampled layer, the inputs that would give it more samples than its width.
+    inputs_needed: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def undersampled(self) -> bool:
+        """True when the verdict is inconclusive only because most averaged layers are undersampled."""
+        return self.inconclusive is not None and self.inconclusive.startswith(UNDERSAMPLED_REASON)
 
     @property
     def label(self) -> str:
-        """'balanced', 'overparameterized', 'underparameterized' or both joined by ' and '."""
+        """'balanced', 'overparameterized', 'underparameterized', both joined by ' and ', or 'inconclusive (why)'.
+
+        An inconclusive verdict still records which rules fired (the booleans), for a caller that accepts it.
+        """
+        if self.inconclusive is not None:
+            return f"{INCONCLUSIVE} ({self.inconclusive})"
         names = [n for n, on in ((UNDER, self.underparameterized), (OVER, self.overparameterized)) if on]
         return " and ".join(names) if names else BALANCED
 
@@ -76,6 +93,8 @@ class Verdict:
             "averaged_layers": list(self.averaged_layers),
             "output_layer": self.output_layer,
             "thresholds": self.thresholds.to_dict(),
+            "inconclusive": self.inconclusive,
+            "inputs_needed": dict(self.inputs_needed),
         }
 
 
@@ -105,11 +124,47 @@ def tail(layers: Sequence[LayerScore], tail_threshold: float) -> tuple[str, ...]
     return tuple(reversed(run))
 
 
-def decide(layers: Sequence[LayerScore], thresholds: Thresholds | None = None) -> Verdict:
-    """Apply the METHOD.md rule to layer scores given in forward order."""
+def inputs_needed(layer: LayerScore, num_inputs: int | None) -> int | None:
+    """Inputs that would give an undersampled layer more samples than its width (None when it is not)."""
+    if FLAG_UNDERSAMPLED not in layer.flags:
+        return None
+    per_input = layer.samples / num_inputs if num_inputs and layer.samples else 1.0
+    return max(math.ceil((layer.width + 1) / per_input), 2)
+
+
+def inconclusive_reason(layers: Sequence[LayerScore], num_inputs: int | None) -> str | None:
+    """Why the verdict would rest on artefacts, or None.
+
+    Of the non-output layers that are neither dead nor non-finite, more than half are undersampled: their
+    saturation is capped at (n - 1) / d, so a tail or a low average would be the sample count's, not the
+    model's. Or no non-output layer has any signal (every one dead or non-finite, e.g. all-zero inputs),
+    or there is none (only the output layer is tracked): nothing would enter the average.
+    """
+    d = non_output_layers(layers)
+    live = [s for s in d if FLAG_DEAD not in s.flags and FLAG_NONFINITE not in s.flags]
+    if not d:
+        return "nothing measured: no tracked layer besides the output layer" if layers else "no tracked layer"
+    if not live:
+        dead = sum(FLAG_DEAD in s.flags for s in d)
+        return f"no signal: {dead} of {len(d)} layers dead, {len(d) - dead} non-finite"
+    under = [s for s in live if FLAG_UNDERSAMPLED in s.flags]
+    if 2 * len(under) <= len(live):
+        return None
+    need = max(inputs_needed(s, num_inputs) or 0 for s in live)
+    return f"{UNDERSAMPLED_REASON}: need at least {need} inputs"
+
+
+def decide(
+    layers: Sequence[LayerScore], thresholds: Thresholds | None = None, num_inputs: int | None = None
+) -> Verdict:
+    """Apply the METHOD.md rule to layer scores given in forward order.
+
+    `num_inputs` (inputs the samples came from) turns sample shortfalls into input counts.
+    """
     thresholds = thresholds or Thresholds()
     avg = average_saturation(layers)
     run = tail(layers, thresholds.tail_threshold)
+    needed = ((s.name, inputs_needed(s, num_inputs)) for s in layers)
     return Verdict(
         average=avg,
         tail=run,
@@ -118,4 +173,6 @@ def decide(layers: Sequence[LayerScore], thresholds: Thresholds | None = None) -
         averaged_layers=tuple(s.name for s in non_output_layers(layers) if s.scored),
         output_layer=layers[-1].name if layers else None,
         thresholds=thresholds,
+        inconclusive=inconclusive_reason(layers, num_inputs),
+        inputs_needed=tuple((name, n) for name, n in needed if n is not None),
     )
