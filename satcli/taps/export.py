@@ -98,22 +98,20 @@ def graph_taps(gm: torch.fx.GraphModule, wanted: set[str]) -> Iterator[Runner]:
         gm.recompile()
 
         def run(x: Inputs, sink: Sink) -> None:
-            sinks.append(sink)
+            fired: list[str] = []
+
+            def tracking(layer: Layer, t: torch.Tensor) -> None:
+                fired.append(layer.name)
+                sink(layer, t)
+
+            sinks.append(tracking)
             try:
                 with torch.no_grad():
                     call_model(gm, x)
             except SatcliError:
                 raise
             except Exception as exc:
-                reason = one_line(exc)
-                where = (
-                    f"layer '{first_input[0]}' ({first_input[1]}) expects input {first_input[2]}"
-                    if first_input
-                    else ("the archive's input does not match")
-                )
-                raise SatcliError(
-                    f"model and data do not fit: {where} but the data gives {describe_inputs(x)}: {reason}"
-                ) from exc
+                raise _mismatch(exc, x, fired, first_input) from exc
             finally:
                 sinks.pop()
 
@@ -123,6 +121,20 @@ def graph_taps(gm: torch.fx.GraphModule, wanted: set[str]) -> Iterator[Runner]:
             gm.graph.erase_node(node)
             gm.delete_submodule(name)
         gm.recompile()
+
+
+def _mismatch(exc: Exception, x: Inputs, fired: list[str], first_input: tuple[str, str, str] | None) -> SatcliError:
+    """Name where the graph failed: after the last tracked layer that ran, or before the first one (then an
+    untracked op such as an Embedding or the graph's own input check failed, or the first layer itself)."""
+    if fired:
+        where = f"the forward pass failed after layer '{fired[-1]}' ran"
+    elif first_input:
+        name, type_, shape = first_input
+        first = f"the first, '{name}' ({type_}) expects input {shape}"
+        where = f"the forward pass failed before any tracked layer ran ({first})"
+    else:
+        where = "the forward pass failed"
+    return SatcliError(f"model and data do not fit: {where}; the data gives {describe_inputs(x)}: {one_line(exc)}")
 
 
 def _first_layer_input(gm: torch.fx.GraphModule) -> tuple[str, str, str] | None:

@@ -97,7 +97,13 @@ def call_model(module: Callable[..., Any], x: Inputs) -> Any:
 
 
 def describe_inputs(x: Inputs) -> str:
-    """The shape of a batch for error messages: (B, ...) or {name: (B, T), ...}."""
+    """The shape and dtype of a batch for error messages: (B, ...) float32 or {name: (B, T) int64, ...}.
+
+    The dtype matters: float data given to an Embedding fails for its dtype, not its shape."""
     if isinstance(x, dict):
-        return "{" + ", ".join(f"{key}: {tuple(value.shape)}" for key, value in x.items()) + "}"
-    return str(tuple(x.shape))
+        return "{" + ", ".join(f"{key}: {_shape_dtype(value)}" for key, value in x.items()) + "}"
+    return _shape_dtype(x)
+
+
+def _shape_dtype(t: torch.Tensor) -> str:
+    return f"{tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}"

@@ -1,0 +1,85 @@
+"""dtype and shape decide what an array is: uint8 images scaled, (N, T) integer ids kept integer, floats as given."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from satcli.data import DataOptions, open_data
+
+
+def _first_batch(path: Path) -> torch.Tensor:
+    batch = next(iter(open_data(str(path), DataOptions(batch_size=4)).iter_batches()))
+    assert isinstance(batch.inputs, torch.Tensor)
+    return batch.inputs
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.int16, np.uint16])
+def test_integer_ids_stay_integer(tmp_path: Path, dtype: type) -> None:
+    ids = np.random.default_rng(0).integers(0, 1000, size=(6, 5)).astype(dtype)
+    np.savez(tmp_path / "ids.npz", x=ids)
+    got = _first_batch(tmp_path / "ids.npz")
+    assert got.dtype == torch.int64
+    np.testing.assert_array_equal(got.numpy(), ids[:4].astype(np.int64))
+
+
+def test_uint8_images_scale_and_floats_stay(tmp_path: Path) -> None:
+    images = np.arange(6 * 4, dtype=np.uint8).reshape(6, 4) * 10
+    np.savez(tmp_path / "u8.npz", x=images)
+    np.testing.assert_allclose(_first_batch(tmp_path / "u8.npz").numpy(), images[:4] / 255.0, rtol=1e-6)
+    values = np.random.default_rng(1).normal(size=(6, 3)).astype(np.float64)
+    np.save(tmp_path / "plain.npy", values)  # a bare .npy array is read too (unlabeled)
+    got = _first_batch(tmp_path / "plain.npy")
+    assert got.dtype == torch.float32
+    np.testing.assert_allclose(got.numpy(), values[:4].astype(np.float32))
+
+
+class TextNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(50, 8)
+        self.fc = nn.Linear(8, 16)
+        self.out = nn.Linear(16, 3)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(self.fc(self.emb(ids).mean(dim=1))))
+
+
+@pytest.fixture(scope="module")
+def text_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, TextNet]:
+    torch.manual_seed(0)
+    net = TextNet().eval()
+    path = tmp_path_factory.mktemp("text") / "text.pt2"
+    example = torch.randint(0, 50, (4, 7))
+    ep = torch.export.export(net, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    torch.export.save(ep, path)
+    return path, net
+
+
+def test_an_embedding_model_runs_on_token_ids(run_cli, tmp_path: Path, text_model) -> None:
+    path, net = text_model
+    ids = np.random.default_rng(2).integers(0, 50, size=(40, 7))
+    np.savez(tmp_path / "ids.npz", x=ids)
+    r = run_cli("analyze", path, "--data", tmp_path / "ids.npz", "--no-store", "-f", "json")
+    assert r.code == 0, r.stderr
+    record = json.loads(r.stdout)
+    w = {k: v.detach().double().numpy() for k, v in net.state_dict().items()}
+    fc = w["emb.weight"][ids].mean(axis=1) @ w["fc.weight"].T + w["fc.bias"]  # float64 reference
+    eigs = np.clip(np.linalg.eigvalsh(np.cov(fc, rowvar=False))[::-1], 0, None)
+    k = int(np.searchsorted(np.cumsum(eigs) / eigs.sum(), 0.99 - 1e-12) + 1)
+    layer = record["layers"][0]
+    assert (layer["name"], layer["samples"], layer["k"]) == ("fc", 40, k)
+
+
+def test_float_data_on_an_embedding_blames_the_input_not_a_later_layer(run_cli, tmp_path: Path, text_model) -> None:
+    path, _ = text_model
+    np.savez(tmp_path / "floats.npz", x=np.random.default_rng(3).normal(size=(8, 7)).astype(np.float32))
+    r = run_cli("analyze", path, "--data", tmp_path / "floats.npz", "--no-store")
+    assert r.code == 2 and "Traceback" not in r.stderr
+    assert "failed before any tracked layer ran" in r.stderr
+    assert "the archive's input does not match but" not in r.stderr
