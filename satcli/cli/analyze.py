@@ -62,6 +62,7 @@ from satcli.render.table import render_result
 from satcli.render.trajectory import render_trajectory
 from satcli.store.safety import check_store_target
 from satcli.taps import Reduction
+from satcli.taps.untracked import SCRIPT_FIX
 
 
 @app.command("analyze")
@@ -233,7 +234,11 @@ def progress_bar(err: Console, quiet: bool, path: Path, total: int) -> Iterator[
 def warn_notes(result: CheckpointResult, err: Console) -> None:
     """Each warning about a finished checkpoint (inputs left out, ...) as one stderr line."""
     for note in result_notes(result):
+        note = note.replace(SCRIPT_FIX, CLI_SCRIPT_FIX)
         err.print(f"[yellow]warning:[/] {escape(note)}", soft_wrap=True, highlight=False)
+
+
+CLI_SCRIPT_FIX = "pass --arch MODULE:FACTORY (or a torchvision name) to load the weights into the Python model"
 
 
 def default_store_path(model: Path) -> Path:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import torch
 import typer
 from rich.table import Table
 
+from satcli.cli.analyze import CLI_SCRIPT_FIX
 from satcli.cli.app import app
 from satcli.cli.console import stdout_console
 from satcli.cli.options import (
@@ -27,6 +29,7 @@ from satcli.data import open_data
 from satcli.errors import SatcliError
 from satcli.models import load_model
 from satcli.taps import discover, open_taps, select
+from satcli.taps.untracked import SCRIPT_FIX, Untracked, untracked
 
 
 @app.command("layers")
@@ -50,8 +53,11 @@ def layers_command(
         model, arch=arch, arch_kwargs=arch_kwargs_dict(arch_kwargs), trust_pickle=trust_pickle, device=device
     )
     include, leave_out = tuple(layers or ()), tuple(exclude or ())
+    missing: list[Untracked] = []
     if data is None:
         found = select(discover(loaded.module), include, leave_out)
+        if isinstance(loaded.module, torch.jit.ScriptModule):  # what a graph cannot tap is known without running it
+            missing = untracked(loaded.module, [layer.name for layer in found], include, leave_out)
         order_note = (
             "graph order"
             if loaded.format in ("export", "torchscript") and loaded.arch is None
@@ -63,6 +69,7 @@ def layers_command(
         with open_taps(loaded.module, include, leave_out) as taps:
             taps.forward(x.to(loaded.device))
             found = taps.layers
+            missing = taps.untracked
         order_note = "forward order"
     if not found:
         raise SatcliError("no trackable layers (Conv1d/2d/3d, Linear, LSTM, GRU) match")
@@ -74,3 +81,12 @@ def layers_command(
     out = stdout_console(highlight=False)
     out.print(f"{model} ({loaded.format}): {len(found)} trackable layers, {order_note}", soft_wrap=True)
     out.print(table)
+    if missing:
+        out.print(f"{len(missing)} untracked (not measured):", soft_wrap=True)
+        for layer in missing:
+            out.print(f"  {layer.name} ({layer.type}): {layer.reason}; fix: {_cli_fix(layer.fix)}", soft_wrap=True)
+
+
+def _cli_fix(fix: str) -> str:
+    """The fix in command-line words."""
+    return CLI_SCRIPT_FIX if fix == SCRIPT_FIX else fix

@@ -119,7 +119,8 @@ def analyze(
         if nonfinite.inputs:
             raise SatcliError(f"every one of the {nonfinite.inputs} inputs of {data.description} holds NaN or inf")
         raise SatcliError(f"the data set {data.description} gave no samples")
-    meta = replace(meta, options={**meta.options, "nonfinite": nonfinite.to_dict()})
+    untracked = [u.to_dict() for u in taps.untracked]
+    meta = replace(meta, options={**meta.options, "nonfinite": nonfinite.to_dict(), "untracked": untracked})
     state = _checkpoint_state(meta, seen, analyses, num_inputs, nonfinite)
     result = score_state(state, options.thresholds)
     for observer in observers:

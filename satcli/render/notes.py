@@ -27,6 +27,22 @@ def nonfinite_notes(result: CheckpointResult) -> list[str]:
     return notes
 
 
+def untracked_notes(result: CheckpointResult) -> list[str]:
+    """Modules of a tracked type that were not measured, grouped by reason (empty when none)."""
+    entries = result.options.get("untracked")
+    if not isinstance(entries, list) or not entries:
+        return []
+    by_reason: dict[tuple[str, str], list[str]] = {}
+    for entry in entries:
+        key = (str(entry.get("reason")), str(entry.get("fix")))
+        by_reason.setdefault(key, []).append(f"{entry.get('name')} ({entry.get('type')})")
+    notes = []
+    for (reason, fix), names in by_reason.items():
+        shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+        notes.append(f"{result.model}: {plural(len(names), 'layer')} not tracked, {reason}: {shown}; fix: {fix}")
+    return notes
+
+
 def result_notes(result: CheckpointResult) -> list[str]:
     """Every warning about one checkpoint, in a fixed order."""
-    return nonfinite_notes(result)
+    return nonfinite_notes(result) + untracked_notes(result)

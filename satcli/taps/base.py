@@ -30,6 +30,7 @@ from satcli.taps.layers import (
 )
 from satcli.taps.reduce import output_width
 from satcli.taps.script import script_runner, script_tapped_values
+from satcli.taps.untracked import Untracked, covered_by_attention, untracked
 
 
 class _SinkError(SatcliError):
@@ -43,11 +44,21 @@ class _SinkError(SatcliError):
 class Taps:
     """Runs a model on a batch and hands every tracked output, in execution order, to a sink or a list."""
 
-    def __init__(self, layers: list[Layer], run: Runner) -> None:
+    def __init__(
+        self,
+        layers: list[Layer],
+        run: Runner,
+        module: nn.Module | torch.jit.ScriptModule | None = None,
+        patterns: tuple[tuple[str, ...], tuple[str, ...]] = ((), ()),
+    ) -> None:
         self._declared = layers
         self._run = run
         self._fixed: dict[str, Layer] = {}
         self.layers: list[Layer] = []
+        self._module = module
+        self._patterns = patterns
+        # Selected modules of a tracked type that gave no output in the first batch (set after it).
+        self.untracked: list[Untracked] = []
 
     def forward(self, x: Inputs) -> Captured:
         """Run one batch and return its outputs. The first batch fixes forward order and widths."""
@@ -84,6 +95,9 @@ class Taps:
         finally:
             if first:
                 self.layers = list(fixed.values())
+                if self._module is not None:
+                    ran = [layer.name for layer in self.layers]
+                    self.untracked = untracked(self._module, ran, *self._patterns)
         if first and not self.layers:
             raise SatcliError("no tracked layer ran in the forward pass (check --layers / --exclude)")
 
@@ -95,9 +109,10 @@ def discover(module: nn.Module | torch.jit.ScriptModule) -> list[Layer]:
     if isinstance(module, torch.fx.GraphModule) and graph_groups(module):
         return unique([layer for layer, _ in graph_groups(module)])
     layers = []
+    covered = covered_by_attention(module)
     for name, sub in module.named_modules():
         found = layer_kind(sub)
-        if found is not None:
+        if found is not None and name not in covered:
             layers.append(Layer(name, found[0], found[1], module_width(sub), None, getattr(sub, "batch_first", True)))
     return layers
 
@@ -113,17 +128,18 @@ def open_taps(
         what = "no trackable layers (Conv1d/2d/3d, Linear, LSTM, GRU)" if not declared else "no layer matches"
         raise SatcliError(f"{what} in the model{pattern_note(include, exclude)}")
     wanted = {layer.name for layer in chosen}
+    patterns = (tuple(include), tuple(exclude))
     was_training = module.training
     _set_training(module, False)
     try:
         if isinstance(module, torch.jit.ScriptModule):
-            yield Taps(chosen, script_runner(module, wanted))
+            yield Taps(chosen, script_runner(module, wanted), module, patterns)
         elif isinstance(module, torch.fx.GraphModule) and graph_groups(module):
             with graph_taps(module, wanted) as run:
-                yield Taps(chosen, run)
+                yield Taps(chosen, run, module, patterns)
         else:
             with hook_taps(module, {layer.name: layer for layer in chosen}) as run:
-                yield Taps(chosen, run)
+                yield Taps(chosen, run, module, patterns)
     finally:
         _set_training(module, was_training)
 

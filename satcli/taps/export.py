@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from satcli.errors import SatcliError, one_line
-from satcli.taps.layers import CONV, TRACKED, Inputs, Layer, Runner, Sink, call_model, describe_inputs
+from satcli.taps.layers import ATTENTION, CONV, TRACKED, Inputs, Layer, Runner, Sink, call_model, describe_inputs
 
 _RNN_OPS = ("aten.lstm", "aten.gru")
 
@@ -41,10 +41,11 @@ def graph_groups(gm: torch.fx.GraphModule) -> list[tuple[Layer, torch.fx.Node]]:
     for key, nodes in groups.items():
         path, cls = info[key]
         members = set(nodes)
-        out = _group_output(nodes, members)
+        out = _attention_output(nodes, members) if cls == ATTENTION else _group_output(nodes, members)
         if out is None:
             continue
-        layer = Layer(path, cls, TRACKED[cls], None, None, _batch_first(nodes))
+        batch_first = _attention_batch_first(gm, out) if cls == ATTENTION else _batch_first(nodes)
+        layer = Layer(path, cls, TRACKED[cls], None, None, batch_first)
         val = out.meta.get("val")
         if isinstance(val, torch.Tensor):
             width = val.shape[1] if layer.kind == CONV else val.shape[-1]
@@ -61,6 +62,34 @@ def _group_output(nodes: list[torch.fx.Node], members: set[torch.fx.Node]) -> to
                     return user
     escaping = [n for n in nodes if any(u not in members for u in n.users)]
     return escaping[-1] if escaping else None
+
+
+_VIEW_OPS = ("aten.view", "aten.transpose", "aten.reshape", "aten.permute", "aten.clone", "aten._unsafe_view")
+_PROJECTION_OPS = ("aten.linear", "aten.addmm", "aten.mm", "aten.matmul", "aten.baddbmm")
+
+
+def _attention_output(nodes: list[torch.fx.Node], members: set[torch.fx.Node]) -> torch.fx.Node | None:
+    """MultiheadAttention's first output (out_proj's result, through views), not its averaged weights."""
+    for node in nodes:
+        if not any(u not in members for u in node.users):
+            continue
+        source = node
+        while str(source.target).startswith(_VIEW_OPS) and isinstance(source.args[0], torch.fx.Node):
+            source = source.args[0]
+        if str(source.target).startswith(_PROJECTION_OPS):
+            return node
+    return None
+
+
+def _attention_batch_first(gm: torch.fx.GraphModule, out: torch.fx.Node) -> bool:
+    """Whether an attention output is (B, T, d): its first dim is the graph input's batch dim."""
+    val = out.meta.get("val")
+    inputs = (n for n in gm.graph.nodes if n.op == "placeholder" and isinstance(n.meta.get("val"), torch.Tensor))
+    first = next(inputs, None)
+    batch = first.meta["val"].shape[0] if first is not None else None
+    if not isinstance(val, torch.Tensor) or val.ndim != 3 or batch is None:
+        return True
+    return str(val.shape[0]) == str(batch) or str(val.shape[1]) != str(batch)
 
 
 def _batch_first(nodes: list[torch.fx.Node]) -> bool:

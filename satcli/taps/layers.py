@@ -20,7 +20,11 @@ TRACKED: dict[str, str] = {
     "Linear": DENSE,
     "LSTM": RECURRENT,
     "GRU": RECURRENT,
+    # Tracked through the module's first output, which is its out_proj's output: out_proj itself is called
+    # functionally (F.multi_head_attention_forward), so no hook or graph node of its own ever sees it.
+    "MultiheadAttention": DENSE,
 }
+ATTENTION = "MultiheadAttention"
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,8 @@ def module_width(module: nn.Module) -> int | None:
         return module.out_channels
     if isinstance(module, nn.RNNBase):
         return module.hidden_size * (2 if module.bidirectional else 1)
+    if isinstance(module, nn.MultiheadAttention):
+        return module.embed_dim
     return None
 
 

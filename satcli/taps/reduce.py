@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from satcli.errors import SatcliError
-from satcli.taps.layers import CONV, DENSE, RECURRENT, Layer
+from satcli.taps.layers import CONV, DENSE, Layer
 
 CONV_METHODS = ("mean", "max", "channelwise")
 
@@ -38,8 +38,8 @@ class Reduction:
 
 
 def as_sequence(t: torch.Tensor, layer: Layer) -> torch.Tensor:
-    """A dense or recurrent output of 3+ dims as (B, T, d), batch first."""
-    if layer.kind == RECURRENT and not layer.batch_first:
+    """A dense or recurrent output of 3+ dims as (B, T, d), batch first (RNNs and attention may be (T, B, d))."""
+    if not layer.batch_first:
         t = t.transpose(0, 1)
     return t.reshape(t.shape[0], -1, t.shape[-1])
 
