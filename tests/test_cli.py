@@ -250,3 +250,10 @@ def test_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
     done = subprocess.run(["bash", "-o", "pipefail", "-c", script], capture_output=True, text=True)
     assert "Traceback" not in done.stderr and "error" not in done.stderr
     assert done.returncode in (0, 141)
+
+
+def test_contradictory_store_flags_are_refused(run_cli, tmp_path: Path) -> None:
+    store = tmp_path / "s.h5"
+    line = _one_line_error(run_cli("analyze", SENSIBLE, "--store", store, "--no-store"))
+    assert "--no-store" in line and str(store) in line
+    assert not store.exists()

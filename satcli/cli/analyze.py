@@ -137,6 +137,8 @@ def analyze_command(
     """
     if trajectory and output_format is not OutputFormat.table:
         raise SatcliError("--trajectory prints a table; leave out --format or --trajectory")
+    if store is not None and no_store:
+        raise SatcliError(f"--store {store} and --no-store contradict each other; give one of them")
     options = AnalysisOptions(
         reduction=Reduction(conv_method.value, sequence_method.value),
         include=tuple(layers or ()),

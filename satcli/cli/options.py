@@ -164,6 +164,12 @@ StoreRefs = Annotated[
 ]
 
 
+CheckpointKeys = Annotated[
+    list[str] | None,
+    typer.Option("--checkpoint", "-c", metavar="NNNN", help="Only this checkpoint group of the store (repeatable)."),
+]
+
+
 # The verdict's thresholds, shared by analyze, check, report, compare and plot. Unset: the default for a
 # model, the value stored with the checkpoint for a store.
 _UNSET = "[default: {default}; for a store: as stored]"

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from satcli.cli.app import app
-from satcli.cli.options import MaxTail, TailThreshold, Threshold, UnderThreshold
+from satcli.cli.options import CheckpointKeys, MaxTail, TailThreshold, Threshold, UnderThreshold
 from satcli.core.verdict import ThresholdOverrides
 from satcli.render.plot import plot_results
 from satcli.store.rescore import parse_store_ref, rescore_refs
@@ -27,10 +27,7 @@ def plot_command(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Image to write; the suffix picks the format (.png, .svg, .pdf).")
     ],
-    checkpoint: Annotated[
-        list[str] | None,
-        typer.Option("--checkpoint", "-c", metavar="NNNN", help="Plot only this checkpoint group (repeatable)."),
-    ] = None,
+    checkpoint: CheckpointKeys = None,
     threshold: Threshold = None,
     tail_threshold: TailThreshold = None,
     max_tail: MaxTail = None,

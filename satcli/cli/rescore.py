@@ -10,8 +10,10 @@ import typer
 from satcli.cli.app import app
 from satcli.cli.console import stdout_console
 from satcli.cli.options import (
+    CheckpointKeys,
     CompareFormat,
     MaxTail,
+    Quiet,
     ReportFormat,
     StoreRefs,
     TailThreshold,
@@ -29,6 +31,7 @@ from satcli.store.rescore import rescore_refs
 @app.command("report")
 def report_command(
     stores: StoreRefs,
+    checkpoint: CheckpointKeys = None,
     threshold: Threshold = None,
     tail_threshold: TailThreshold = None,
     max_tail: MaxTail = None,
@@ -36,10 +39,15 @@ def report_command(
     output_format: Annotated[
         ReportFormat, typer.Option("--format", "-f", help="table, or json / jsonl (one object per line) / csv.")
     ] = ReportFormat.table,
+    quiet: Quiet = False,
 ) -> None:
-    """Re-score stored checkpoints at any thresholds, with no model and no data."""
+    """Re-score stored checkpoints at any thresholds, with no model and no data.
+
+    -q is accepted as in analyze and check: re-scoring shows no progress bar to silence.
+    """
+    del quiet  # same meaning everywhere (no progress bar); report never shows one
     overrides = ThresholdOverrides(threshold, tail_threshold, max_tail, under_threshold)
-    results = [result for _, result in rescore_refs(stores, overrides)]
+    results = [result for _, result in rescore_refs(stores, overrides, checkpoint or [])]
     if output_format is ReportFormat.table:
         out = stdout_console()
         for result in results:
