@@ -113,3 +113,11 @@ def test_no_signal_and_nothing_measured_are_inconclusive() -> None:
     assert decide(dead).inconclusive == "no signal: 2 of 2 layers dead, 0 non-finite"
     assert decide(_layers(0.5)).inconclusive == "nothing measured: no tracked layer besides the output layer"
     assert not decide(dead).undersampled
+
+
+def test_a_selection_without_the_models_output_layer_averages_every_selected_layer() -> None:
+    layers = _layers(0.2, 0.4, 0.9)
+    assert decide(layers, output_layer="l2").averaged_layers == ("l0", "l1")
+    v = decide(layers, output_layer="head")  # the model's head was left out of the selection
+    assert v.averaged_layers == ("l0", "l1", "l2") and v.output_layer == "head"
+    assert v.average == pytest.approx(0.5)

@@ -120,7 +120,8 @@ def analyze(
             raise SatcliError(f"every one of the {nonfinite.inputs} inputs of {data.description} holds NaN or inf")
         raise SatcliError(f"the data set {data.description} gave no samples")
     untracked = [u.to_dict() for u in taps.untracked]
-    meta = replace(meta, options={**meta.options, "nonfinite": nonfinite.to_dict(), "untracked": untracked})
+    learnt = {"nonfinite": nonfinite.to_dict(), "untracked": untracked, "output_layer": taps.output_layer}
+    meta = replace(meta, options={**meta.options, **learnt})
     state = _checkpoint_state(meta, seen, analyses, num_inputs, nonfinite)
     result = score_state(state, options.thresholds)
     for observer in observers:

@@ -50,8 +50,14 @@ class Taps:
         run: Runner,
         module: nn.Module | torch.jit.ScriptModule | None = None,
         patterns: tuple[tuple[str, ...], tuple[str, ...]] = ((), ()),
+        selected: set[str] | None = None,
     ) -> None:
         self._declared = layers
+        # Layers tapped only to know the model's forward order (left out by the selection): never sunk.
+        self._selected = selected
+        self._order: dict[str, None] = {}
+        # The model's last tracked layer in forward order, whatever the selection (set after the first batch).
+        self.output_layer: str | None = None
         self._run = run
         self._fixed: dict[str, Layer] = {}
         self.layers: list[Layer] = []
@@ -78,6 +84,10 @@ class Taps:
         fixed = self._fixed
 
         def tap(layer: Layer, t: torch.Tensor) -> None:
+            if first:
+                self._order.setdefault(layer.name)
+            if self._selected is not None and layer.name not in self._selected:
+                return
             known = fixed.get(layer.name)
             if known is None:
                 if not first:
@@ -95,6 +105,7 @@ class Taps:
         finally:
             if first:
                 self.layers = list(fixed.values())
+                self.output_layer = next(reversed(self._order), None)
                 if self._module is not None:
                     ran = [layer.name for layer in self.layers]
                     self.untracked = untracked(self._module, ran, *self._patterns)
@@ -127,19 +138,21 @@ def open_taps(
     if not chosen:
         what = "no trackable layers (Conv1d/2d/3d, Linear, LSTM, GRU)" if not declared else "no layer matches"
         raise SatcliError(f"{what} in the model{pattern_note(include, exclude)}")
-    wanted = {layer.name for layer in chosen}
+    selected = {layer.name for layer in chosen}
+    # Every declared layer is tapped so the output layer is the model's own last one whatever the selection.
+    wanted = {layer.name for layer in declared}
     patterns = (tuple(include), tuple(exclude))
     was_training = module.training
     _set_training(module, False)
     try:
         if isinstance(module, torch.jit.ScriptModule):
-            yield Taps(chosen, script_runner(module, wanted), module, patterns)
+            yield Taps(chosen, script_runner(module, wanted), module, patterns, selected)
         elif isinstance(module, torch.fx.GraphModule) and graph_groups(module):
             with graph_taps(module, wanted) as run:
-                yield Taps(chosen, run, module, patterns)
+                yield Taps(chosen, run, module, patterns, selected)
         else:
-            with hook_taps(module, {layer.name: layer for layer in chosen}) as run:
-                yield Taps(chosen, run, module, patterns)
+            with hook_taps(module, {layer.name: layer for layer in declared}) as run:
+                yield Taps(chosen, run, module, patterns, selected)
     finally:
         _set_training(module, was_training)
 
