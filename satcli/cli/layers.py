@@ -81,10 +81,13 @@ def layers_command(
     out = stdout_console(highlight=False)
     out.print(f"{model} ({loaded.format}): {len(found)} trackable layers, {order_note}", soft_wrap=True)
     out.print(table)
-    if missing:
-        out.print(f"{len(missing)} untracked (not measured):", soft_wrap=True)
-        for layer in missing:
-            out.print(f"  {layer.name} ({layer.type}): {layer.reason}; fix: {_cli_fix(layer.fix)}", soft_wrap=True)
+    groups: dict[tuple[str, str], list[str]] = {}
+    for layer in missing:
+        groups.setdefault((layer.reason, layer.fix), []).append(f"{layer.name} ({layer.type})")
+    for (reason, fix), names in groups.items():
+        out.print(f"untracked (not measured): {', '.join(names)}", soft_wrap=True)
+        out.print(f"  why: {reason}", soft_wrap=True)
+        out.print(f"  fix: {_cli_fix(fix)}", soft_wrap=True)
 
 
 def _cli_fix(fix: str) -> str:
