@@ -37,6 +37,8 @@ def parse_arch_kwargs(items: Sequence[str]) -> dict[str, object]:
 def build_arch(arch: str, kwargs: Mapping[str, object]) -> torch.nn.Module:
     """Instantiate an untrained architecture from "torchvision:NAME", "timm:NAME" or "package.module:callable"."""
     source, sep, name = arch.partition(":")
+    if not sep and _is_torchvision_name(arch.strip()):  # a bare torchvision name, as the README calls --arch
+        return _build_torchvision(arch.strip(), dict(kwargs))
     if not sep or not source.strip() or not name.strip():
         raise SatcliError(f"bad --arch {arch!r}; use torchvision:NAME, timm:NAME or package.module:callable")
     source, name = source.strip(), name.strip()
@@ -45,6 +47,12 @@ def build_arch(arch: str, kwargs: Mapping[str, object]) -> torch.nn.Module:
     if source == "timm":
         return _build_timm(name, dict(kwargs))
     return _build_from_factory(arch, source, name, dict(kwargs))
+
+
+def _is_torchvision_name(name: str) -> bool:
+    import torchvision
+
+    return name in torchvision.models.list_models()
 
 
 def _build_torchvision(name: str, kwargs: dict[str, object]) -> torch.nn.Module:
