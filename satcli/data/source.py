@@ -182,7 +182,7 @@ def _one_line_errors(loader: DataLoader[Any]) -> Iterator[Any]:
         # loader's workers alive until a garbage collection that then stalls for seconds; dropping the
         # traceback frees them now.
         exc.__traceback__ = None
-        raise SatcliError(_last_line(str(exc))) from None
+        raise type(exc)(_last_line(str(exc))) from None  # the same class: a DataError stays the data's
 
 
 def _check_options(options: DataOptions) -> None:
