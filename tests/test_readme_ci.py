@@ -69,7 +69,9 @@ def test_pinned_pyproject(run_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPat
 # Every README command runs in README order from a fresh clone: each file a command reads is committed or
 # written by an earlier command (a static walk, so the check is fast and independent of the machine).
 
-PATHLIKE = re.compile(r"^[\w.\-/*\[\]]+\.(h5|pt2|pt|pth|npz|npy|png|jsonl|safetensors)(:\d{4})?$")
+PATHLIKE = re.compile(r"^[\w.\-/*\[\]]+\.(h5|pt2|pt|pth|ts|npz|npy|png|jsonl|safetensors)(:\d{4})?$")
+# np.save('x.npy', ...) names the file first, torch.jit.save(module, 'm.ts') last
+SAVED_BY_CODE = re.compile(r"save\('([\w./-]+\.\w+)'|, '([\w./-]+\.\w+)'\)")
 OUTPUT_OPTIONS = ("--store", "-o", "--output")
 SEPARATORS = (";", "|", "&&", "||")
 
@@ -117,6 +119,8 @@ def _made_by(tokens: list[str]) -> tuple[list[str], list[str]]:
             reads.append(re.sub(r":\d{4}$", "", token))
     if tokens[:2] == ["satcli", "analyze"] and "--no-store" not in tokens and "--store" not in tokens:
         writes += [f"{path}.satcli.h5" for path in reads if path.endswith((".pt2", ".pt", ".pth", ".safetensors"))]
+    if tokens[0] == "python" and "-c" in tokens:  # a one-liner that saves files: np.save('x.npy', ...)
+        writes += [a or b for a, b in SAVED_BY_CODE.findall(tokens[tokens.index("-c") + 1])]
     if tokens[:2] == ["python", "sample_models/trajectory.py"]:
         writes.append(f"{tokens[2]}/epoch_*.pt2")
     if tokens[0] == "rm":
