@@ -18,6 +18,7 @@ from pathlib import Path
 
 from satcli.core.gates import FAIL_ON_CHOICES
 from satcli.errors import SatcliError
+from satcli.models.arch import import_from
 from satcli.taps import CONV_METHODS, SEQUENCE_METHODS
 
 if sys.version_info >= (3, 11):
@@ -121,6 +122,15 @@ def _data_spec(value: object, base: Path) -> str:
     return text
 
 
+def _arch_spec(value: object, base: Path) -> str:
+    """A module:factory architecture imports relative to the pyproject's folder, as `data` paths resolve."""
+    text = _text(value)
+    source, sep, _ = text.partition(":")
+    if sep and source not in ("torchvision", "timm"):
+        import_from(str(base))
+    return text
+
+
 def _relative(path: Path) -> Path:
     """The path relative to the current directory when that is shorter to read, else absolute."""
     try:
@@ -165,7 +175,7 @@ SETTINGS: dict[str, Setting] = {
     "workers": Setting("workers", _integer(0)),
     "image-size": Setting("image_size", _integer(1)),
     "seed": Setting("seed", _integer(None)),
-    "arch": Setting("arch", _text),
+    "arch": Setting("arch", path_check=_arch_spec),
     "device": Setting("device", _text),
     "layers": Setting("layers", _text_list),
     "exclude": Setting("exclude", _text_list),

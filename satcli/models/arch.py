@@ -96,10 +96,17 @@ def _build_timm(name: str, kwargs: dict[str, object]) -> torch.nn.Module:
         raise SatcliError(f"cannot build timm:{name}{_kwargs_text(kwargs)}: {_reason(exc)}") from None
 
 
+def import_from(folder: str | None = None) -> None:
+    """Put a folder (default: the current one) first on the import path, as `python -m` does, so code named
+    by an architecture or a trusted pickle imports the same way whether satcli runs as `satcli` or
+    `python -m satcli`."""
+    folder = os.path.abspath(folder or os.getcwd())
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+
+
 def _build_from_factory(arch: str, module_name: str, attr_path: str, kwargs: dict[str, object]) -> torch.nn.Module:
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
+    import_from()
     try:
         target: object = importlib.import_module(module_name)
     except Exception as exc:
