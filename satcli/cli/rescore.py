@@ -74,7 +74,8 @@ def compare_command(
     overrides = ThresholdOverrides(threshold, tail_threshold, max_tail, under_threshold)
     comparison = compare(rescore_refs(stores, overrides))
     if output_format is CompareFormat.table:
-        stdout_console().print(comparison_table(comparison))
+        out = stdout_console()
+        out.print(comparison_table(comparison, out.width))
     elif output_format is CompareFormat.csv:
         sys.stdout.write(comparison_csv(comparison))
     else:
