@@ -11,7 +11,18 @@ import torch
 from torch import nn
 
 from satcli.errors import SatcliError, one_line
-from satcli.taps.layers import ATTENTION, CONV, TRACKED, Inputs, Layer, Runner, Sink, call_model, describe_inputs
+from satcli.taps.layers import (
+    ATTENTION,
+    CONV,
+    TRACKED,
+    Inputs,
+    Layer,
+    Runner,
+    Sink,
+    call_model,
+    describe_inputs,
+    layout_hint,
+)
 
 _RNN_OPS = ("aten.lstm", "aten.gru")
 
@@ -163,7 +174,8 @@ def _mismatch(exc: Exception, x: Inputs, fired: list[str], first_input: tuple[st
         where = f"the forward pass failed before any tracked layer ran ({first})"
     else:
         where = "the forward pass failed"
-    return SatcliError(f"model and data do not fit: {where}; the data gives {describe_inputs(x)}: {one_line(exc)}")
+    given = f"the data gives {describe_inputs(x)}"
+    return SatcliError(f"model and data do not fit: {where}; {given}: {one_line(exc)}{layout_hint(x)}")
 
 
 def _first_layer_input(gm: torch.fx.GraphModule) -> tuple[str, str, str] | None:

@@ -113,3 +113,10 @@ def describe_inputs(x: Inputs) -> str:
 
 def _shape_dtype(t: torch.Tensor) -> str:
     return f"{tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}"
+
+
+def layout_hint(x: Inputs) -> str:
+    """'; ...channels-last...' when a 4-D batch looks (N, H, W, C) rather than (N, C, H, W), else ''."""
+    if isinstance(x, dict) or x.ndim != 4 or x.shape[-1] not in (1, 3, 4) or x.shape[1] in (1, 3, 4):
+        return ""
+    return "; the data look channels-last (N, H, W, C): arrays are used as given, so store them as (N, C, H, W)"

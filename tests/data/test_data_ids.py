@@ -83,3 +83,12 @@ def test_float_data_on_an_embedding_blames_the_input_not_a_later_layer(run_cli, 
     assert r.code == 2 and "Traceback" not in r.stderr
     assert "failed before any tracked layer ran" in r.stderr
     assert "the archive's input does not match but" not in r.stderr
+
+
+def test_channels_last_images_get_a_hint(run_cli, tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    images = np.load(repo / "satcli/datasets/digits.npz")["images"][:16]
+    np.save(tmp_path / "nhwc.npy", np.repeat(images[..., None], 3, axis=-1))  # (N, 8, 8, 3) uint8
+    r = run_cli("analyze", repo / "sample_models/sensible.pt2", "--data", tmp_path / "nhwc.npy", "--no-store")
+    assert r.code == 2 and "Traceback" not in r.stderr
+    assert "the data look channels-last (N, H, W, C)" in r.stderr
