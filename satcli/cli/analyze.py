@@ -28,6 +28,7 @@ from satcli.cli.options import (
     Device,
     Download,
     Exclude,
+    GrayscaleToRgb,
     ImageSize,
     Layers,
     MaxSamples,
@@ -79,6 +80,7 @@ def analyze_command(
     batch_size: BatchSize = 256,
     workers: Workers = 0,
     image_size: ImageSize = None,
+    grayscale_to_rgb: GrayscaleToRgb = False,
     seed: Seed = 0,
     arch: Arch = None,
     arch_kwargs: ArchKwargs = None,
@@ -150,7 +152,8 @@ def analyze_command(
         on_nonfinite=on_nonfinite.value,
     )
     source = open_data(
-        data, data_options(data_root, download, split, max_samples, batch_size, workers, image_size, seed)
+        data,
+        data_options(data_root, download, split, max_samples, batch_size, workers, image_size, seed, grayscale_to_rgb),
     )
     load = partial(
         load_model,

@@ -27,6 +27,7 @@ from satcli.cli.options import (
     Download,
     Exclude,
     FailOn,
+    GrayscaleToRgb,
     ImageSize,
     Layers,
     MaxSamples,
@@ -107,6 +108,7 @@ def check_command(
     batch_size: BatchSize = 256,
     workers: Workers = 0,
     image_size: ImageSize = None,
+    grayscale_to_rgb: GrayscaleToRgb = False,
     seed: Seed = 0,
     arch: Arch = None,
     arch_kwargs: ArchKwargs = None,
@@ -166,7 +168,10 @@ def check_command(
         else:
             if source is None:
                 source = open_data(
-                    data, data_options(data_root, download, split, max_samples, batch_size, workers, image_size, seed)
+                    data,
+                    data_options(
+                        data_root, download, split, max_samples, batch_size, workers, image_size, seed, grayscale_to_rgb
+                    ),
                 )
             loaded = load_model(
                 Path(target),

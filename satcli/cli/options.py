@@ -105,6 +105,7 @@ def data_options(
     workers: int,
     image_size: int | None,
     seed: int,
+    grayscale_to_rgb: bool = False,
 ) -> DataOptions:
     """The data options of a command (imported here, not at start-up: --help must not pay for torch)."""
     from satcli.data import DataOptions
@@ -118,6 +119,7 @@ def data_options(
         workers=workers,
         image_size=image_size,
         seed=seed,
+        grayscale_to_rgb=grayscale_to_rgb,
     )
 
 
@@ -234,4 +236,10 @@ AllowUndersampled = Annotated[
         "--allow-undersampled",
         help="Gate an inconclusive (undersampled) verdict as if it were conclusive instead of exiting 2.",
     ),
+]
+
+
+GrayscaleToRgb = Annotated[
+    bool,
+    typer.Option("--grayscale-to-rgb", help="Repeat the channel of 1-channel images to 3, for models trained on RGB."),
 ]

@@ -46,6 +46,8 @@ class DataOptions:
     image_processor: Any = None
     max_length: int | None = None
     trust_remote_code: bool = False
+    # Repeat the channel of 1-channel image batches (N, 1, H, W) to 3, for models trained on RGB.
+    grayscale_to_rgb: bool = False
 
 
 @dataclass
@@ -116,6 +118,16 @@ class DataSource:
 
     def iter_batches(self) -> Iterator[Batch]:
         """Yield Batch objects in dataset order (labels None when the data is unlabeled)."""
+        if not self.options.grayscale_to_rgb:
+            yield from self._iter_batches()
+            return
+        for batch in self._iter_batches():
+            x = batch.inputs
+            if isinstance(x, torch.Tensor) and x.ndim == 4 and x.shape[1] == 1:
+                batch = Batch(x.expand(-1, 3, -1, -1).contiguous(), batch.labels, batch.mask)
+            yield batch
+
+    def _iter_batches(self) -> Iterator[Batch]:
         if self.collate is None:
             for x, y in self.batches():
                 yield Batch(x, y if self.has_labels else None)

@@ -92,3 +92,29 @@ def test_channels_last_images_get_a_hint(run_cli, tmp_path: Path) -> None:
     r = run_cli("analyze", repo / "sample_models/sensible.pt2", "--data", tmp_path / "nhwc.npy", "--no-store")
     assert r.code == 2 and "Traceback" not in r.stderr
     assert "the data look channels-last (N, H, W, C)" in r.stderr
+
+
+def test_grayscale_to_rgb_repeats_the_channel(run_cli, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 6, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 4)).eval()
+    ep = torch.export.export(net, (torch.zeros(2, 3, 8, 8),), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    model = tmp_path / "rgb.pt2"
+    torch.export.save(ep, model)
+    grey = np.random.default_rng(4).random((30, 1, 8, 8)).astype(np.float32)
+    np.save(tmp_path / "grey.npy", grey)
+    np.save(tmp_path / "repeated.npy", np.repeat(grey, 3, axis=1))
+    assert run_cli("analyze", model, "--data", tmp_path / "grey.npy", "--no-store").code == 2
+    flag = run_cli("analyze", model, "--data", tmp_path / "grey.npy", "--no-store", "--grayscale-to-rgb", "-f", "json")
+    assert flag.code == 0, flag.stderr
+    manual = run_cli("analyze", model, "--data", tmp_path / "repeated.npy", "--no-store", "-f", "json")
+    got, want = json.loads(flag.stdout)["layers"], json.loads(manual.stdout)["layers"]
+    assert [(g["k"], g["samples"]) for g in got] == [(w["k"], w["samples"]) for w in want]
+    # and against numpy: the conv layer's channel means on the repeated images, in float64
+    w = {k: v.detach().double().numpy() for k, v in net.state_dict().items()}
+    rgb = np.repeat(grey, 3, axis=1).astype(np.float64)
+    conv = torch.nn.functional.conv2d(
+        torch.from_numpy(rgb), torch.from_numpy(w["0.weight"]), torch.from_numpy(w["0.bias"])
+    )
+    pooled = conv.mean(dim=(2, 3)).numpy()
+    eigs = np.clip(np.linalg.eigvalsh(np.cov(pooled, rowvar=False))[::-1], 0, None)
+    assert got[0]["k"] == int(np.searchsorted(np.cumsum(eigs) / eigs.sum(), 0.99 - 1e-12) + 1)
