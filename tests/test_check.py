@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import h5py
@@ -11,9 +12,23 @@ from conftest import SAMPLE_MODELS
 from store_helpers import sample_store, write_store
 
 
-def deep_wide_tail(label: object) -> str:
-    """The failing gate's line names the checkpoint, so the lines of one store's checkpoints differ."""
-    return f"FAIL {label} max-tail: tail of 6 layers (net.5 ... net.15) > 2 -> overparameterized"
+def deep_wide_tail(label: object) -> re.Pattern[str]:
+    """The failing gate's line, naming the checkpoint (so the lines of one store's checkpoints differ).
+
+    deep_wide's exact numbers depend on the CPU its training ran on: the line is matched by its properties
+    (a tail of more than 2 layers ending at net.15), not by the committed file's 6.
+    """
+    return re.compile(
+        rf"FAIL {re.escape(str(label))} max-tail: "
+        r"tail of ([3-8]) layers \(net\.\d+ \.\.\. net\.15\) > 2 -> overparameterized"
+    )
+
+
+def deep_wide_summary(label: object) -> re.Pattern[str]:
+    """deep_wide's FAIL summary with any average under 20% (8.7% for the committed file)."""
+    return re.compile(
+        rf"FAIL {re.escape(str(label))}: 1 of 2 gates failed \(verdict overparameterized, average 1?\d\.\d%\)"
+    )
 
 
 def one_line_error(result) -> str:  # type: ignore[no-untyped-def]
@@ -26,10 +41,9 @@ def one_line_error(result) -> str:  # type: ignore[no-untyped-def]
 def test_models_fail_and_pass(run_cli) -> None:
     deep = run_cli("check", SAMPLE_MODELS / "deep_wide.pt2", "--data", "digits", "-q")
     assert deep.code == 1, deep.stderr
-    assert deep.stderr.strip().splitlines() == [deep_wide_tail(SAMPLE_MODELS / "deep_wide.pt2")]
-    assert deep.stdout.strip() == (
-        f"FAIL {SAMPLE_MODELS / 'deep_wide.pt2'}: 1 of 2 gates failed (verdict overparameterized, average 8.7%)"
-    )
+    [line] = deep.stderr.strip().splitlines()
+    assert deep_wide_tail(SAMPLE_MODELS / "deep_wide.pt2").fullmatch(line), line
+    assert deep_wide_summary(SAMPLE_MODELS / "deep_wide.pt2").fullmatch(deep.stdout.strip()), deep.stdout
     ok = run_cli("check", SAMPLE_MODELS / "sensible.pt2", "-q")
     assert ok.code == 0, ok.stderr
     assert ok.stderr == ""
@@ -42,7 +56,7 @@ def test_store_is_checked_without_a_model(run_cli) -> None:
     store = sample_store("deep_wide")
     result = run_cli("check", store)
     assert result.code == 1
-    assert result.stderr.strip() == deep_wide_tail(store)
+    assert deep_wide_tail(store).fullmatch(result.stderr.strip()), result.stderr
     assert run_cli("check", store, "--max-tail", "6").code == 0
     assert run_cli("check", store, "--fail-on", "underparameterized").code == 0
     narrow = run_cli("check", sample_store("narrow"))
@@ -78,18 +92,15 @@ def test_json_output(run_cli) -> None:
     assert [r["passed"] for r in records] == [False, True]
     assert [r["target"] for r in records] == [str(sample_store("deep_wide")), str(sample_store("sensible"))]
     gate = records[0]["gates"][0]
-    assert gate == {
-        "gate": "max-tail",
-        "limit": "2",
-        "passed": False,
-        "message": "tail of 6 layers (net.5 ... net.15) > 2 -> overparameterized",
-        "layers": ["net.5", "net.7", "net.9", "net.11", "net.13", "net.15"],
-    }
-    assert records[0]["verdict"] == "overparameterized" and records[0]["tail_length"] == 6
+    tail = records[0]["tail"]
+    assert (gate["gate"], gate["limit"], gate["passed"], gate["layers"]) == ("max-tail", "2", False, tail)
+    assert gate["message"] == f"tail of {len(tail)} layers ({tail[0]} ... net.15) > 2 -> overparameterized"
+    assert records[0]["verdict"] == "overparameterized" and records[0]["tail_length"] == len(tail) > 2
     assert records[1]["layers"][0]["k"] == 2  # features.0: 2 of 12
-    assert result.stderr.splitlines() == [
-        deep_wide_tail(sample_store("deep_wide")),
-        f"FAIL {sample_store('deep_wide')}: 1 of 2 gates failed (verdict overparameterized, average 8.7%)",
+    lines = result.stderr.splitlines()
+    assert deep_wide_tail(sample_store("deep_wide")).fullmatch(lines[0]), lines[0]
+    assert deep_wide_summary(sample_store("deep_wide")).fullmatch(lines[1]), lines[1]
+    assert lines[2:] == [
         f"PASS {sample_store('sensible')}: 2 gates passed (verdict balanced, average 26.0%)",
         "FAIL: 1 of 2 checkpoints failed",
     ]
