@@ -250,3 +250,20 @@ def test_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
     done = subprocess.run(["bash", "-o", "pipefail", "-c", script], capture_output=True, text=True)
     assert "Traceback" not in done.stderr and "error" not in done.stderr
     assert done.returncode in (0, 141)
+
+
+def test_contradictory_store_flags_are_refused(run_cli, tmp_path: Path) -> None:
+    store = tmp_path / "s.h5"
+    line = _one_line_error(run_cli("analyze", SENSIBLE, "--store", store, "--no-store"))
+    assert "--no-store" in line and str(store) in line
+    assert not store.exists()
+
+
+def test_excluding_the_head_keeps_it_the_output_layer(run_cli) -> None:
+    model = SAMPLE_MODELS / "deep_wide.pt2"
+    full = json.loads(run_cli("analyze", model, "--no-store", "-f", "json", "-q").stdout)
+    cut = json.loads(run_cli("analyze", model, "--no-store", "-f", "json", "-q", "--exclude", "net.17").stdout)
+    assert [layer["name"] for layer in cut["layers"]][-1] == "net.15"
+    assert cut["output_layer"] == full["output_layer"] == "net.17"
+    for key in ("verdict", "tail", "average_saturation", "averaged_layers"):
+        assert cut[key] == full[key], key

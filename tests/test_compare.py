@@ -114,3 +114,21 @@ def test_layer_order_and_labels() -> None:
     assert merge_layer_order([["a", "b"], ["x", "a", "b"]]) == ["x", "a", "b"]
     assert merge_layer_order([["a", "b"], ["x", "y"]]) == ["a", "b", "x", "y"]
     assert [column_label(i) for i in (0, 1, 25, 26, 27)] == ["A", "B", "Z", "AA", "AB"]
+
+
+def test_many_checkpoints_at_80_columns_split_into_blocks(run_cli, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # y's saturation over six checkpoints: 1, 2, 3, 4, 1, 2 of 4; out is the output layer
+    patterns = [[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0], [1, 1, 1, 1], [1, 0, 0, 0], [1, 1, 0, 0]]
+    runs = write_store(tmp_path / "runs.h5", [(f"e{i}.pt", {"y": p, "out": [1, 0]}) for i, p in enumerate(patterns)])
+    monkeypatch.setenv("COLUMNS", "80")
+    result = run_cli("compare", runs)
+    assert result.code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    headers = [line for line in lines if line.lstrip().startswith("layer")]
+    assert len(headers) >= 2  # more than one block
+    for label in "BCDEF":  # every checkpoint's column and change column survive
+        assert any(f"Δ {label}-A" in header for header in headers), label
+    y_rows = [line.split() for line in lines if line.startswith("y ")]
+    assert len(y_rows) == len(headers)
+    assert [cell for row in y_rows for cell in row[2:] if "%" in cell] == ["50.0%", "75.0%", "100.0%", "25.0%", "50.0%"]

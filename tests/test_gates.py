@@ -142,3 +142,14 @@ def test_layer_span() -> None:
     assert layer_span(["a"]) == "a"
     assert layer_span(["a", "b", "c"]) == "a, b, c"
     assert layer_span(["a", "b", "c", "d"]) == "a ... d"
+
+
+def test_a_layer_gate_over_unmeasured_layers_checks_nothing_and_says_so() -> None:
+    layers = [layer("a", 2, 4), layer("bad", None, 4, (FLAG_NONFINITE,)), layer("out", 3, 10)]
+    with pytest.raises(SatcliError, match=r"matches only unmeasured layers, nothing to check: bad \(non-finite\)"):
+        run(layers, GateSpec(max_saturation=(("bad", 0.5),)))
+
+
+def test_gate_lines_name_the_checkpoint() -> None:
+    over = run(TAILED, GateSpec())
+    assert over[0].line("runs.h5:0003").startswith("FAIL runs.h5:0003 max-tail: tail of 3 layers")

@@ -104,7 +104,7 @@ def test_missing_matplotlib_is_one_line_and_exit_2(run_cli, tmp_path: Path, monk
     result = run_cli("plot", store, "-o", tmp_path / "x.png")
     assert result.code == 2
     assert result.stderr.strip() == f"error: {MISSING_MATPLOTLIB}"
-    assert MISSING_MATPLOTLIB == "plotting needs matplotlib: pip install 'satcli[plot]'"
+    assert MISSING_MATPLOTLIB == "plotting needs matplotlib: pip install -e '.[plot]' in the satcli checkout"
     assert not (tmp_path / "x.png").exists()
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -58,6 +60,100 @@ def test_pinned_pyproject(run_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     (tmp_path / "pyproject.toml").write_text(toml.group(1), encoding="utf-8")
     monkeypatch.chdir(tmp_path)
     failing = run_cli("check", REPO / "sample_models" / "deep_wide.pt2", "-q")
-    assert failing.code == 1 and "FAIL max-tail" in failing.stderr
+    assert failing.code == 1 and "deep_wide.pt2 max-tail" in failing.stderr
     passing = run_cli("check", REPO / "sample_models" / "sensible.pt2", "-q")
     assert passing.code == 0, passing.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Every README command runs in README order from a fresh clone: each file a command reads is committed or
+# written by an earlier command (a static walk, so the check is fast and independent of the machine).
+
+PATHLIKE = re.compile(r"^[\w.\-/*\[\]]+\.(h5|pt2|pt|pth|ts|npz|npy|png|jsonl|safetensors)(:\d{4})?$")
+# np.save('x.npy', ...) names the file first, torch.jit.save(module, 'm.ts') last
+SAVED_BY_CODE = re.compile(r"save\('([\w./-]+\.\w+)'|, '([\w./-]+\.\w+)'\)")
+OUTPUT_OPTIONS = ("--store", "-o", "--output")
+SEPARATORS = (";", "|", "&&", "||")
+
+
+def readme_commands(text: str) -> list[str]:
+    """Shell lines in README order: every line of bash/sh blocks, and '$ ' lines of plain blocks."""
+    commands = []
+    for lang, body in re.findall(r"```(\w*)\n(.*?)```", text, re.S):
+        for line in body.splitlines():
+            line = line.strip()
+            if lang in ("bash", "sh") and line and not line.startswith("#"):
+                commands.append(line)
+            elif not lang and line.startswith("$ "):
+                commands.append(line[2:])
+    return commands
+
+
+def _segments(command: str) -> list[list[str]]:
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=";&|<>")
+    lexer.whitespace_split = True
+    lexer.commenters = "#"
+    out: list[list[str]] = [[]]
+    for token in lexer:
+        if token in SEPARATORS:
+            out.append([])
+        else:
+            out[-1].append(token)
+    return [s for s in out if s]
+
+
+def _made_by(tokens: list[str]) -> tuple[list[str], list[str]]:
+    """(files a command writes, files it reads)."""
+    writes: list[str] = []
+    reads: list[str] = []
+    skip = False
+    for i, token in enumerate(tokens):
+        if skip:
+            skip = False
+            continue
+        if token in OUTPUT_OPTIONS or token == ">":
+            if i + 1 < len(tokens) and tokens[i + 1] != "/dev/null":
+                writes.append(tokens[i + 1])
+            skip = True
+        elif PATHLIKE.match(token):
+            reads.append(re.sub(r":\d{4}$", "", token))
+    if tokens[:2] == ["satcli", "analyze"] and "--no-store" not in tokens and "--store" not in tokens:
+        writes += [f"{path}.satcli.h5" for path in reads if path.endswith((".pt2", ".pt", ".pth", ".safetensors"))]
+    if tokens[0] == "python" and "-c" in tokens:  # a one-liner that saves files: np.save('x.npy', ...)
+        writes += [a or b for a, b in SAVED_BY_CODE.findall(tokens[tokens.index("-c") + 1])]
+    if tokens[:2] == ["python", "sample_models/trajectory.py"]:
+        writes.append(f"{tokens[2]}/epoch_*.pt2")
+    if tokens[0] == "rm":
+        writes += [f"-{path}" for path in tokens[1:]]
+    return writes, reads
+
+
+def unmet_reads(text: str, committed: set[str]) -> list[str]:
+    """'command: path' for each file a README command reads before anything has written it."""
+    made: set[str] = set()
+    problems = []
+    for command in readme_commands(text):
+        for tokens in _segments(command):
+            writes, reads = _made_by(tokens)
+            for path in reads:
+                known = committed | made
+                if not any(fnmatch.fnmatchcase(path, p) or fnmatch.fnmatchcase(p, path) for p in known):
+                    problems.append(f"{command}: {path}")
+            for path in writes:
+                if path.startswith("-"):
+                    made.discard(path[1:])
+                else:
+                    made.add(path)
+    return problems
+
+
+def test_every_readme_command_reads_only_what_exists_by_then() -> None:
+    committed = set(subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True).stdout.split())
+    if not committed:
+        pytest.skip("not a git checkout")
+    assert unmet_reads(README.read_text(encoding="utf-8"), committed) == []
+
+
+def test_the_order_check_catches_a_store_read_before_it_is_written() -> None:
+    text = "```\n$ satcli check m.pt2.satcli.h5\n$ satcli analyze m.pt2\n$ satcli report m.pt2.satcli.h5\n```\n"
+    assert unmet_reads(text, {"m.pt2"}) == ["satcli check m.pt2.satcli.h5: m.pt2.satcli.h5"]

@@ -179,3 +179,16 @@ def test_incomplete_store_has_nothing_to_report(run_cli, tmp_path: Path) -> None
         f["checkpoints/0000"].attrs["complete"] = False
     assert read_store(store)[1] == []
     assert "no finished checkpoint" in one_line_error(run_cli("report", store))
+
+
+def test_report_takes_checkpoint_and_quiet_like_plot_and_analyze(run_cli, tmp_path: Path) -> None:
+    # x [1,1]: k 2 of 2 (100%); y [1,0,0,0]: k 1 of 4 (25%); out is the output layer
+    runs = write_store(
+        tmp_path / "runs.h5", [("a.pt", {"x": [1, 1], "out": [1, 0]}), ("b.pt", {"y": [1, 0, 0, 0], "out": [1, 0]})]
+    )
+    both = run_cli("report", runs, "-f", "jsonl", "-q")
+    assert both.code == 0 and [json.loads(line)["model"] for line in both.stdout.splitlines()] == ["a.pt", "b.pt"]
+    one = run_cli("report", runs, "--checkpoint", "0001", "-f", "json")
+    assert one.code == 0, one.stderr
+    [record] = [json.loads(line) for line in one.stdout.splitlines()]
+    assert record["model"] == "b.pt" and record["average_saturation"] == pytest.approx(0.25)

@@ -221,3 +221,27 @@ def _one_line(result) -> str:  # type: ignore[no-untyped-def]
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and result.stdout == ""
     return lines[0]
+
+
+def test_an_unreadable_image_mid_run_is_named_as_the_datas_not_the_models(run_cli, tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (tmp_path / "imgs" / label).mkdir(parents=True)
+        for index in range(3):
+            pixels = rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "imgs" / label / f"{index}.png")
+    broken = str(tmp_path / "imgs" / "b" / "2.png")
+    Path(broken).write_bytes(Path(broken).read_bytes()[:60])  # the header reads, the pixels do not
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2)
+    ).eval()
+    ep = torch.export.export(net, (torch.zeros(2, 3, 8, 8),), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    model = tmp_path / "rgb.pt2"
+    torch.export.save(ep, model)
+    result = run_cli("analyze", model, "--data", f"folder:{tmp_path / 'imgs'}", "--no-store", "--batch-size", "2")
+    assert result.code == 2
+    [line] = [line for line in result.stderr.splitlines() if line.strip()]
+    assert line.startswith(f"error: cannot read image {broken}") and str(model) not in line

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from satcli.core.spectral import FLAG_DEAD, FLAG_NONFINITE, LayerScore
-from satcli.core.verdict import Thresholds, average_saturation, decide, tail
+from satcli.core.spectral import FLAG_DEAD, FLAG_NONFINITE, FLAG_UNDERSAMPLED, LayerScore
+from satcli.core.verdict import Thresholds, average_saturation, decide, inputs_needed, tail
 
 
 def _layers(*sats: float | None, flags: dict[int, tuple[str, ...]] | None = None) -> list[LayerScore]:
@@ -70,3 +70,54 @@ def test_verdict_dict_names_thresholds_and_layers() -> None:
     assert d["verdict"] == "overparameterized"
     assert d["thresholds"] == {"delta": 0.95, "tail_threshold": 0.2, "max_tail": 0, "under_threshold": 0.45}
     assert d["output_layer"] == "l2" and d["averaged_layers"] == ["l0", "l1"]
+
+
+def _sampled(
+    widths_samples: list[tuple[int, int]], flags: dict[int, tuple[str, ...]] | None = None
+) -> list[LayerScore]:
+    """Layers of the given (width, samples), scored as score_layer would (undersampled when n <= d)."""
+    flags = flags or {}
+    out = []
+    for i, (width, n) in enumerate(widths_samples):
+        k = min(width // 2, n - 1)
+        own = flags.get(i, (FLAG_UNDERSAMPLED,) if n <= width else ())
+        out.append(LayerScore(f"l{i}", "Linear", width, n, k, k / width, own))
+    return out
+
+
+def test_inconclusive_when_most_averaged_layers_are_undersampled() -> None:
+    # 128 inputs: widths 768, 3072, 768 undersampled, 64 not; output 10. 3 of 4 undersampled -> inconclusive.
+    layers = _sampled([(768, 128), (3072, 128), (768, 128), (64, 128), (10, 128)])
+    v = decide(layers, num_inputs=128)
+    assert v.inconclusive == "undersampled: need at least 3073 inputs"  # the widest averaged layer: 3072 + 1
+    assert v.label == "inconclusive (undersampled: need at least 3073 inputs)"
+    assert v.undersampled
+    assert dict(v.inputs_needed) == {"l0": 769, "l1": 3073, "l2": 769}
+    assert v.to_dict()["inconclusive"] == v.inconclusive
+
+
+def test_half_undersampled_is_still_conclusive() -> None:
+    v = decide(_sampled([(768, 128), (64, 128), (10, 128)]), num_inputs=128)
+    assert v.inconclusive is None and v.label in ("balanced", "overparameterized", "underparameterized")
+
+
+def test_inputs_needed_counts_samples_per_input() -> None:
+    # channelwise: 16 positions per input, 3 inputs -> 48 samples for 64 channels; 65 samples need 5 inputs
+    layer = LayerScore("c", "Conv2d", 64, 48, 47, 47 / 64, (FLAG_UNDERSAMPLED,))
+    assert inputs_needed(layer, 3) == 5
+    assert inputs_needed(LayerScore("d", "Linear", 8, 100, 4, 0.5), 100) is None
+
+
+def test_no_signal_and_nothing_measured_are_inconclusive() -> None:
+    dead = _layers(0.0, 0.0, 0.0, flags={0: (FLAG_DEAD,), 1: (FLAG_DEAD,), 2: (FLAG_DEAD,)})
+    assert decide(dead).inconclusive == "no signal: 2 of 2 layers dead, 0 non-finite"
+    assert decide(_layers(0.5)).inconclusive == "nothing measured: no tracked layer besides the output layer"
+    assert not decide(dead).undersampled
+
+
+def test_a_selection_without_the_models_output_layer_averages_every_selected_layer() -> None:
+    layers = _layers(0.2, 0.4, 0.9)
+    assert decide(layers, output_layer="l2").averaged_layers == ("l0", "l1")
+    v = decide(layers, output_layer="head")  # the model's head was left out of the selection
+    assert v.averaged_layers == ("l0", "l1", "l2") and v.output_layer == "head"
+    assert v.average == pytest.approx(0.5)

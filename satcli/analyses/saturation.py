@@ -10,7 +10,7 @@ import torch
 from satcli.analyses.base import Analysis
 from satcli.core.accumulator import CovarianceAccumulator
 from satcli.core.moments import Moments
-from satcli.core.spectral import eigenvalues
+from satcli.core.spectral import eigenvalues, gram_eigenvalues
 from satcli.core.state import LayerStats
 from satcli.taps.layers import Layer
 
@@ -24,6 +24,9 @@ class SaturationAnalysis(Analysis):
         super().__init__(device)
         self.precision = precision
         self.accumulators: dict[str, CovarianceAccumulator] = {}
+        # A wide layer's samples while it has no more of them than its width (at most d x d values, the
+        # covariance's own size): its eigenvalues then come from the small n x n Gram matrix instead.
+        self.few: dict[str, list[torch.Tensor] | None] = {}
 
     def update(self, layer: Layer, samples: torch.Tensor, labels: torch.Tensor | None) -> None:
         acc = self.accumulators.get(layer.name)
@@ -31,10 +34,18 @@ class SaturationAnalysis(Analysis):
             acc = self.accumulators[layer.name] = CovarianceAccumulator(
                 int(layer.width or samples.shape[-1]), self.device, self.precision
             )
+            self.few[layer.name] = []
         acc.update(samples)
+        kept = self.few.get(layer.name)
+        if kept is not None:
+            rows = samples.detach().reshape(-1, samples.shape[-1])
+            if acc.n >= acc.width or acc.nonfinite:
+                self.few[layer.name] = None
+            elif rows.shape[0]:
+                kept.append(rows.to(self.device, torch.float64))
 
     def state(self) -> dict[str, object]:
-        return {name: layer_stats(acc) for name, acc in self.accumulators.items()}
+        return {name: layer_stats(acc, self.few.get(name)) for name, acc in self.accumulators.items()}
 
     def merge(self, other: Mapping[str, object]) -> None:
         for name, element in other.items():
@@ -48,16 +59,26 @@ class SaturationAnalysis(Analysis):
 
     def reset(self) -> None:
         self.accumulators.clear()
+        self.few.clear()
 
 
-def layer_stats(acc: CovarianceAccumulator) -> LayerStats:
-    """A layer's moments as float64 numpy, with the covariance's eigenvalues."""
+def layer_stats(acc: CovarianceAccumulator, few: list[torch.Tensor] | None = None) -> LayerStats:
+    """A layer's moments as float64 numpy, with the covariance's eigenvalues.
+
+    With `few` (every sample, fewer than the width) the eigenvalues come from the n x n Gram matrix of the
+    centered samples, which has the covariance's non-zero eigenvalues: n^3 work instead of d^3.
+    """
     n, mean, cov = acc.compute()
+    rows = torch.cat(few) if few else None
+    if rows is not None and rows.shape[0] == n and 1 < n < acc.width:
+        eigs = gram_eigenvalues(rows.cpu().numpy(), acc.width)
+    else:
+        eigs = eigenvalues(cov.cpu().numpy())
     return LayerStats(
         samples=n,
         mean=mean.cpu().numpy(),
         m2=acc.moments.m2.cpu().numpy(),
-        eigenvalues=eigenvalues(cov.cpu().numpy()),
+        eigenvalues=eigs,
         nonfinite=acc.nonfinite,
     )
 

@@ -47,7 +47,13 @@ def score_state(state: CheckpointState, thresholds: Thresholds, store: str | Non
         model_format=meta.model_format,
         data=meta.data_spec,
         layers=scores,
-        verdict=decide(scores, thresholds),
+        verdict=decide(scores, thresholds, state.num_inputs, _output_layer(meta.options)),
         options={**meta.options, "num_inputs": state.num_inputs},
         store=store,
     )
+
+
+def _output_layer(options: dict) -> str | None:
+    """The model's last tracked layer as the run recorded it (older stores: None, the last scored layer)."""
+    name = options.get("output_layer")
+    return name if isinstance(name, str) else None

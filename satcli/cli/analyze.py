@@ -28,10 +28,13 @@ from satcli.cli.options import (
     Device,
     Download,
     Exclude,
+    GrayscaleToRgb,
     ImageSize,
     Layers,
     MaxSamples,
     MaxTail,
+    OnNonfinite,
+    OnNonfiniteOption,
     OutputFormat,
     Precision,
     PrecisionOption,
@@ -69,6 +72,7 @@ def analyze_command(
     batch_size: BatchSize = 256,
     workers: Workers = 0,
     image_size: ImageSize = None,
+    grayscale_to_rgb: GrayscaleToRgb = False,
     seed: Seed = 0,
     arch: Arch = None,
     arch_kwargs: ArchKwargs = None,
@@ -86,6 +90,7 @@ def analyze_command(
         ),
     ] = False,
     precision: PrecisionOption = Precision.float64,
+    on_nonfinite: OnNonfiniteOption = OnNonfinite.skip,
     threshold: Threshold = None,
     tail_threshold: TailThreshold = None,
     max_tail: MaxTail = None,
@@ -132,6 +137,10 @@ def analyze_command(
     Several checkpoints share one decoded data set and print as each finishes; one that fails is reported on
     stderr and skipped, and the exit code is then 2.
     """
+    from satcli.models import load_model, resolve_device
+    from satcli.render.trajectory import render_trajectory
+    from satcli.taps import Reduction
+
     if trajectory and output_format is not OutputFormat.table:
         raise SatcliError("--trajectory prints a table; leave out --format or --trajectory")
     # Heavy modules (torch, h5py) load here, not at start-up: --version and --help must stay fast.
@@ -139,10 +148,9 @@ def analyze_command(
     from satcli.data import open_data
     from satcli.engine.options import AnalysisOptions
     from satcli.engine.sweep import Failure, order_checkpoints, score_checkpoints
-    from satcli.models import load_model, resolve_device
-    from satcli.render.trajectory import render_trajectory
-    from satcli.taps import Reduction
 
+    if store is not None and no_store:
+        raise SatcliError(f"--store {store} and --no-store contradict each other; give one of them")
     options = AnalysisOptions(
         reduction=Reduction(conv_method.value, sequence_method.value),
         include=tuple(layers or ()),
@@ -153,9 +161,11 @@ def analyze_command(
         classes=classes,
         weight_spectra=weight_spectra,
         precision=precision.value,
+        on_nonfinite=on_nonfinite.value,
     )
     source = open_data(
-        data, data_options(data_root, download, split, max_samples, batch_size, workers, image_size, seed)
+        data,
+        data_options(data_root, download, split, max_samples, batch_size, workers, image_size, seed, grayscale_to_rgb),
     )
     load = partial(
         load_model,
@@ -187,6 +197,7 @@ def analyze_command(
             )
             continue
         results.append(outcome)
+        warn_notes(outcome, err)
         _write_result(outcome, output_format, out, first=len(results) == 1, table=not trajectory)
     if output_format is OutputFormat.table and results and (trajectory or len(results) > 1):
         if not trajectory:
@@ -243,6 +254,19 @@ def progress_bar(err: Console, quiet: bool, path: Path, total: int) -> Iterator[
     with progress:
         task = progress.add_task(path.name, total=total)
         yield partial(progress.advance, task)
+
+
+def warn_notes(result: CheckpointResult, err: Console) -> None:
+    """Each warning about a finished checkpoint (inputs left out, ...) as one stderr line."""
+    from satcli.render.notes import result_notes
+    from satcli.taps.untracked import SCRIPT_FIX
+
+    for note in result_notes(result):
+        note = note.replace(SCRIPT_FIX, CLI_SCRIPT_FIX)
+        err.print(f"[yellow]warning:[/] {escape(note)}", soft_wrap=True, highlight=False)
+
+
+CLI_SCRIPT_FIX = "pass --arch MODULE:FACTORY (or a torchvision name) to load the weights into the Python model"
 
 
 def default_store_path(model: Path) -> Path:

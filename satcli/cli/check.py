@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from satcli.cli.analyze import progress_bar
-from satcli.cli.app import EXIT_FAILED, app
+from satcli.cli.analyze import progress_bar, warn_notes
+from satcli.cli.app import EXIT_FAILED, EXIT_USAGE, app
 from satcli.cli.console import stderr_console, stdout_console
 from satcli.cli.options import (
+    AllowUndersampled,
     Arch,
     ArchKwargs,
     BatchSize,
@@ -26,9 +27,12 @@ from satcli.cli.options import (
     Download,
     Exclude,
     FailOn,
+    GrayscaleToRgb,
     ImageSize,
     Layers,
     MaxSamples,
+    OnNonfinite,
+    OnNonfiniteOption,
     Precision,
     PrecisionOption,
     Quiet,
@@ -51,6 +55,11 @@ if TYPE_CHECKING:
     from satcli.data import DataSource
     from satcli.engine.options import AnalysisOptions
     from satcli.models import LoadedModel
+
+if TYPE_CHECKING:
+    from satcli.core.results import CheckpointResult
+    from satcli.models import LoadedModel
+from satcli.errors import SatcliError
 
 
 @app.command("check")
@@ -101,6 +110,7 @@ def check_command(
     batch_size: BatchSize = 256,
     workers: Workers = 0,
     image_size: ImageSize = None,
+    grayscale_to_rgb: GrayscaleToRgb = False,
     seed: Seed = 0,
     arch: Arch = None,
     arch_kwargs: ArchKwargs = None,
@@ -111,6 +121,8 @@ def check_command(
     conv_method: ConvMethodOption = ConvMethod.mean,
     sequence_method: SequenceMethodOption = SequenceMethod.mean,
     precision: PrecisionOption = Precision.float64,
+    on_nonfinite: OnNonfiniteOption = OnNonfinite.skip,
+    allow_undersampled: AllowUndersampled = False,
     output_format: Annotated[
         CheckFormat, typer.Option("--format", "-f", help="table: a summary line; json: one result per line.")
     ] = CheckFormat.table,
@@ -120,8 +132,8 @@ def check_command(
     """CI gate: exit 0 when every checkpoint passes, 1 when one fails, 2 for bad usage or input.
 
     By default any verdict but balanced fails. Stores are re-scored, at their stored thresholds unless set.
+    An inconclusive verdict (most layers undersampled, nothing measured) is not gated and exits 2.
     """
-    # Heavy modules (torch, h5py) load here, not at start-up: --version and --help must stay fast.
     from satcli.core import gates
     from satcli.core.verdict import ThresholdOverrides, Thresholds
     from satcli.data import open_data
@@ -129,6 +141,8 @@ def check_command(
     from satcli.models import load_model
     from satcli.store.rescore import looks_like_store, rescore_refs
     from satcli.taps import Reduction
+
+    # Heavy modules (torch, h5py) load here, not at start-up: --version and --help must stay fast.
 
     spec = gates.GateSpec(
         fail_on=fail_on.value,
@@ -138,6 +152,15 @@ def check_command(
         max_saturation=tuple(gates.parse_layer_limit(x, "--max-saturation") for x in max_saturation or ()),
         min_saturation=tuple(gates.parse_layer_limit(x, "--min-saturation") for x in min_saturation or ()),
     )
+    if not (
+        spec.fail_on != gates.FAIL_NONE
+        or spec.max_tail is not None
+        or spec.max_average is not None
+        or spec.min_average is not None
+        or spec.max_saturation
+        or spec.min_saturation
+    ):
+        raise SatcliError("no gate to check: --fail-on none and no --max-*/--min-* option, so every model would pass")
     overrides = ThresholdOverrides(threshold, tail_threshold, max_tail, under_threshold)
     model_thresholds = overrides.apply(Thresholds())
     options = AnalysisOptions(
@@ -147,18 +170,22 @@ def check_command(
         thresholds=model_thresholds,
         store_activations=False,
         precision=precision.value,
+        on_nonfinite=on_nonfinite.value,
     )
     out = stdout_console()
     err = stderr_console()
     source: DataSource | None = None
-    failed = checked = 0
+    failed = checked = inconclusive = 0
     for target in targets:
         if looks_like_store(target):
             scored = rescore_refs([target], overrides)
         else:
             if source is None:
                 source = open_data(
-                    data, data_options(data_root, download, split, max_samples, batch_size, workers, image_size, seed)
+                    data,
+                    data_options(
+                        data_root, download, split, max_samples, batch_size, workers, image_size, seed, grayscale_to_rgb
+                    ),
                 )
             loaded = load_model(
                 Path(target),
@@ -168,15 +195,24 @@ def check_command(
                 device=device,
             )
             scored = [(target, _score_model(loaded, source, options, err, quiet))]
+            warn_notes(scored[0][1], err)
         for label, result in scored:
+            checked += 1
+            verdict = result.verdict
+            if verdict.inconclusive is not None and not (allow_undersampled and verdict.undersampled):
+                inconclusive += 1
+                _print_inconclusive(label, result, output_format, verbose, out)
+                continue
             results = gates.evaluate(result.layers, result.verdict, spec)
             ok = gates.passed(results)
-            checked += 1
             failed += not ok
             _print_check(label, result, results, output_format, verbose, out)
     if checked > 1:
-        line = f"{'FAIL' if failed else 'PASS'}: {failed} of {checked} checkpoints failed"
+        line = f"{'FAIL' if failed or inconclusive else 'PASS'}: {failed} of {checked} checkpoints failed"
+        line += f", {inconclusive} inconclusive" if inconclusive else ""
         typer.echo(line, err=output_format is CheckFormat.json)
+    if inconclusive:
+        raise typer.Exit(EXIT_USAGE)
     if failed:
         raise typer.Exit(EXIT_FAILED)
 
@@ -209,10 +245,29 @@ def _print_check(
         render_result(result, out)
     for gate in results:
         if not gate.passed:
-            typer.echo(gate.line(), err=True)
+            typer.echo(gate.line(label), err=True)
     if as_json:
         record = json.loads(result_json(result))
         record.update(target=label, passed=gates.passed(results), gates=[g.to_dict() for g in results])
         sys.stdout.write(json.dumps(record, allow_nan=False, ensure_ascii=False) + "\n")
         sys.stdout.flush()
     typer.echo(gates.summary(label, results, result.verdict), err=as_json)
+
+
+def _print_inconclusive(
+    label: str, result: CheckpointResult, output_format: CheckFormat, verbose: bool, out: Console
+) -> None:
+    """An ungated checkpoint: the reason on stderr (what would make it gateable), JSON with passed null."""
+    from satcli.render.serialize import result_json
+    from satcli.render.table import render_result
+
+    verdict = result.verdict
+    hint = "add inputs, or pass --allow-undersampled to gate it anyway" if verdict.undersampled else "nothing to gate"
+    if output_format is CheckFormat.json:
+        record = json.loads(result_json(result))
+        record.update(target=label, passed=None, gates=[])
+        sys.stdout.write(json.dumps(record, allow_nan=False, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+    elif verbose:
+        render_result(result, out)
+    typer.echo(f"ERROR {label}: verdict {verdict.label}: {hint}", err=True)

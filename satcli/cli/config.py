@@ -85,6 +85,12 @@ def _text_list(value: object) -> list[str]:
     return list(items)
 
 
+def _boolean(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid("must be true or false")
+    return value
+
+
 def _layer_limits(value: object) -> list[str]:
     """A table {"PATTERN" = X} (or a list of "PATTERN=X" strings) as the option's PATTERN=X strings."""
     if isinstance(value, dict):
@@ -116,6 +122,17 @@ def _data_spec(value: object, base: Path) -> str:
         return "folder:" + _path(text[len("folder:") :], base)
     if Path(text.lower()).suffix in ARRAY_SUFFIXES:
         return _path(text, base)
+    return text
+
+
+def _arch_spec(value: object, base: Path) -> str:
+    """A module:factory architecture imports relative to the pyproject's folder, as `data` paths resolve."""
+    text = _text(value)
+    source, sep, _ = text.partition(":")
+    if sep and source not in ("torchvision", "timm"):
+        from satcli.models.arch import import_from  # not at start-up: it loads torch
+
+        import_from(str(base))
     return text
 
 
@@ -163,12 +180,14 @@ SETTINGS: dict[str, Setting] = {
     "workers": Setting("workers", _integer(0)),
     "image-size": Setting("image_size", _integer(1)),
     "seed": Setting("seed", _integer(None)),
-    "arch": Setting("arch", _text),
+    "arch": Setting("arch", path_check=_arch_spec),
     "device": Setting("device", _text),
     "layers": Setting("layers", _text_list),
     "exclude": Setting("exclude", _text_list),
     "conv-method": Setting("conv_method", _choice(CONV_METHODS)),
     "sequence-method": Setting("sequence_method", _choice(SEQUENCE_METHODS)),
+    "on-nonfinite": Setting("on_nonfinite", _choice(("skip", "fail"))),
+    "allow-undersampled": Setting("allow_undersampled", _boolean),
 }
 
 

@@ -110,6 +110,7 @@ def data_options(
     workers: int,
     image_size: int | None,
     seed: int,
+    grayscale_to_rgb: bool = False,
 ) -> DataOptions:
     """The data options of a command (imported here, not at start-up: --help must not pay for torch)."""
     from satcli.data import DataOptions
@@ -123,6 +124,7 @@ def data_options(
         workers=workers,
         image_size=image_size,
         seed=seed,
+        grayscale_to_rgb=grayscale_to_rgb,
     )
 
 
@@ -169,6 +171,12 @@ StoreRefs = Annotated[
 ]
 
 
+CheckpointKeys = Annotated[
+    list[str] | None,
+    typer.Option("--checkpoint", "-c", metavar="NNNN", help="Only this checkpoint group of the store (repeatable)."),
+]
+
+
 # The verdict's thresholds, shared by analyze, check, report, compare and plot. Unset: the default for a
 # model, the value stored with the checkpoint for a store.
 _UNSET = "[default: {default}; for a store: as stored]"
@@ -191,9 +199,7 @@ TailThreshold = Annotated[
 ]
 MaxTail = Annotated[
     int | None,
-    typer.Option(
-        min=0, help="Overparameterized when the tail is longer. " + _UNSET.format(default=2)
-    ),
+    typer.Option(min=0, help="Overparameterized when the tail is longer. " + _UNSET.format(default=2)),
 ]
 UnderThreshold = Annotated[
     float | None,
@@ -224,4 +230,32 @@ PrecisionOption = Annotated[
         help="Arithmetic of the covariance blocks (sums stay float64): float64 exact, float32 faster "
         "(error in docs/method.md).",
     ),
+]
+
+
+class OnNonfinite(str, Enum):
+    skip = "skip"
+    fail = "fail"
+
+
+OnNonfiniteOption = Annotated[
+    OnNonfinite,
+    typer.Option(
+        "--on-nonfinite",
+        help="skip: leave inputs (and layer samples) holding NaN or inf out of every statistic, counted on "
+        "stderr and in the JSON; fail: stop with an error at the first one.",
+    ),
+]
+AllowUndersampled = Annotated[
+    bool,
+    typer.Option(
+        "--allow-undersampled",
+        help="Gate an inconclusive (undersampled) verdict as if it were conclusive instead of exiting 2.",
+    ),
+]
+
+
+GrayscaleToRgb = Annotated[
+    bool,
+    typer.Option("--grayscale-to-rgb", help="Repeat the channel of 1-channel images to 3, for models trained on RGB."),
 ]

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from satcli.cli.app import app
-from satcli.cli.options import MaxTail, TailThreshold, Threshold, UnderThreshold
+from satcli.cli.options import CheckpointKeys, MaxTail, TailThreshold, Threshold, UnderThreshold
 
 
 @app.command("plot")
@@ -24,10 +24,7 @@ def plot_command(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Image to write; the suffix picks the format (.png, .svg, .pdf).")
     ],
-    checkpoint: Annotated[
-        list[str] | None,
-        typer.Option("--checkpoint", "-c", metavar="NNNN", help="Plot only this checkpoint group (repeatable)."),
-    ] = None,
+    checkpoint: CheckpointKeys = None,
     threshold: Threshold = None,
     tail_threshold: TailThreshold = None,
     max_tail: MaxTail = None,
@@ -37,10 +34,11 @@ def plot_command(
 
     Needs matplotlib (pip install 'satcli\\[plot]'). Numbers are re-scored from the store, as by report.
     """
-    # Heavy modules (h5py, numpy) load here, not at start-up: --version and --help must stay fast.
     from satcli.core.verdict import ThresholdOverrides
     from satcli.render.plot import plot_results
     from satcli.store.rescore import parse_store_ref, rescore_refs
+
+    # Heavy modules (h5py, numpy) load here, not at start-up: --version and --help must stay fast.
 
     overrides = ThresholdOverrides(threshold, tail_threshold, max_tail, under_threshold)
     results = [result for _, result in rescore_refs(stores, overrides, checkpoint or [])]

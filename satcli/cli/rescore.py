@@ -10,8 +10,10 @@ import typer
 from satcli.cli.app import app
 from satcli.cli.console import stdout_console
 from satcli.cli.options import (
+    CheckpointKeys,
     CompareFormat,
     MaxTail,
+    Quiet,
     ReportFormat,
     StoreRefs,
     TailThreshold,
@@ -23,6 +25,7 @@ from satcli.cli.options import (
 @app.command("report")
 def report_command(
     stores: StoreRefs,
+    checkpoint: CheckpointKeys = None,
     threshold: Threshold = None,
     tail_threshold: TailThreshold = None,
     max_tail: MaxTail = None,
@@ -30,6 +33,7 @@ def report_command(
     output_format: Annotated[
         ReportFormat, typer.Option("--format", "-f", help="table, or json / jsonl (one object per line) / csv.")
     ] = ReportFormat.table,
+    quiet: Quiet = False,
 ) -> None:
     """Re-score stored checkpoints at any thresholds, with no model and no data."""
     # Heavy modules (h5py, numpy) load here, not at start-up: --version and --help must stay fast.
@@ -38,8 +42,13 @@ def report_command(
     from satcli.render.table import render_result
     from satcli.store.rescore import rescore_refs
 
+    """Re-score stored checkpoints at any thresholds, with no model and no data.
+
+    -q is accepted as in analyze and check: re-scoring shows no progress bar to silence.
+    """
+    del quiet  # same meaning everywhere (no progress bar); report never shows one
     overrides = ThresholdOverrides(threshold, tail_threshold, max_tail, under_threshold)
-    results = [result for _, result in rescore_refs(stores, overrides)]
+    results = [result for _, result in rescore_refs(stores, overrides, checkpoint or [])]
     if output_format is ReportFormat.table:
         out = stdout_console()
         for result in results:
@@ -71,7 +80,8 @@ def compare_command(
     overrides = ThresholdOverrides(threshold, tail_threshold, max_tail, under_threshold)
     comparison = compare(rescore_refs(stores, overrides))
     if output_format is CompareFormat.table:
-        stdout_console().print(comparison_table(comparison))
+        out = stdout_console()
+        out.print(comparison_table(comparison, out.width))
     elif output_format is CompareFormat.csv:
         sys.stdout.write(comparison_csv(comparison))
     else:

@@ -27,6 +27,7 @@ class Method(str, Enum):
     svr = "svr"
     cosvr = "cosvr"
 
+
 Model = Annotated[
     Path, typer.Argument(help="Model file: .pt2, TorchScript, state dict or .safetensors.", show_default=False)
 ]

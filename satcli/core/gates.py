@@ -63,9 +63,12 @@ class GateResult:
     message: str
     layers: tuple[str, ...] = field(default=())
 
-    def line(self) -> str:
-        """'FAIL max-tail: tail of 6 layers (net.5 ... net.15) > 2'; layer gates name their PATTERN=X too."""
+    def line(self, checkpoint: str | None = None) -> str:
+        """'FAIL CHECKPOINT max-tail: tail of 6 layers (net.5 ... net.15) > 2'; layer gates name their
+        PATTERN=X too. The checkpoint tells apart the lines of the checkpoints of one store."""
         subject = f"{self.gate} {self.limit}" if self.gate in LAYER_GATES else self.gate
+        if checkpoint:
+            subject = f"{checkpoint} {subject}"
         return f"{'PASS' if self.passed else 'FAIL'} {subject}: {self.message}"
 
     def to_dict(self) -> dict[str, object]:
@@ -154,6 +157,9 @@ def _layer_gate(layers: Sequence[LayerScore], pattern: str, limit: float, upper:
         s = layer.saturation
         return s is None or (s > limit if upper else s < limit)
 
+    if all(layer.saturation is None for layer in matched):
+        names = ", ".join(f"{layer.name} ({', '.join(layer.flags) or 'no k'})" for layer in matched)
+        raise SatcliError(f"--{gate} pattern {pattern!r} matches only unmeasured layers, nothing to check: {names}")
     offenders = [layer for layer in matched if bad(layer)]
     side = "above" if upper else "below"
     if not offenders:

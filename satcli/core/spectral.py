@@ -66,6 +66,20 @@ def eigenvalues(cov: np.ndarray) -> np.ndarray:
     return np.clip(values, 0.0, None)
 
 
+def gram_eigenvalues(rows: np.ndarray, width: int) -> np.ndarray:
+    """Covariance eigenvalues of n < width samples (rows) from their n x n centered Gram matrix.
+
+    X_c X_c^T and X_c^T X_c share their non-zero eigenvalues, so the d x d decomposition is not needed;
+    the result is padded with zeros to `width` values, descending, like ``eigenvalues``.
+    """
+    x = np.asarray(rows, dtype=np.float64)
+    centered = x - x.mean(axis=0)
+    small = eigenvalues(centered @ centered.T / (x.shape[0] - 1))
+    out = np.zeros(width)
+    out[: min(width, small.shape[0])] = small[:width]
+    return out
+
+
 def intrinsic_dimension(eigs: np.ndarray, delta: float = DEFAULT_DELTA) -> int:
     """Smallest k whose top-k eigenvalues hold at least a share delta of the total; 0 when the total is 0."""
     if not 0.0 < delta <= 1.0:

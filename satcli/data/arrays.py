@@ -1,8 +1,14 @@
-"""Array files: .npz / .pt / .h5 with x/y, inputs/labels or data/targets, read without running code."""
+"""Array files: .npz / .pt / .h5 with x/y, inputs/labels or data/targets, or one .npy array, read without
+running code.
+
+dtype and shape decide what an array is: uint8 is images (scaled to [0, 1] as float32); any other integer
+array of shape (N, T) is token ids (kept int64, for Embedding layers); other integer arrays and floats
+are float32 values, used as given.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +20,7 @@ from satcli.data.rows import encode_labels
 from satcli.data.source import DataOptions, DataSource, _check_split
 from satcli.errors import SatcliError
 
-ARRAY_SUFFIXES = (".npz", ".pt", ".h5", ".hdf5")
+ARRAY_SUFFIXES = (".npz", ".npy", ".pt", ".h5", ".hdf5")
 # (inputs key, labels key) pairs looked up in array files, in this order.
 ARRAY_KEYS = (("x", "y"), ("inputs", "labels"), ("data", "targets"))
 
@@ -41,6 +47,14 @@ def _read_npz(path: Path) -> tuple[Any, Any, str, str | None, list[str]]:
     except Exception as exc:
         raise SatcliError(f"cannot read {path} as an .npz file: {_one_line(exc)}") from exc
     return inputs, labels, input_key, label_key, keys
+
+
+def _read_npy(path: Path) -> tuple[Any, Any, str, str | None, list[str]]:
+    try:
+        inputs = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise SatcliError(f"cannot read {path} as an .npy file: {_one_line(exc)}") from exc
+    return inputs, None, "array", None, ["(a single array)"]
 
 
 def _read_pt(path: Path) -> tuple[Any, Any, str, str | None, list[str]]:
@@ -115,7 +129,8 @@ def _open_arrays(spec: str, path: Path, options: DataOptions) -> DataSource:
     if not path.is_file():
         raise SatcliError(f"data file not found: {path}")
     suffix = path.suffix.lower()
-    reader = _read_npz if suffix == ".npz" else _read_pt if suffix == ".pt" else _read_h5
+    readers = {".npz": _read_npz, ".npy": _read_npy, ".pt": _read_pt}
+    reader = readers.get(suffix, _read_h5)
     raw_inputs, raw_labels, input_key, label_key, keys = reader(path)
     inputs = _as_tensor(raw_inputs, path, input_key)
     if inputs.dim() == 0 or inputs.shape[0] == 0:
@@ -139,16 +154,32 @@ def _open_arrays(spec: str, path: Path, options: DataOptions) -> DataSource:
         raise SatcliError(
             f"--image-size needs images of shape (N, C, H, W); {path} {input_key} is {tuple(inputs.shape)}"
         )
-    if inputs.dtype == torch.uint8:
-        scale = 255.0
-    else:
-        inputs, scale = inputs.to(torch.float32), 1.0
     details = [f"{input_key}/{label_key}" if labels is not None else f"{input_key}, unlabeled"]
-    source = _memory_source(
-        spec, str(path), details, inputs, labels, _ImageTransform(scale, size=options.image_size), options
-    )
+    transform: Callable[[torch.Tensor], torch.Tensor]
+    if is_token_ids(inputs):
+        inputs, transform = inputs.to(torch.int64), _TokenIds()
+        details.append("token ids")
+    else:
+        scale = 255.0 if inputs.dtype == torch.uint8 else 1.0
+        transform = _ImageTransform(scale, size=options.image_size)
+        if inputs.dtype != torch.uint8:
+            inputs = inputs.to(torch.float32)
+    source = _memory_source(spec, str(path), details, inputs, labels, transform, options)
     source.class_names = class_names
     return source
+
+
+def is_token_ids(inputs: torch.Tensor) -> bool:
+    """An (N, T) integer array that is not uint8 (uint8 is image data): ids for an Embedding, kept integer."""
+    integer = not inputs.is_floating_point() and inputs.dtype not in (torch.uint8, torch.bool)
+    return integer and inputs.dim() == 2
+
+
+class _TokenIds:
+    """Token ids stay int64 (an Embedding needs integer indices); a class so DataLoader workers can pickle it."""
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to(torch.int64).contiguous()
 
 
 def _as_labels(labels: torch.Tensor, path: Path, key: str) -> torch.Tensor:

@@ -63,7 +63,7 @@ class _ImageTransform:
 class _MemoryDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """Raw samples held in memory (uint8 images or float32 arrays), transformed one item at a time."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, transform: _ImageTransform) -> None:
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, transform: Callable[[torch.Tensor], torch.Tensor]) -> None:
         self.x = x
         self.y = y
         self.transform = transform
@@ -101,7 +101,7 @@ def _memory_source(
     details: Sequence[str],
     x: torch.Tensor,
     y: torch.Tensor | None,
-    transform: _ImageTransform,
+    transform: Callable[[torch.Tensor], torch.Tensor],
     options: DataOptions,
 ) -> DataSource:
     """Wrap in-memory raw samples (first axis = sample) into a DataSource, applying --max-samples."""

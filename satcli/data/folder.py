@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 
 from satcli.data.common import NORMALIZATION, _describe, _ImageTransform, _one_line, _subset_indices
 from satcli.data.source import DataOptions, DataSource, _check_split
-from satcli.errors import SatcliError
+from satcli.errors import DataError, SatcliError
 
 
 class _FolderDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
@@ -36,7 +36,7 @@ def _load_rgb(path: str) -> torch.Tensor:
         with Image.open(path) as image:
             rgb = np.array(image.convert("RGB"))
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise SatcliError(f"cannot read image {path}: {_one_line(exc)}") from exc
+        raise DataError(f"cannot read image {path}: {_one_line(exc)}") from exc
     return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
 
 
@@ -48,7 +48,7 @@ def _image_size(path: str) -> tuple[int, int]:
         with Image.open(path) as image:
             return image.size
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise SatcliError(f"cannot read image {path}: {_one_line(exc)}") from exc
+        raise DataError(f"cannot read image {path}: {_one_line(exc)}") from exc
 
 
 def _open_folder(spec: str, folder_text: str, options: DataOptions) -> DataSource:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,8 @@ class DataOptions:
     image_processor: Any = None
     max_length: int | None = None
     trust_remote_code: bool = False
+    # Repeat the channel of 1-channel image batches (N, 1, H, W) to 3, for models trained on RGB.
+    grayscale_to_rgb: bool = False
 
 
 @dataclass
@@ -116,6 +119,16 @@ class DataSource:
 
     def iter_batches(self) -> Iterator[Batch]:
         """Yield Batch objects in dataset order (labels None when the data is unlabeled)."""
+        if not self.options.grayscale_to_rgb:
+            yield from self._iter_batches()
+            return
+        for batch in self._iter_batches():
+            x = batch.inputs
+            if isinstance(x, torch.Tensor) and x.ndim == 4 and x.shape[1] == 1:
+                batch = Batch(x.expand(-1, 3, -1, -1).contiguous(), batch.labels, batch.mask)
+            yield batch
+
+    def _iter_batches(self) -> Iterator[Batch]:
         if self.collate is None:
             for x, y in self.batches():
                 yield Batch(x, y if self.has_labels else None)
@@ -182,7 +195,7 @@ def _one_line_errors(loader: DataLoader[Any]) -> Iterator[Any]:
         # loader's workers alive until a garbage collection that then stalls for seconds; dropping the
         # traceback frees them now.
         exc.__traceback__ = None
-        raise SatcliError(_last_line(str(exc))) from None
+        raise type(exc)(_last_line(str(exc))) from None  # the same class: a DataError stays the data's
 
 
 def _check_options(options: DataOptions) -> None:
@@ -208,5 +221,4 @@ def _last_line(message: str) -> str:
     """The original one-line message of an error that a DataLoader worker re-raised with its traceback."""
     lines = [line for line in message.strip().splitlines() if line.strip()]
     last = lines[-1] if lines else message
-    prefix = f"{SatcliError.__module__}.{SatcliError.__name__}: "
-    return last[len(prefix) :] if last.startswith(prefix) else last
+    return re.sub(rf"^{re.escape(SatcliError.__module__)}\.\w+: ", "", last)

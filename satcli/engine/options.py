@@ -10,6 +10,8 @@ from satcli.taps import Reduction
 
 ACTIVATION_DTYPES = ("float32", "float16")
 PRECISIONS = ("float64", "float32")
+# skip: leave inputs/samples with NaN or inf out of every statistic (counted); fail: stop at the first one.
+NONFINITE_POLICIES = ("skip", "fail")
 
 
 @dataclass(frozen=True)
@@ -30,10 +32,15 @@ class AnalysisOptions:
     classes: bool | None = None
     weight_spectra: bool = False
     precision: str = "float64"
+    on_nonfinite: str = "skip"
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise SatcliError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.on_nonfinite not in NONFINITE_POLICIES:
+            raise SatcliError(
+                f"the non-finite policy must be one of {', '.join(NONFINITE_POLICIES)}, got {self.on_nonfinite!r}"
+            )
         if self.activations_dtype not in ACTIVATION_DTYPES:
             raise SatcliError(
                 f"activations dtype must be one of {', '.join(ACTIVATION_DTYPES)}, got {self.activations_dtype!r}"
@@ -53,6 +60,7 @@ class AnalysisOptions:
             "store_activations": self.store_activations,
             "activations_dtype": self.activations_dtype,
             "analyses": ["saturation", *self.extra_analyses(has_labels), *(["weights"] if self.weight_spectra else [])],
+            "on_nonfinite": self.on_nonfinite,
             # Recorded only when not the default, so stores and JSON of float64 runs stay as they were.
             **({"precision": self.precision} if self.precision != "float64" else {}),
         }

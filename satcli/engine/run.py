@@ -19,6 +19,7 @@ from satcli.analyses.score import score_state
 from satcli.core.results import CheckpointResult
 from satcli.core.state import CheckpointMeta, CheckpointState, LayerMeta, LayerState
 from satcli.data import Batch, DataSource
+from satcli.engine.nonfinite import NonFiniteCount, flag_unmeasured
 from satcli.engine.options import AnalysisOptions
 from satcli.errors import SatcliError
 from satcli.models import LoadedModel
@@ -77,6 +78,7 @@ def analyze(
     seen: dict[str, _Seen] = {}
     keep_rows = any(o.wants_rows for o in observers)
     now: list[Batch] = []
+    nonfinite = NonFiniteCount(options.on_nonfinite)
 
     def sink(layer: Layer, out: torch.Tensor) -> None:
         # Runs inside the forward pass, before later in-place ops of the model can change `out`.
@@ -87,15 +89,19 @@ def analyze(
             reduction = options.reduction.name_for(layer, out.ndim)
             entry = seen[layer.name] = _Seen(layer, reduction, _per_input(samples, out), [])
         labels = sample_labels(batch.labels, samples, int(out.shape[0]), batch.mask)
+        measured, labels = nonfinite.finite_samples(layer.name, samples, labels)
         for analysis in analyses:
-            analysis.update(layer, samples, labels)
+            analysis.update(layer, measured, labels)
         if keep_rows:
             entry.calls.append(input_rows(out, samples, layer, batch.mask))
 
     num_inputs = 0
     started = False
     with open_taps(model.module, options.include, options.exclude) as taps:
-        for batch in data.iter_batches():
+        for raw in data.iter_batches():
+            batch = nonfinite.finite_batch(raw, num_inputs + nonfinite.inputs, data.description)
+            if batch is None:
+                continue
             now[:] = [on_device(batch, device)]
             for entry in seen.values():
                 entry.calls.clear()
@@ -110,8 +116,13 @@ def analyze(
                 observer.batch(rows, batch.labels, count)
             num_inputs += count
     if not seen:
+        if nonfinite.inputs:
+            raise SatcliError(f"every one of the {nonfinite.inputs} inputs of {data.description} holds NaN or inf")
         raise SatcliError(f"the data set {data.description} gave no samples")
-    state = _checkpoint_state(meta, seen, analyses, num_inputs)
+    untracked = [u.to_dict() for u in taps.untracked]
+    learnt = {"nonfinite": nonfinite.to_dict(), "untracked": untracked, "output_layer": taps.output_layer}
+    meta = replace(meta, options={**meta.options, **learnt})
+    state = _checkpoint_state(meta, seen, analyses, num_inputs, nonfinite)
     result = score_state(state, options.thresholds)
     if options.weight_spectra:
         result = with_weight_spectra(result, model.module)
@@ -166,11 +177,15 @@ def _rows(calls: list[torch.Tensor]) -> torch.Tensor:
 
 
 def _checkpoint_state(
-    meta: CheckpointMeta, seen: dict[str, _Seen], analyses: Sequence[Analysis], num_inputs: int
+    meta: CheckpointMeta,
+    seen: dict[str, _Seen],
+    analyses: Sequence[Analysis],
+    num_inputs: int,
+    nonfinite: NonFiniteCount,
 ) -> CheckpointState:
     """The run's final state: every layer's moments and the other analyses' elements, in forward order."""
     states = {analysis.name: analysis.state() for analysis in analyses}
-    stats = states.pop(SaturationAnalysis.name)
+    stats = flag_unmeasured(states.pop(SaturationAnalysis.name), nonfinite)  # type: ignore[arg-type]
     layers = []
     for layer_meta in _layer_metas(seen):
         extras = {name: state[layer_meta.name] for name, state in states.items() if layer_meta.name in state}

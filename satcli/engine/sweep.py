@@ -23,7 +23,7 @@ from satcli.core.state import CheckpointMeta, CheckpointState, LayerMeta
 from satcli.data import DataSource
 from satcli.engine.options import AnalysisOptions
 from satcli.engine.run import Observer, analyze
-from satcli.errors import SatcliError
+from satcli.errors import DataError, SatcliError
 from satcli.models import LoadedModel
 from satcli.store.lock import store_lock
 from satcli.store.observer import StoreObserver
@@ -82,7 +82,8 @@ def score_checkpoints(
     """Score each checkpoint in the given order; yield its result, or a Failure and go on to the next one.
 
     With more than one checkpoint the data are decoded into memory once, unless they would take more than
-    MATERIALIZE_MAX_BYTES; an error while decoding is the data's and ends the run (SatcliError).
+    MATERIALIZE_MAX_BYTES; an error while decoding, or a DataError found mid-run (an unreadable image, a
+    non-finite input under the fail policy), is the data's and ends the run, named without the checkpoint.
     `store_for(path)` names the checkpoint's store (None: no store); the first checkpoint written to a store
     in this run replaces any file there, later ones are added to it, and each is committed before it is yielded.
     Every store's write lock is held for the whole run, so no other run can write between two checkpoints
@@ -113,6 +114,8 @@ def _score_all(
             key = None if target is None else os.path.abspath(target)
             with track(path, source.num_samples) as advance:
                 result = score_checkpoint(loaded, source, options, target, append=key in written, on_batch=advance)
+        except DataError:
+            raise  # the data's fault, not this checkpoint's: every later one would fail the same way
         except SatcliError as exc:
             yield Failure(path, _reason(path, str(exc)))
             continue

@@ -37,6 +37,8 @@ def parse_arch_kwargs(items: Sequence[str]) -> dict[str, object]:
 def build_arch(arch: str, kwargs: Mapping[str, object]) -> torch.nn.Module:
     """Instantiate an untrained architecture from "torchvision:NAME", "timm:NAME" or "package.module:callable"."""
     source, sep, name = arch.partition(":")
+    if not sep and _is_torchvision_name(arch.strip()):  # a bare torchvision name, as the README calls --arch
+        return _build_torchvision(arch.strip(), dict(kwargs))
     if not sep or not source.strip() or not name.strip():
         raise SatcliError(f"bad --arch {arch!r}; use torchvision:NAME, timm:NAME or package.module:callable")
     source, name = source.strip(), name.strip()
@@ -45,6 +47,12 @@ def build_arch(arch: str, kwargs: Mapping[str, object]) -> torch.nn.Module:
     if source == "timm":
         return _build_timm(name, dict(kwargs))
     return _build_from_factory(arch, source, name, dict(kwargs))
+
+
+def _is_torchvision_name(name: str) -> bool:
+    import torchvision
+
+    return name in torchvision.models.list_models()
 
 
 def _build_torchvision(name: str, kwargs: dict[str, object]) -> torch.nn.Module:
@@ -88,10 +96,17 @@ def _build_timm(name: str, kwargs: dict[str, object]) -> torch.nn.Module:
         raise SatcliError(f"cannot build timm:{name}{_kwargs_text(kwargs)}: {_reason(exc)}") from None
 
 
+def import_from(folder: str | None = None) -> None:
+    """Put a folder (default: the current one) first on the import path, as `python -m` does, so code named
+    by an architecture or a trusted pickle imports the same way whether satcli runs as `satcli` or
+    `python -m satcli`."""
+    folder = os.path.abspath(folder or os.getcwd())
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+
+
 def _build_from_factory(arch: str, module_name: str, attr_path: str, kwargs: dict[str, object]) -> torch.nn.Module:
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
+    import_from()
     try:
         target: object = importlib.import_module(module_name)
     except Exception as exc:

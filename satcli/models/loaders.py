@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from satcli.errors import SatcliError
+from satcli.models.arch import import_from
 from satcli.models.detect import _detect_format, file_sha256
 from satcli.models.device import _as_device
 from satcli.models.hf import _EXPECTED, HF_PREFIX, is_hf_model_dir, load_hf_model, model_dir_sha256, resolve_model_dir
@@ -158,6 +159,7 @@ def _load_torch_save(
         if not trust_pickle:
             found = re.search(r"GLOBAL (\S+) was not an allowed global", str(exc))
             raise SatcliError(_pickle_refusal(path, found.group(1) if found else None)) from None
+        import_from()  # the pickle's classes import from the current folder, as under python -m satcli
         try:
             with _quiet_torch():
                 trusted = torch.load(path, map_location=dev, weights_only=False)

@@ -12,7 +12,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from satcli.core.compare import Comparison, change_pp
+from satcli.core.compare import Column, Comparison, change_pp
 from satcli.core.spectral import LayerScore
 from satcli.render.text import format_percent
 
@@ -48,26 +48,62 @@ def _cell(score: LayerScore | None) -> str:
     return MISSING if score is None else format_percent(score.saturation)
 
 
-def comparison_table(comparison: Comparison) -> RenderableType:
-    """A legend (label = source and model), then layers x checkpoints with the change from the baseline."""
+def comparison_table(comparison: Comparison, width: int | None = None) -> RenderableType:
+    """A legend (label = source and model), then layers x checkpoints with the change from the baseline.
+
+    Given a console `width`, the checkpoints after the baseline are split into blocks that fit it (each block
+    repeats the layer names and the baseline), as the trajectory table does, so no column is dropped.
+    """
     columns = comparison.columns
-    base = columns[0]
     legend = Table.grid(padding=(0, 1))
     for _ in range(3):
         legend.add_column()
     for c in columns:
         legend.add_row(Text(c.label, style="bold"), Text(c.source), Text(f"({c.result.model})", style="dim"))
+    parts: list[RenderableType] = [legend]
+    for block in _blocks(comparison, width):
+        parts += [Text(""), _block_table(comparison, block)]
+    parts.append(Text(f"Δ: change from {columns[0].label} in percentage points", style="dim"))
+    return Group(*parts)
 
+
+def _blocks(comparison: Comparison, width: int | None) -> list[list[Column]]:
+    """The checkpoints after the baseline, in blocks whose table fits `width` (one block when None)."""
+    columns = comparison.columns
+    base, others = columns[0], list(columns[1:])
+    if width is None or not others:
+        return [others]
+    names = [*comparison.layers, "average", "tail", "verdict"]
+    fixed = max(len(n) for n in names) + _column_width(base)
+    blocks: list[list[Column]] = [[]]
+    used = fixed
+    for c in others:
+        need = _column_width(c) + max(len(f"Δ {c.label}-{base.label}"), 6) + 1
+        if blocks[-1] and used + need > width:
+            blocks.append([])
+            used = fixed
+        blocks[-1].append(c)
+        used += need
+    return blocks
+
+
+def _column_width(c: Column) -> int:
+    """Cells of one checkpoint's saturation column, its left padding included."""
+    return max(len(c.label), len(c.result.verdict.label), 6) + 1
+
+
+def _block_table(comparison: Comparison, others: list[Column]) -> Table:
+    base = comparison.columns[0]
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 0, 0, 1), header_style="bold")
     table.add_column("layer", overflow="fold")
-    for i, c in enumerate(columns):
+    table.add_column(base.label, justify="right", no_wrap=True)
+    for c in others:
         table.add_column(c.label, justify="right", no_wrap=True)
-        if i:
-            table.add_column(f"Δ {c.label}-{base.label}", justify="right", no_wrap=True)
+        table.add_column(f"Δ {c.label}-{base.label}", justify="right", no_wrap=True)
     for name in comparison.layers:
         base_score = base.score(name)
         row = [name, _cell(base_score)]
-        for c in columns[1:]:
+        for c in others:
             score = c.score(name)
             row += [_cell(score), _format_change(change_pp(_saturation(base_score), _saturation(score)))]
         table.add_row(*row)
@@ -75,7 +111,7 @@ def comparison_table(comparison: Comparison) -> RenderableType:
     average = ["average", format_percent(base.result.verdict.average)]
     verdict = [Text("verdict"), Text(base.result.verdict.label)]
     tail = ["tail", str(len(base.result.verdict.tail))]
-    for c in columns[1:]:
+    for c in others:
         v = c.result.verdict
         average += [format_percent(v.average), _format_change(change_pp(base.result.verdict.average, v.average))]
         verdict += [Text(v.label), Text("")]
@@ -83,8 +119,7 @@ def comparison_table(comparison: Comparison) -> RenderableType:
     table.add_row(*average)
     table.add_row(*tail)
     table.add_row(*verdict)
-    note = Text(f"Δ: change from {base.label} in percentage points", style="dim")
-    return Group(legend, Text(""), table, note)
+    return table
 
 
 def _number(x: float | None) -> float | None:

@@ -1,7 +1,7 @@
 """Saturation plots from a store: one checkpoint as bars per layer, several as a layers x checkpoints heatmap.
 
 The numbers are re-scored from the store with satcli.store.rescore, so a plot shows exactly what
-`satcli report` prints at the same thresholds. matplotlib is optional (``pip install 'satcli[plot]'``) and
+`satcli report` prints at the same thresholds. matplotlib is optional (``pip install -e '.[plot]'`` in a checkout) and
 imported only here, lazily; figures are drawn on the Agg canvas, never through pyplot's global state.
 """
 
@@ -24,7 +24,7 @@ from satcli.errors import SatcliError
 from satcli.render.text import format_percent
 from satcli.render.trajectory import always_output, checkpoint_labels, short_verdict, trajectory_layers
 
-MISSING_MATPLOTLIB = "plotting needs matplotlib: pip install 'satcli[plot]'"
+MISSING_MATPLOTLIB = "plotting needs matplotlib: pip install -e '.[plot]' in the satcli checkout"
 DPI = 120
 BAR = "#4C72B0"
 BETWEEN = "#7B3294"

@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from satcli.core.results import CheckpointResult
-from satcli.core.spectral import FLAG_DEAD, FLAG_NONFINITE, LayerScore
+from satcli.core.spectral import FLAG_DEAD, FLAG_NONFINITE, FLAG_UNDERSAMPLED, LayerScore
 from satcli.core.verdict import BALANCED, OVER, UNDER, Thresholds, Verdict
 from satcli.render.text import (
     FLAG_STYLES,
@@ -30,7 +30,14 @@ from satcli.render.text import (
 
 def _flags_text(layer: LayerScore, verdict: Verdict) -> Text:
     """The layer's own flags, then whether it is in the tail and whether it is the output layer."""
-    parts: list[tuple[str, str]] = [(flag, FLAG_STYLES.get(flag, "yellow")) for flag in layer.flags]
+    needed = dict(verdict.inputs_needed).get(layer.name)
+    parts: list[tuple[str, str]] = [
+        (
+            f"{flag} (need {needed})" if flag == FLAG_UNDERSAMPLED and needed else flag,
+            FLAG_STYLES.get(flag, "yellow"),
+        )
+        for flag in layer.flags
+    ]
     if layer.name in verdict.tail:
         parts.append((MARK_TAIL, "magenta"))
     if layer.name == verdict.output_layer:
@@ -196,6 +203,11 @@ def _rule_lines(verdict: Verdict) -> list[str]:
     tail_len = plural(len(verdict.tail), "layer")
     average = format_percent(verdict.average)
     under = threshold_percent(t.under_threshold)
+    if verdict.inconclusive is not None:
+        return [
+            f"{_inconclusive_rule(verdict)} -> inconclusive",
+            f"not applied: tail {len(verdict.tail)} (max tail {t.max_tail}), average {average} (under >= {under})",
+        ]
     lines: list[str] = []
     if verdict.overparameterized:
         lines.append(f"tail of {tail_len} > max tail {t.max_tail} -> {OVER}")
@@ -207,6 +219,13 @@ def _rule_lines(verdict: Verdict) -> list[str]:
             f" -> {BALANCED}"
         )
     return lines
+
+
+def _inconclusive_rule(verdict: Verdict) -> str:
+    """Which artefact made the verdict inconclusive, in the words of the documented rule."""
+    if verdict.undersampled:
+        return "most averaged layers undersampled (samples <= width)"
+    return "no averaged layer has any variance"
 
 
 def _verdict_panel(result: CheckpointResult) -> Panel:

@@ -88,6 +88,8 @@ class SaturationBar:
 
 
 def verdict_style(verdict: Verdict) -> str:
+    if verdict.inconclusive is not None:
+        return "bold magenta"
     if verdict.underparameterized:
         return VERDICT_STYLES[UNDER]
     if verdict.overparameterized:

@@ -71,7 +71,9 @@ def trajectory_layers(results: Sequence[CheckpointResult]) -> list[str]:
 
 
 def short_verdict(verdict: Verdict) -> str:
-    """ "balanced", "over", "under" or "under+over": a verdict that fits a narrow column."""
+    """ "balanced", "over", "under", "under+over" or "inconcl.": a verdict that fits a narrow column."""
+    if verdict.inconclusive is not None:
+        return "inconcl."
     names = [name for name, on in (("under", verdict.underparameterized), ("over", verdict.overparameterized)) if on]
     return "+".join(names) or BALANCED
 

@@ -10,7 +10,7 @@ import numpy as np
 from satcli.core.spectral import LayerScore
 from satcli.core.state import LayerMeta, LayerStats
 from satcli.store.chunks import GZIP_LEVEL, ChunkWriter, RowBuffer
-from satcli.store.encoding import check_layer_stats, encode_extra, encode_layer_stats
+from satcli.store.encoding import check_layer_stats, encode_extra, encode_layer_stats, to_json
 
 
 class CheckpointWriter:
@@ -103,11 +103,13 @@ class CheckpointWriter:
         *,
         num_inputs: int | None = None,
         extras: Mapping[str, Mapping[str, object]] | None = None,
+        options: Mapping[str, object] | None = None,
     ) -> None:
         """Write each layer's moments, covariance, eigenvalues, score and other analyses' state elements
         (`extras[layer][analysis]`), then mark the checkpoint complete.
 
-        `num_inputs` overrides the appended count, for runs that stream statistics without calling append.
+        `num_inputs` overrides the appended count, for runs that stream statistics without calling append;
+        `options` replaces the run's recorded options (what the run learnt while running, e.g. inputs skipped).
         """
         self._check_open()
         by_name = {score.name: score for score in scores}
@@ -128,6 +130,8 @@ class CheckpointWriter:
             encode_layer_stats(group, stats[layer.name], by_name.get(layer.name))
             for name, element in (extras or {}).get(layer.name, {}).items():
                 encode_extra(group, name, element)
+        if options is not None:
+            self._group.attrs["options"] = to_json(dict(options), "options")
         self.close()
         self._group.attrs["complete"] = True
 

@@ -50,4 +50,5 @@ class StoreObserver:
             result.layers,
             num_inputs=state.num_inputs,
             extras={layer.meta.name: layer.extras for layer in state.layers},
+            options=state.meta.options,
         )

@@ -30,6 +30,7 @@ from satcli.taps.layers import (
 )
 from satcli.taps.reduce import output_width
 from satcli.taps.script import script_runner, script_tapped_values
+from satcli.taps.untracked import Untracked, covered_by_attention, untracked
 
 
 class _SinkError(SatcliError):
@@ -43,11 +44,27 @@ class _SinkError(SatcliError):
 class Taps:
     """Runs a model on a batch and hands every tracked output, in execution order, to a sink or a list."""
 
-    def __init__(self, layers: list[Layer], run: Runner) -> None:
+    def __init__(
+        self,
+        layers: list[Layer],
+        run: Runner,
+        module: nn.Module | torch.jit.ScriptModule | None = None,
+        patterns: tuple[tuple[str, ...], tuple[str, ...]] = ((), ()),
+        selected: set[str] | None = None,
+    ) -> None:
         self._declared = layers
+        # Layers tapped only to know the model's forward order (left out by the selection): never sunk.
+        self._selected = selected
+        self._order: dict[str, None] = {}
+        # The model's last tracked layer in forward order, whatever the selection (set after the first batch).
+        self.output_layer: str | None = None
         self._run = run
         self._fixed: dict[str, Layer] = {}
         self.layers: list[Layer] = []
+        self._module = module
+        self._patterns = patterns
+        # Selected modules of a tracked type that gave no output in the first batch (set after it).
+        self.untracked: list[Untracked] = []
 
     def forward(self, x: Inputs) -> Captured:
         """Run one batch and return its outputs. The first batch fixes forward order and widths."""
@@ -67,6 +84,10 @@ class Taps:
         fixed = self._fixed
 
         def tap(layer: Layer, t: torch.Tensor) -> None:
+            if first:
+                self._order.setdefault(layer.name)
+            if self._selected is not None and layer.name not in self._selected:
+                return
             known = fixed.get(layer.name)
             if known is None:
                 if not first:
@@ -84,6 +105,10 @@ class Taps:
         finally:
             if first:
                 self.layers = list(fixed.values())
+                self.output_layer = next(reversed(self._order), None)
+                if self._module is not None:
+                    ran = [layer.name for layer in self.layers]
+                    self.untracked = untracked(self._module, ran, *self._patterns)
         if first and not self.layers:
             raise SatcliError("no tracked layer ran in the forward pass (check --layers / --exclude)")
 
@@ -95,9 +120,10 @@ def discover(module: nn.Module | torch.jit.ScriptModule) -> list[Layer]:
     if isinstance(module, torch.fx.GraphModule) and graph_groups(module):
         return unique([layer for layer, _ in graph_groups(module)])
     layers = []
+    covered = covered_by_attention(module)
     for name, sub in module.named_modules():
         found = layer_kind(sub)
-        if found is not None:
+        if found is not None and name not in covered:
             layers.append(Layer(name, found[0], found[1], module_width(sub), None, getattr(sub, "batch_first", True)))
     return layers
 
@@ -112,18 +138,21 @@ def open_taps(
     if not chosen:
         what = "no trackable layers (Conv1d/2d/3d, Linear, LSTM, GRU)" if not declared else "no layer matches"
         raise SatcliError(f"{what} in the model{pattern_note(include, exclude)}")
-    wanted = {layer.name for layer in chosen}
+    selected = {layer.name for layer in chosen}
+    # Every declared layer is tapped so the output layer is the model's own last one whatever the selection.
+    wanted = {layer.name for layer in declared}
+    patterns = (tuple(include), tuple(exclude))
     was_training = module.training
     _set_training(module, False)
     try:
         if isinstance(module, torch.jit.ScriptModule):
-            yield Taps(chosen, script_runner(module, wanted))
+            yield Taps(chosen, script_runner(module, wanted), module, patterns, selected)
         elif isinstance(module, torch.fx.GraphModule) and graph_groups(module):
             with graph_taps(module, wanted) as run:
-                yield Taps(chosen, run)
+                yield Taps(chosen, run, module, patterns, selected)
         else:
-            with hook_taps(module, {layer.name: layer for layer in chosen}) as run:
-                yield Taps(chosen, run)
+            with hook_taps(module, {layer.name: layer for layer in declared}) as run:
+                yield Taps(chosen, run, module, patterns, selected)
     finally:
         _set_training(module, was_training)
 

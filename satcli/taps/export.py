@@ -11,7 +11,18 @@ import torch
 from torch import nn
 
 from satcli.errors import SatcliError, one_line
-from satcli.taps.layers import CONV, TRACKED, Inputs, Layer, Runner, Sink, call_model, describe_inputs
+from satcli.taps.layers import (
+    ATTENTION,
+    CONV,
+    TRACKED,
+    Inputs,
+    Layer,
+    Runner,
+    Sink,
+    call_model,
+    describe_inputs,
+    layout_hint,
+)
 
 _RNN_OPS = ("aten.lstm", "aten.gru")
 
@@ -41,10 +52,11 @@ def graph_groups(gm: torch.fx.GraphModule) -> list[tuple[Layer, torch.fx.Node]]:
     for key, nodes in groups.items():
         path, cls = info[key]
         members = set(nodes)
-        out = _group_output(nodes, members)
+        out = _attention_output(nodes, members) if cls == ATTENTION else _group_output(nodes, members)
         if out is None:
             continue
-        layer = Layer(path, cls, TRACKED[cls], None, None, _batch_first(nodes))
+        batch_first = _attention_batch_first(gm, out) if cls == ATTENTION else _batch_first(nodes)
+        layer = Layer(path, cls, TRACKED[cls], None, None, batch_first)
         val = out.meta.get("val")
         if isinstance(val, torch.Tensor):
             width = val.shape[1] if layer.kind == CONV else val.shape[-1]
@@ -61,6 +73,34 @@ def _group_output(nodes: list[torch.fx.Node], members: set[torch.fx.Node]) -> to
                     return user
     escaping = [n for n in nodes if any(u not in members for u in n.users)]
     return escaping[-1] if escaping else None
+
+
+_VIEW_OPS = ("aten.view", "aten.transpose", "aten.reshape", "aten.permute", "aten.clone", "aten._unsafe_view")
+_PROJECTION_OPS = ("aten.linear", "aten.addmm", "aten.mm", "aten.matmul", "aten.baddbmm")
+
+
+def _attention_output(nodes: list[torch.fx.Node], members: set[torch.fx.Node]) -> torch.fx.Node | None:
+    """MultiheadAttention's first output (out_proj's result, through views), not its averaged weights."""
+    for node in nodes:
+        if not any(u not in members for u in node.users):
+            continue
+        source = node
+        while str(source.target).startswith(_VIEW_OPS) and isinstance(source.args[0], torch.fx.Node):
+            source = source.args[0]
+        if str(source.target).startswith(_PROJECTION_OPS):
+            return node
+    return None
+
+
+def _attention_batch_first(gm: torch.fx.GraphModule, out: torch.fx.Node) -> bool:
+    """Whether an attention output is (B, T, d): its first dim is the graph input's batch dim."""
+    val = out.meta.get("val")
+    inputs = (n for n in gm.graph.nodes if n.op == "placeholder" and isinstance(n.meta.get("val"), torch.Tensor))
+    first = next(inputs, None)
+    batch = first.meta["val"].shape[0] if first is not None else None
+    if not isinstance(val, torch.Tensor) or val.ndim != 3 or batch is None:
+        return True
+    return str(val.shape[0]) == str(batch) or str(val.shape[1]) != str(batch)
 
 
 def _batch_first(nodes: list[torch.fx.Node]) -> bool:
@@ -98,22 +138,20 @@ def graph_taps(gm: torch.fx.GraphModule, wanted: set[str]) -> Iterator[Runner]:
         gm.recompile()
 
         def run(x: Inputs, sink: Sink) -> None:
-            sinks.append(sink)
+            fired: list[str] = []
+
+            def tracking(layer: Layer, t: torch.Tensor) -> None:
+                fired.append(layer.name)
+                sink(layer, t)
+
+            sinks.append(tracking)
             try:
                 with torch.no_grad():
                     call_model(gm, x)
             except SatcliError:
                 raise
             except Exception as exc:
-                reason = one_line(exc)
-                where = (
-                    f"layer '{first_input[0]}' ({first_input[1]}) expects input {first_input[2]}"
-                    if first_input
-                    else ("the archive's input does not match")
-                )
-                raise SatcliError(
-                    f"model and data do not fit: {where} but the data gives {describe_inputs(x)}: {reason}"
-                ) from exc
+                raise _mismatch(exc, x, fired, first_input) from exc
             finally:
                 sinks.pop()
 
@@ -123,6 +161,21 @@ def graph_taps(gm: torch.fx.GraphModule, wanted: set[str]) -> Iterator[Runner]:
             gm.graph.erase_node(node)
             gm.delete_submodule(name)
         gm.recompile()
+
+
+def _mismatch(exc: Exception, x: Inputs, fired: list[str], first_input: tuple[str, str, str] | None) -> SatcliError:
+    """Name where the graph failed: after the last tracked layer that ran, or before the first one (then an
+    untracked op such as an Embedding or the graph's own input check failed, or the first layer itself)."""
+    if fired:
+        where = f"the forward pass failed after layer '{fired[-1]}' ran"
+    elif first_input:
+        name, type_, shape = first_input
+        first = f"the first, '{name}' ({type_}) expects input {shape}"
+        where = f"the forward pass failed before any tracked layer ran ({first})"
+    else:
+        where = "the forward pass failed"
+    given = f"the data gives {describe_inputs(x)}"
+    return SatcliError(f"model and data do not fit: {where}; {given}: {one_line(exc)}{layout_hint(x)}")
 
 
 def _first_layer_input(gm: torch.fx.GraphModule) -> tuple[str, str, str] | None:

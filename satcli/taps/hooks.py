@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from satcli.errors import SatcliError, one_line
-from satcli.taps.layers import Inputs, Layer, Runner, Sink, call_model, describe_inputs
+from satcli.taps.layers import Inputs, Layer, Runner, Sink, call_model, describe_inputs, layout_hint
 
 
 def _expected_input(module: nn.Module) -> str | None:
@@ -86,6 +86,8 @@ def _mismatch(exc: Exception, x: Inputs, entered: list[tuple[str, nn.Module, str
         expected = _expected_input(mod)
         return SatcliError(
             f"model and data do not fit: layer '{name}' ({type(mod).__name__}) expects input {expected} "
-            f"but got {shape} (data batch {describe_inputs(x)}): {reason}"
+            f"but got {shape} (data batch {describe_inputs(x)}): {reason}{layout_hint(x)}"
         )
-    return SatcliError(f"the forward pass failed on a data batch of shape {describe_inputs(x)}: {reason}")
+    return SatcliError(
+        f"the forward pass failed on a data batch of shape {describe_inputs(x)}: {reason}{layout_hint(x)}"
+    )

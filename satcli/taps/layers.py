@@ -20,7 +20,11 @@ TRACKED: dict[str, str] = {
     "Linear": DENSE,
     "LSTM": RECURRENT,
     "GRU": RECURRENT,
+    # Tracked through the module's first output, which is its out_proj's output: out_proj itself is called
+    # functionally (F.multi_head_attention_forward), so no hook or graph node of its own ever sees it.
+    "MultiheadAttention": DENSE,
 }
+ATTENTION = "MultiheadAttention"
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,8 @@ def module_width(module: nn.Module) -> int | None:
         return module.out_channels
     if isinstance(module, nn.RNNBase):
         return module.hidden_size * (2 if module.bidirectional else 1)
+    if isinstance(module, nn.MultiheadAttention):
+        return module.embed_dim
     return None
 
 
@@ -97,7 +103,20 @@ def call_model(module: Callable[..., Any], x: Inputs) -> Any:
 
 
 def describe_inputs(x: Inputs) -> str:
-    """The shape of a batch for error messages: (B, ...) or {name: (B, T), ...}."""
+    """The shape and dtype of a batch for error messages: (B, ...) float32 or {name: (B, T) int64, ...}.
+
+    The dtype matters: float data given to an Embedding fails for its dtype, not its shape."""
     if isinstance(x, dict):
-        return "{" + ", ".join(f"{key}: {tuple(value.shape)}" for key, value in x.items()) + "}"
-    return str(tuple(x.shape))
+        return "{" + ", ".join(f"{key}: {_shape_dtype(value)}" for key, value in x.items()) + "}"
+    return _shape_dtype(x)
+
+
+def _shape_dtype(t: torch.Tensor) -> str:
+    return f"{tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}"
+
+
+def layout_hint(x: Inputs) -> str:
+    """'; ...channels-last...' when a 4-D batch looks (N, H, W, C) rather than (N, C, H, W), else ''."""
+    if isinstance(x, dict) or x.ndim != 4 or x.shape[-1] not in (1, 3, 4) or x.shape[1] in (1, 3, 4):
+        return ""
+    return "; the data look channels-last (N, H, W, C): arrays are used as given, so store them as (N, C, H, W)"

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import torch
 
 from satcli.errors import SatcliError, one_line
-from satcli.taps.layers import CONV, TRACKED, Inputs, Layer, Runner, Sink, describe_inputs
+from satcli.taps.layers import CONV, TRACKED, Inputs, Layer, Runner, Sink, describe_inputs, layout_hint
 
 _SCRIPT_OPS = {
     "aten::linear": "Linear",
@@ -115,7 +115,7 @@ def script_runner(sm: torch.jit.ScriptModule, wanted: set[str]) -> Runner:
                 )
             raise SatcliError(
                 f"model and data do not fit: {expected or 'the model'} "
-                f"but the data gives {describe_inputs(x)}: {reason}"
+                f"but the data gives {describe_inputs(x)}: {reason}{layout_hint(x)}"
             ) from exc
         for layer, t in zip(layers, outs[1:], strict=True):
             sink(layer, t.detach())

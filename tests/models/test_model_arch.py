@@ -108,3 +108,10 @@ def test_resolve_device_cuda_unavailable(spec: str) -> None:
 def test_resolve_device_unknown(spec: str) -> None:
     with pytest.raises(SatcliError, match="unknown device"):
         resolve_device(spec)
+
+
+def test_a_bare_torchvision_name_is_accepted() -> None:
+    module = build_arch("resnet18", {"num_classes": 7})
+    assert isinstance(module, nn.Module) and module.fc.out_features == 7
+    with pytest.raises(SatcliError, match="bad --arch"):
+        build_arch("resnt18", {})  # neither a torchvision name nor module:factory

@@ -111,3 +111,47 @@ def test_booby_trapped_export_archive_never_runs(tmp_path: Path, net: Net, x: to
     with pytest.raises(SatcliError, match=r"pickled Python objects.*sample_inputs"):
         load_model(bad)
     assert not marker.exists()
+
+
+MODULE_SOURCE = """
+import torch
+
+
+class LocalNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+def factory():
+    return LocalNet()
+"""
+
+
+def _forget(monkeypatch: pytest.MonkeyPatch, name: str, *folders: Path) -> None:
+    """Run as the `satcli` script would: the module not imported, no folder of ours on the import path."""
+    import sys
+
+    hidden = {"", ".", *(str(f) for f in folders)}
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in hidden])
+    monkeypatch.delitem(sys.modules, name, raising=False)
+
+
+def test_trusted_pickle_imports_its_class_from_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    (tmp_path / "localnet_pickle.py").write_text(MODULE_SOURCE, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import localnet_pickle  # type: ignore[import-not-found]
+
+    torch.save(localnet_pickle.LocalNet(), tmp_path / "whole.pt")
+    _forget(monkeypatch, "localnet_pickle", tmp_path)
+    assert str(tmp_path) not in sys.path
+    monkeypatch.chdir(tmp_path)
+    loaded = load_model(tmp_path / "whole.pt", trust_pickle=True, device="cpu")
+    assert type(loaded.module).__name__ == "LocalNet"

@@ -1,0 +1,48 @@
+"""Warnings about a scored checkpoint that belong on stderr: what was left out or could not be measured.
+
+Plain one-line strings, so the CLI prints them and the Python API can log or ignore them.
+"""
+
+from __future__ import annotations
+
+from satcli.core.results import CheckpointResult
+from satcli.render.text import plural
+
+
+def nonfinite_notes(result: CheckpointResult) -> list[str]:
+    """How many inputs and layer samples held NaN or inf and were left out (empty when none)."""
+    record = result.options.get("nonfinite")
+    if not isinstance(record, dict):
+        return []
+    notes: list[str] = []
+    inputs = int(record.get("inputs_skipped", 0) or 0)
+    if inputs:
+        total = inputs + int(result.options.get("num_inputs", 0) or 0)
+        notes.append(
+            f"{result.model}: {inputs} of {plural(total, 'input')} held NaN or inf and were left out of every statistic"
+        )
+    layers = record.get("layer_samples_skipped") or {}
+    for layer, count in dict(layers).items():
+        notes.append(f"{result.model}: layer '{layer}' gave NaN or inf for {plural(int(count), 'sample')}, left out")
+    return notes
+
+
+def untracked_notes(result: CheckpointResult) -> list[str]:
+    """Modules of a tracked type that were not measured, grouped by reason (empty when none)."""
+    entries = result.options.get("untracked")
+    if not isinstance(entries, list) or not entries:
+        return []
+    by_reason: dict[tuple[str, str], list[str]] = {}
+    for entry in entries:
+        key = (str(entry.get("reason")), str(entry.get("fix")))
+        by_reason.setdefault(key, []).append(f"{entry.get('name')} ({entry.get('type')})")
+    notes = []
+    for (reason, fix), names in by_reason.items():
+        shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+        notes.append(f"{result.model}: {plural(len(names), 'layer')} not tracked, {reason}: {shown}; fix: {fix}")
+    return notes
+
+
+def result_notes(result: CheckpointResult) -> list[str]:
+    """Every warning about one checkpoint, in a fixed order."""
+    return nonfinite_notes(result) + untracked_notes(result)
