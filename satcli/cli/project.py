@@ -1,0 +1,100 @@
+"""`satcli project`: the eigenspace projection check (seed 001) on one model."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from satcli.cli.app import app
+from satcli.cli.console import stdout_console
+from satcli.cli.options import (
+    Arch,
+    ArchKwargs,
+    BatchSize,
+    CheckFormat,
+    Data,
+    DataRoot,
+    Device,
+    Download,
+    Exclude,
+    ImageSize,
+    Layers,
+    MaxSamples,
+    Seed,
+    Split,
+    TrustPickle,
+    Workers,
+    arch_kwargs_dict,
+    data_options,
+)
+from satcli.core.projection import DEFAULT_DELTAS
+from satcli.data import open_data
+from satcli.engine.project import ProjectionOptions, project
+from satcli.models import load_model, resolve_device
+from satcli.render.projection import plot_projection, projection_json, render_projection
+
+
+@app.command("project")
+def project_command(
+    model: Annotated[Path, typer.Argument(help="Model file (.pt2, TorchScript, state dict with --arch).")],
+    data: Data = "digits",
+    eval_data: Annotated[
+        str | None, typer.Option(help="Data to evaluate the projected models on [default: the --data set].")
+    ] = None,
+    eval_split: Annotated[str | None, typer.Option(help="Split of --eval-data [default: --split].")] = None,
+    delta: Annotated[
+        list[float] | None,
+        typer.Option("--delta", help="Share of variance the kept eigen-directions explain (repeatable)."),
+    ] = None,
+    data_root: DataRoot = None,
+    download: Download = False,
+    split: Split = "test",
+    max_samples: MaxSamples = None,
+    batch_size: BatchSize = 256,
+    workers: Workers = 0,
+    image_size: ImageSize = None,
+    seed: Seed = 0,
+    arch: Arch = None,
+    arch_kwargs: ArchKwargs = None,
+    trust_pickle: TrustPickle = False,
+    device: Device = "auto",
+    layers: Layers = None,
+    exclude: Exclude = None,
+    output_format: Annotated[
+        CheckFormat, typer.Option("--format", "-f", help="table on the terminal, or one JSON object on stdout.")
+    ] = CheckFormat.table,
+    plot: Annotated[Path | None, typer.Option(help="Also draw accuracy against delta to this image.")] = None,
+) -> None:
+    """Project each layer's output onto its top eigenspace and measure the model: accuracy and output change.
+
+    Fits every tracked layer's subspace on --data (convolutions per position, sequences per real token),
+    then evaluates on --eval-data the unmodified model, each layer projected alone and all non-output layers
+    projected at once, for each --delta [default: 0.9 0.99 0.999].
+    """
+    options = ProjectionOptions(tuple(delta or DEFAULT_DELTAS), tuple(layers or ()), tuple(exclude or ()))
+    fit_options = data_options(data_root, download, split, max_samples, batch_size, workers, image_size, seed)
+    fit = open_data(data, fit_options)
+    evaluate = None
+    if eval_data is not None or (eval_split is not None and eval_split != split):
+        eval_options = data_options(
+            data_root, download, eval_split or split, max_samples, batch_size, workers, image_size, seed
+        )
+        evaluate = open_data(eval_data or data, eval_options)
+    loaded = load_model(
+        model,
+        arch=arch,
+        arch_kwargs=arch_kwargs_dict(arch_kwargs),
+        trust_pickle=trust_pickle,
+        device=resolve_device(device),
+    )
+    report = project(loaded, fit, evaluate, options)
+    if output_format is CheckFormat.json:
+        sys.stdout.write(projection_json(report) + "\n")
+        sys.stdout.flush()
+    else:
+        render_projection(report, stdout_console())
+    if plot is not None:
+        typer.echo(f"wrote {plot_projection(report, plot)}", err=True)
