@@ -11,6 +11,7 @@ import torch
 
 from satcli.core.accumulator import CovarianceAccumulator
 from satcli.core.projection import (
+    Eigenspace,
     OutputMetrics,
     check_deltas,
     count_correct,
@@ -39,7 +40,7 @@ def numpy_projection(x: np.ndarray, delta: float) -> tuple[int, np.ndarray, np.n
     return k, mean, vectors[:, :k] @ vectors[:, :k].T
 
 
-def space_of(x: np.ndarray):  # noqa: ANN201
+def space_of(x: np.ndarray) -> Eigenspace:
     """The eigenspace satcli fits from x's moments, streamed through the real accumulator in two batches."""
     acc = CovarianceAccumulator(x.shape[1])
     for part in np.array_split(x, 2):

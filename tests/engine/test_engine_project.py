@@ -215,7 +215,7 @@ def test_token_sequences_fit_and_count_real_tokens_only() -> None:
 
     def run_fit(edit: Edit) -> None:
         def real_only(name: str, z: torch.Tensor) -> torch.Tensor:
-            ids, mask = pad(current[0])
+            _, mask = pad(current[0])
             edit(name, z[mask.bool()])
             return z
 

@@ -82,7 +82,7 @@ def test_export_graph_output_is_replaced_and_graph_restored() -> None:
     torch.testing.assert_close(gm(x), base, rtol=0, atol=0)
 
 
-def test_torchscript_is_refused_in_one_line(tmp_path) -> None:  # noqa: ANN001
+def test_torchscript_is_refused_in_one_line() -> None:
     scripted = torch.jit.script(mlp())
     with pytest.raises(SatcliError, match="TorchScript") as info, intervene(scripted, discover(scripted)):
         pass
