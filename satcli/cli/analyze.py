@@ -184,9 +184,7 @@ def analyze_command(
         raise typer.Exit(EXIT_USAGE)
 
 
-def _check_store_targets(
-    paths: list[Path], data: str, store_for: Callable[[Path], Path | None], force: bool
-) -> None:
+def _check_store_targets(paths: list[Path], data: str, store_for: Callable[[Path], Path | None], force: bool) -> None:
     """Refuse, before anything is scored, every store path that would replace an input or a foreign file."""
     data_path = Path(data).expanduser()
     inputs = [*paths, *([data_path] if data_path.is_file() else [])]

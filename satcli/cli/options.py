@@ -186,9 +186,7 @@ TailThreshold = Annotated[
 ]
 MaxTail = Annotated[
     int | None,
-    typer.Option(
-        min=0, help="Overparameterized when the tail is longer. " + _UNSET.format(default=2)
-    ),
+    typer.Option(min=0, help="Overparameterized when the tail is longer. " + _UNSET.format(default=2)),
 ]
 UnderThreshold = Annotated[
     float | None,

@@ -120,6 +120,11 @@ class Projector:
         projected = (moved @ basis) @ basis.T + mean
         return projected.to(z.dtype).movedim(-1, channel_dim).contiguous()
 
+    def affine(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, V_k V_k^T) as float64 tensors: the projection is ``mean + (z - mean) @ P`` on row vectors."""
+        mean, basis = self._tensors(device)
+        return mean, basis @ basis.T
+
     def _tensors(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         key = (device.type, str(device.index))
         if key not in self._cache:

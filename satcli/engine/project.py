@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 
 import torch
 
@@ -175,8 +174,18 @@ def _plan(
     return plan
 
 
-def _project(projector: Projector, layer: Layer, z: torch.Tensor) -> torch.Tensor:
-    return projector.apply(z, 1 if layer.kind == CONV else -1)
+class _Projection:
+    """The intervening transform of one layer: its projector on the channel axis (and, for TorchScript
+    graphs, the same map as float64 mean and matrix)."""
+
+    def __init__(self, projector: Projector) -> None:
+        self.projector = projector
+
+    def __call__(self, layer: Layer, z: torch.Tensor) -> torch.Tensor:
+        return self.projector.apply(z, 1 if layer.kind == CONV else -1)
+
+    def affine(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.projector.affine(device)
 
 
 def _evaluate(
@@ -188,12 +197,12 @@ def _evaluate(
 ) -> tuple[OutputMetrics, dict[_Variant, OutputMetrics], int]:
     """Base and variant metrics over the evaluation data, one batch at a time; and the inputs seen."""
     transforms: dict[_Variant, dict[str, Transform]] = {
-        v: {name: partial(_project, projectors[(name, k)]) for name, k in v} for v in variants
+        v: {name: _Projection(projectors[(name, k)]) for name, k in v} for v in variants
     }
     base = OutputMetrics()
     metrics = {v: OutputMetrics() for v in variants}
     seen = 0
-    with intervene(model.module, layers) as net:
+    with intervene(model.module, layers, model.device) as net:
         for raw in data.iter_batches():
             batch = on_device(raw, model.device)
             reference = _eval_rows(net, batch.inputs, None, batch.mask)

@@ -2,7 +2,8 @@
 
 nn.Module models get forward hooks that return the replaced output; torch.export graphs get a node inserted
 after each tracked module's output node, with that node's users redirected to it. Both are removed and the
-model's train/eval mode restored when the block ends, also after an error. TorchScript refuses both.
+model's train/eval mode restored when the block ends, also after an error. TorchScript refuses both: it runs
+a rewritten copy of its graph instead (script_intervene.py), which takes affine replacements only.
 """
 
 from __future__ import annotations
@@ -17,17 +18,21 @@ from torch import nn
 from satcli.errors import ModelError, SatcliError, one_line
 from satcli.taps.export import graph_groups
 from satcli.taps.layers import Inputs, Layer, call_model, describe_inputs
+from satcli.taps.script_intervene import script_replacer
 
 # Replaces one tracked output: called with the layer and its output tensor, returns the tensor to use instead.
 Transform = Callable[[Layer, torch.Tensor], torch.Tensor]
+
+ScriptRunner = Callable[[Inputs, Mapping[str, Transform]], Any]
 
 
 class Intervention:
     """A model with intervening taps on some layers; `run` chooses per call which layers are replaced."""
 
-    def __init__(self, module: nn.Module, active: dict[str, Transform]) -> None:
+    def __init__(self, module: nn.Module, active: dict[str, Transform], script: ScriptRunner | None = None) -> None:
         self._module = module
         self._active = active
+        self._script = script
 
     def run(self, x: Inputs, transforms: Mapping[str, Transform] | None = None) -> torch.Tensor:
         """The model's output tensor on one batch, with the named layers' outputs replaced (none: unmodified)."""
@@ -35,13 +40,15 @@ class Intervention:
         self._active.update(transforms or {})
         try:
             with torch.no_grad():
+                if self._script is not None and transforms:
+                    return output_tensor(self._script(x, transforms))
                 return output_tensor(call_model(self._module, x))
         except SatcliError:
             raise
         except Exception as exc:
             raise ModelError(
                 f"model and data do not fit: the forward pass failed on a data batch of shape "
-                f"{describe_inputs(x)}: {one_line(exc)}"
+                f"{describe_inputs(x)}: {one_line(exc, last=self._script is not None)}"
             ) from exc
         finally:
             self._active.clear()
@@ -64,14 +71,23 @@ def output_tensor(out: Any) -> torch.Tensor:
 
 
 @contextmanager
-def intervene(module: nn.Module | torch.jit.ScriptModule, layers: Sequence[Layer]) -> Iterator[Intervention]:
-    """Intervening taps on `layers` for the duration of the block; always removed, mode always restored."""
-    if isinstance(module, torch.jit.ScriptModule):
-        raise ModelError(
-            "a TorchScript model cannot be run with replaced layer outputs; load its weights into an "
-            "architecture instead"
-        )
+def intervene(
+    module: nn.Module | torch.jit.ScriptModule, layers: Sequence[Layer], device: torch.device | None = None
+) -> Iterator[Intervention]:
+    """Intervening taps on `layers` for the duration of the block; always removed, mode always restored.
+
+    TorchScript models take only transforms with an ``affine(device)`` method (see script_intervene.py).
+    """
     active: dict[str, Transform] = {}
+    if isinstance(module, torch.jit.ScriptModule):
+        was_training = module.training
+        module.train(False)
+        try:
+            runner = script_replacer(module, layers, device or torch.device("cpu"))
+            yield Intervention(module, active, runner)  # type: ignore[arg-type]
+        finally:
+            module.train(was_training)
+        return
     graph = isinstance(module, torch.fx.GraphModule) and bool(graph_groups(module))
     was_training = module.training
     if not graph:  # exported graphs fix their mode at export time and refuse train()/eval()

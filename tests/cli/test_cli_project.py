@@ -152,11 +152,13 @@ def test_bad_input_is_one_line_and_exit_2(run_cli, tmp_path: Path, args: list[st
     assert result.stdout == ""
 
 
-def test_torchscript_without_architecture_is_a_one_line_error(run_cli, tmp_path: Path) -> None:
+def test_torchscript_model(run_cli, tmp_path: Path) -> None:
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 12), torch.nn.ReLU(), torch.nn.Linear(12, 10))
     path = tmp_path / "mlp.ts"
     torch.jit.save(torch.jit.script(model), path)
-    result = run_cli("project", path, "--max-samples", "20")
-    assert result.code == 2 and "TorchScript" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    result = run_cli("project", path, "--max-samples", "60", "--delta", "0.9", "-f", "json")
+    assert result.code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert [layer["name"] for layer in report["layers"]] == ["1", "3"]
+    assert all(e["output_change"] > 0 for e in report["results"])

@@ -56,6 +56,19 @@ class Conv(nn.Module):
         return e("fc", self.fc(h))
 
 
+class PlainConv(nn.Module):
+    """Conv's layers and forward without the edit argument, so TorchScript can compile it."""
+
+    def __init__(self, source: Conv) -> None:
+        super().__init__()
+        self.c1, self.c2, self.fc = source.c1, source.c2, source.fc
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu_(self.c1(x))  # in place, as scripted models often are
+        h = torch.relu(self.c2(h)).mean(dim=(2, 3))
+        return self.fc(h)
+
+
 class Tokens(nn.Module):
     """Token ids -> embedding -> Linear -> ReLU -> Linear, one output row per token (B, T, 4)."""
 
@@ -142,7 +155,7 @@ def check_against_reference(
 
 
 def loaded(module: nn.Module) -> LoadedModel:
-    return LoadedModel(Path("model.pt"), "", "module", module.eval(), torch.device("cpu"), None, None)
+    return LoadedModel(Path("model.pt"), "", "module", module.eval(), torch.device("cpu"), None, None)  # type: ignore[arg-type]
 
 
 def npz_source(path: Path, x: np.ndarray, y: np.ndarray, batch_size: int = 16) -> DataSource:
@@ -150,15 +163,20 @@ def npz_source(path: Path, x: np.ndarray, y: np.ndarray, batch_size: int = 16) -
     return open_data(str(path), DataOptions(batch_size=batch_size))
 
 
-@pytest.mark.parametrize(("model_class", "shape"), [(Dense, (6,)), (Conv, (2, 6, 5))])
-def test_projection_matches_reference(model_class: type[nn.Module], shape: tuple[int, ...], tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("model_class", "shape", "script"), [(Dense, (6,), False), (Conv, (2, 6, 5), False), (Conv, (2, 6, 5), True)]
+)
+def test_projection_matches_reference(
+    model_class: type[nn.Module], shape: tuple[int, ...], script: bool, tmp_path: Path
+) -> None:
     rng = np.random.default_rng(0)
     fit_x, eval_x = rng.normal(size=(120, *shape)), rng.normal(size=(50, *shape))
     eval_y = rng.integers(0, 3, size=50)
     fit = npz_source(tmp_path / "fit.npz", fit_x, rng.integers(0, 3, size=120), batch_size=32)
     evaluate = npz_source(tmp_path / "eval.npz", eval_x, eval_y, batch_size=16)
     model = model_class()
-    report = project(loaded(model), fit, evaluate, ProjectionOptions(DELTAS))
+    run = torch.jit.script(PlainConv(model)) if script else model  # type: ignore[arg-type]
+    report = project(loaded(run), fit, evaluate, ProjectionOptions(DELTAS))
     fit_t, eval_t = torch.from_numpy(fit_x).float(), torch.from_numpy(eval_x).float()
 
     def run_fit(edit: Edit) -> None:

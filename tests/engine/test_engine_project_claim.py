@@ -3,23 +3,18 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO
 from torch import nn
 
+from sample_models.architectures import MLP
 from satcli.core.projection import ProjectionReport
 from satcli.data import DataOptions, open_data
 from satcli.engine.project import ProjectionOptions, project
 from satcli.models import LoadedModel
-
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-from sample_models.architectures import MLP  # noqa: E402
 
 
 def stacked(split: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -82,10 +82,45 @@ def test_export_graph_output_is_replaced_and_graph_restored() -> None:
     torch.testing.assert_close(gm(x), base, rtol=0, atol=0)
 
 
-def test_torchscript_is_refused_in_one_line() -> None:
+class Affine:
+    """z -> center + (z - center) @ matrix on the channel vector, in Python and as a TorchScript graph runs it."""
+
+    def __init__(self, center: torch.Tensor, matrix: torch.Tensor) -> None:
+        self.center, self.matrix = center.double(), matrix.double()
+
+    def __call__(self, layer: Layer, z: torch.Tensor) -> torch.Tensor:
+        moved = z.movedim(1, -1) if z.ndim == 4 else z
+        out = (self.center + (moved.double() - self.center) @ self.matrix).to(z.dtype)
+        return out.movedim(-1, 1) if z.ndim == 4 else out
+
+    def affine(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.center.to(device), self.matrix.to(device)
+
+
+def test_torchscript_outputs_are_replaced_in_a_graph_copy() -> None:
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(inplace=True), nn.Flatten(), nn.Linear(3 * 6 * 6, 4)).eval()
+    scripted = torch.jit.script(model).train()
+    graph_before = str(scripted.forward.graph)
+    conv = Affine(torch.randn(3), torch.randn(3, 3))
+    linear = Affine(torch.randn(4), torch.randn(4, 4))
+    x = torch.randn(2, 1, 8, 8)
+    with intervene(scripted, discover(scripted)) as net:
+        assert not scripted.training
+        got = net.run(x, {"0": conv, "3": linear})
+        plain = net.run(x)
+    with torch.no_grad():
+        z = conv(Layer("0", "Conv2d", "conv"), model[0](x))  # by hand: the reference forward, edited
+        expected = linear(Layer("3", "Linear", "dense"), model[3](torch.relu(z).flatten(1)))
+        torch.testing.assert_close(got, expected)
+        torch.testing.assert_close(plain, model(x), rtol=0, atol=0)
+    assert scripted.training and str(scripted.forward.graph) == graph_before
+
+
+def test_torchscript_needs_affine_transforms() -> None:
     scripted = torch.jit.script(mlp())
-    with pytest.raises(SatcliError, match="TorchScript") as info, intervene(scripted, discover(scripted)):
-        pass
+    with pytest.raises(SatcliError, match="affine replacement") as info, intervene(scripted, discover(scripted)) as net:
+        net.run(torch.randn(2, 4), {"0": ones})
     assert "\n" not in str(info.value)
 
 
