@@ -115,23 +115,17 @@ class Projector:
             raise SatcliError(
                 f"a projector of width {self.mean.shape[0]} got an output with {z.shape[channel_dim]} channels"
             )
-        mean, basis = self._tensors(z.device)
-        moved = z.movedim(channel_dim, -1).to(torch.float64) - mean
-        projected = (moved @ basis) @ basis.T + mean
+        mean, matrix = self.affine(z.device)
+        centred = z.movedim(channel_dim, -1).to(torch.float64, copy=True).sub_(mean)
+        projected = (centred @ matrix).add_(mean)  # P = V_k V_k^T is symmetric: rows times P
         return projected.to(z.dtype).movedim(-1, channel_dim).contiguous()
 
     def affine(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mean, V_k V_k^T) as float64 tensors: the projection is ``mean + (z - mean) @ P`` on row vectors."""
-        mean, basis = self._tensors(device)
-        return mean, basis @ basis.T
-
-    def _tensors(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, P = V_k V_k^T) as float64 tensors on `device`: the projection is ``mean + (z - mean) @ P``."""
         key = (device.type, str(device.index))
         if key not in self._cache:
-            self._cache[key] = (
-                torch.as_tensor(self.mean, dtype=torch.float64, device=device),
-                torch.as_tensor(self.basis, dtype=torch.float64, device=device),
-            )
+            basis = torch.as_tensor(self.basis, dtype=torch.float64, device=device)
+            self._cache[key] = (torch.as_tensor(self.mean, dtype=torch.float64, device=device), basis @ basis.T)
         return self._cache[key]
 
 

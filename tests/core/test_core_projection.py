@@ -168,3 +168,11 @@ def test_output_change_edge_cases() -> None:
 def test_accuracy_needs_one_row_of_scores_per_input() -> None:
     with pytest.raises(SatcliError, match="one row of class scores per input"):
         count_correct(torch.zeros(3, 2, 5), torch.zeros(3, dtype=torch.int64))
+
+
+def test_projection_leaves_its_input_unchanged() -> None:
+    x = samples(100, SPREAD)
+    z = torch.from_numpy(samples(10, SPREAD, seed=6))
+    before = z.clone()
+    space_of(x).projector(3).apply(z, -1)
+    torch.testing.assert_close(z, before, rtol=0, atol=0)
