@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from satcli.cli.app import app
-from satcli.cli.console import stdout_console
+from satcli.cli.console import stderr_console, stdout_console
 from satcli.cli.options import (
     Arch,
     ArchKwargs,
@@ -23,6 +25,7 @@ from satcli.cli.options import (
     ImageSize,
     Layers,
     MaxSamples,
+    Quiet,
     Seed,
     Split,
     TrustPickle,
@@ -31,9 +34,10 @@ from satcli.cli.options import (
     data_options,
 )
 from satcli.core.projection import DEFAULT_DELTAS
-from satcli.data import open_data
+from satcli.data import DataSource, open_data
 from satcli.engine.project import ProjectionOptions, project
 from satcli.models import load_model, resolve_device
+from satcli.render.progress import make_progress
 from satcli.render.projection import plot_projection, projection_json, render_projection
 
 
@@ -67,6 +71,7 @@ def project_command(
         CheckFormat, typer.Option("--format", "-f", help="table on the terminal, or one JSON object on stdout.")
     ] = CheckFormat.table,
     plot: Annotated[Path | None, typer.Option(help="Also draw accuracy against delta to this image.")] = None,
+    quiet: Quiet = False,
 ) -> None:
     """Project each layer's output onto its top eigenspace and measure the model: accuracy and output change.
 
@@ -90,7 +95,8 @@ def project_command(
         trust_pickle=trust_pickle,
         device=resolve_device(device),
     )
-    report = project(loaded, fit, evaluate, options)
+    with _progress(quiet, fit, evaluate or fit) as advance:
+        report = project(loaded, fit, evaluate, options, advance)
     if output_format is CheckFormat.json:
         sys.stdout.write(projection_json(report) + "\n")
         sys.stdout.flush()
@@ -98,3 +104,16 @@ def project_command(
         render_projection(report, stdout_console())
     if plot is not None:
         typer.echo(f"wrote {plot_projection(report, plot)}", err=True)
+
+
+@contextlib.contextmanager
+def _progress(quiet: bool, fit: DataSource, evaluate: DataSource) -> Iterator[Callable[[str, int], None]]:
+    """A transient progress bar on stderr for the fit pass and the evaluation passes (off when not a terminal)."""
+    progress = make_progress(stderr_console())
+    progress.disable = quiet or not progress.console.is_terminal
+    with progress:
+        tasks = {
+            "fit": progress.add_task("fit", total=fit.num_samples),
+            "evaluate": progress.add_task("evaluate", total=evaluate.num_samples),
+        }
+        yield lambda stage, count: progress.advance(tasks[stage], count)

@@ -10,8 +10,9 @@ so memory stays at one batch of outputs whatever the data size.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
@@ -51,6 +52,9 @@ class ProjectionOptions:
         object.__setattr__(self, "deltas", check_deltas(self.deltas))
 
 
+# Told after every batch: the stage ("fit" or "evaluate") and the inputs in the batch.
+Progress = Callable[[str, int], None]
+
 # A variant: the k of every projected layer (layer name -> k), in forward order.
 _Variant = tuple[tuple[str, int], ...]
 
@@ -60,27 +64,37 @@ class _StateCatcher:
 
     wants_rows = False
 
-    def __init__(self) -> None:
+    def __init__(self, advance: Callable[[int], None] | None = None) -> None:
         self.state: CheckpointState | None = None
+        self._advance = advance
 
     def started(self, meta: CheckpointMeta, layers: Sequence[LayerMeta]) -> None:
         pass
 
     def batch(self, rows: dict[str, torch.Tensor], labels: torch.Tensor | None, count: int) -> None:
-        pass
+        if self._advance is not None:
+            self._advance(count)
 
     def finished(self, state: CheckpointState, result: CheckpointResult) -> None:
         self.state = state
 
 
 def project(
-    model: LoadedModel, fit: DataSource, evaluate: DataSource | None = None, options: ProjectionOptions | None = None
+    model: LoadedModel,
+    fit: DataSource,
+    evaluate: DataSource | None = None,
+    options: ProjectionOptions | None = None,
+    progress: Progress | None = None,
 ) -> ProjectionReport:
     """Fit each tracked layer's top eigenspaces on `fit` and measure the projected models on `evaluate`
-    (default: `fit`): each layer alone and all non-output layers at once, for every delta."""
+    (default: `fit`): each layer alone and all non-output layers at once, for every delta.
+
+    `progress(stage, inputs)` is told after every batch: stage "fit", then "evaluate" (each evaluation batch
+    once, after the base model and every variant ran on it)."""
     options = options or ProjectionOptions()
     evaluate = evaluate or fit
-    state = fit_state(model, fit, options)
+    tell = progress or (lambda stage, count: None)
+    state = fit_state(model, fit, options, partial(tell, "fit"))
     spaces = [
         fit_eigenspace(
             x.meta.name,
@@ -100,7 +114,7 @@ def project(
     projectors = {
         (s.name, k): s.projector(k) for s in spaces for k in {k for v in variants for n, k in v if n == s.name}
     }
-    base, metrics, num_eval = _evaluate(model, evaluate, layers, variants, projectors)
+    base, metrics, num_eval = _evaluate(model, evaluate, layers, variants, projectors, partial(tell, "evaluate"))
     by_name = {s.name: s for s in spaces}
     results = []
     for (scope, name, delta), variant in plan.items():
@@ -132,9 +146,11 @@ def project(
     )
 
 
-def fit_state(model: LoadedModel, fit: DataSource, options: ProjectionOptions) -> CheckpointState:
+def fit_state(
+    model: LoadedModel, fit: DataSource, options: ProjectionOptions, advance: Callable[[int], None] | None = None
+) -> CheckpointState:
     """One engine pass over the fit data: exact float64 moments of every tracked layer's projection samples."""
-    catcher = _StateCatcher()
+    catcher = _StateCatcher(advance)
     run_options = AnalysisOptions(
         reduction=FIT_REDUCTION,
         include=options.include,
@@ -194,6 +210,7 @@ def _evaluate(
     layers: list[Layer],
     variants: list[_Variant],
     projectors: dict[tuple[str, int], Projector],
+    advance: Callable[[int], None],
 ) -> tuple[OutputMetrics, dict[_Variant, OutputMetrics], int]:
     """Base and variant metrics over the evaluation data, one batch at a time; and the inputs seen."""
     transforms: dict[_Variant, dict[str, Transform]] = {
@@ -211,6 +228,7 @@ def _evaluate(
             for variant, replaced in transforms.items():
                 metrics[variant].update(_eval_rows(net, batch.inputs, replaced, batch.mask), reference, labels)
             seen += batch_size(batch)
+            advance(batch_size(batch))
     return base, metrics, seen
 
 
