@@ -92,7 +92,7 @@ def project(
     `progress(stage, inputs)` is told after every batch: stage "fit", then "evaluate" (each evaluation batch
     once, after the base model and every variant ran on it)."""
     options = options or ProjectionOptions()
-    evaluate = evaluate or fit
+    evaluate = fit if evaluate is None else evaluate
     tell = progress or (lambda stage, count: None)
     state = fit_state(model, fit, options, partial(tell, "fit"))
     spaces = [
@@ -115,22 +115,7 @@ def project(
         (s.name, k): s.projector(k) for s in spaces for k in {k for v in variants for n, k in v if n == s.name}
     }
     base, metrics, num_eval = _evaluate(model, evaluate, layers, variants, projectors, partial(tell, "evaluate"))
-    by_name = {s.name: s for s in spaces}
-    results = []
-    for (scope, name, delta), variant in plan.items():
-        found = metrics[variant] if variant else base
-        ks = {s.name: s.k(delta) for s in spaces if s.name != output} if name is None else None
-        results.append(
-            ProjectionResult(
-                scope,
-                name,
-                delta,
-                ks if ks is not None else by_name[name].k(delta),
-                None if name is None else by_name[name].width,
-                found.accuracy,
-                found.change if variant else 0.0,
-            )
-        )
+    results = _results(plan, spaces, output, base, metrics)
     return ProjectionReport(
         model=str(model.path),
         model_format=model.format,
@@ -141,7 +126,7 @@ def project(
         deltas=options.deltas,
         layers=tuple(ProjectedLayer(s.name, s.type, s.width, s.samples, s.name == output) for s in spaces),
         base_accuracy=base.accuracy,
-        results=tuple(results),
+        results=results,
         passes=2 + len(variants),
     )
 
@@ -188,6 +173,27 @@ def _plan(
         for delta in deltas:
             plan[("all", None, delta)] = tuple((s.name, s.k(delta)) for s in inner if s.k(delta) != s.width)
     return plan
+
+
+def _results(
+    plan: dict[tuple[str, str | None, float], _Variant],
+    spaces: list[Eigenspace],
+    output: str,
+    base: OutputMetrics,
+    metrics: dict[_Variant, OutputMetrics],
+) -> tuple[ProjectionResult, ...]:
+    """One result per planned entry; an identity variant reports the base accuracy and no output change."""
+    by_name = {s.name: s for s in spaces}
+    results = []
+    for (scope, name, delta), variant in plan.items():
+        found = metrics[variant] if variant else base
+        if name is None:
+            k: int | dict[str, int] = {s.name: s.k(delta) for s in spaces if s.name != output}
+        else:
+            k = by_name[name].k(delta)
+        width = None if name is None else by_name[name].width
+        results.append(ProjectionResult(scope, name, delta, k, width, found.accuracy, found.change if variant else 0.0))
+    return tuple(results)
 
 
 class _Projection:
