@@ -75,10 +75,11 @@ def main() -> None:
     )
     print(f"project: {passes} forward passes (1 fit + 1 base + {passes - 2} projected variants)")
     for label, a, p in (("as commands", a_times, p_times), ("in one process", a_in, p_in)):
-        ma, mp = statistics.median(a_times if a is a_times else a), statistics.median(p)
+        ma, mp = statistics.median(a), statistics.median(p)
         print(
-            f"{label:>15}: analyze median {ma:.2f} s {[round(x, 2) for x in a]}, "
-            f"project median {mp:.2f} s {[round(x, 2) for x in p]}, ratio {mp / ma:.1f}x"
+            f"{label}: analyze median {ma:.2f} s {[round(x, 2) for x in a]}, "
+            f"project median {mp:.2f} s {[round(x, 2) for x in p]}; "
+            f"ratio of medians {mp / ma:.1f}x, of minima {min(p) / min(a):.1f}x"
         )
 
 
