@@ -38,7 +38,7 @@ from satcli.data import DataSource, open_data
 from satcli.engine.project import ProjectionOptions, project
 from satcli.models import load_model, resolve_device
 from satcli.render.progress import make_progress
-from satcli.render.projection import plot_projection, projection_json, render_projection
+from satcli.render.projection import check_plot_path, plot_projection, projection_json, render_projection
 
 
 @app.command("project")
@@ -80,6 +80,8 @@ def project_command(
     projected at once, for each --delta [default: 0.9 0.99 0.999].
     """
     options = ProjectionOptions(tuple(delta or DEFAULT_DELTAS), tuple(layers or ()), tuple(exclude or ()))
+    if plot is not None:
+        check_plot_path(plot)
     fit_options = data_options(data_root, download, split, max_samples, batch_size, workers, image_size, seed)
     fit = open_data(data, fit_options)
     evaluate = None

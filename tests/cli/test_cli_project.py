@@ -139,6 +139,8 @@ def test_unlabelled_eval_data_reports_output_change_only(run_cli, tmp_path: Path
         (["--layers", "head.*", "--delta", "0"], "delta must be in (0, 1]"),
         (["--layers", "head.*", "--eval-data", "BAD_EVAL"], "model and data do not fit"),
         (["--layers", "head.*", "--eval-split", "validation"], "no split 'validation'"),
+        (["--layers", "head.*", "--plot", "missing/p.png"], "directory missing does not exist"),
+        (["--layers", "head.*", "--plot", "p.nope"], "unknown image type 'nope'"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(run_cli, tmp_path: Path, args: list[str], message: str) -> None:
