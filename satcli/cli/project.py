@@ -46,12 +46,15 @@ def project_command(
     model: Annotated[Path, typer.Argument(help="Model file (.pt2, TorchScript, state dict with --arch).")],
     data: Data = "digits",
     eval_data: Annotated[
-        str | None, typer.Option(help="Data to evaluate the projected models on [default: the --data set].")
+        str | None, typer.Option(help="Data to evaluate the projected models on (default: the --data set).")
     ] = None,
-    eval_split: Annotated[str | None, typer.Option(help="Split of --eval-data [default: --split].")] = None,
+    eval_split: Annotated[str | None, typer.Option(help="Split of --eval-data (default: --split).")] = None,
     delta: Annotated[
         list[float] | None,
-        typer.Option("--delta", help="Share of variance the kept eigen-directions explain (repeatable)."),
+        typer.Option(
+            "--delta",
+            help="Share of variance the kept eigen-directions explain (repeatable; default: 0.9, 0.99, 0.999).",
+        ),
     ] = None,
     data_root: DataRoot = None,
     download: Download = False,
@@ -73,11 +76,11 @@ def project_command(
     plot: Annotated[Path | None, typer.Option(help="Also draw accuracy against delta to this image.")] = None,
     quiet: Quiet = False,
 ) -> None:
-    """Project each layer's output onto its top eigenspace and measure the model: accuracy and output change.
+    """Project layer outputs onto their top eigenspaces and measure accuracy and output change.
 
-    Fits every tracked layer's subspace on --data (convolutions per position, sequences per real token),
-    then evaluates on --eval-data the unmodified model, each layer projected alone and all non-output layers
-    projected at once, for each --delta [default: 0.9 0.99 0.999].
+    Fits each tracked layer's subspace on --data (convolutions per position, sequences per
+    real token), then evaluates on --eval-data the unmodified model, each layer projected
+    alone and all non-output layers projected at once, for each --delta.
     """
     options = ProjectionOptions(tuple(delta or DEFAULT_DELTAS), tuple(layers or ()), tuple(exclude or ()))
     if plot is not None:
