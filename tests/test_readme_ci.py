@@ -72,7 +72,7 @@ def test_pinned_pyproject(run_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPat
 PATHLIKE = re.compile(r"^[\w.\-/*\[\]]+\.(h5|pt2|pt|pth|ts|npz|npy|png|jsonl|safetensors)(:\d{4})?$")
 # np.save('x.npy', ...) names the file first, torch.jit.save(module, 'm.ts') last
 SAVED_BY_CODE = re.compile(r"save\('([\w./-]+\.\w+)'|, '([\w./-]+\.\w+)'\)")
-OUTPUT_OPTIONS = ("--store", "-o", "--output")
+OUTPUT_OPTIONS = ("--store", "-o", "--output", "--plot", "--graphml")
 SEPARATORS = (";", "|", "&&", "||")
 
 

@@ -1,0 +1,129 @@
+"""`satcli project`: the eigenspace projection check (seed 001) on one model."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from satcli.cli.app import app
+from satcli.cli.console import stderr_console, stdout_console
+from satcli.cli.options import (
+    Arch,
+    ArchKwargs,
+    BatchSize,
+    CheckFormat,
+    Data,
+    DataRoot,
+    Device,
+    Download,
+    Exclude,
+    ImageSize,
+    Layers,
+    MaxSamples,
+    Quiet,
+    Seed,
+    Split,
+    TrustPickle,
+    Workers,
+    arch_kwargs_dict,
+    data_options,
+)
+
+if TYPE_CHECKING:
+    from satcli.data import DataSource
+
+
+@app.command("project")
+def project_command(
+    model: Annotated[Path, typer.Argument(help="Model file (.pt2, TorchScript, state dict with --arch).")],
+    data: Data = "digits",
+    eval_data: Annotated[
+        str | None, typer.Option(help="Data to evaluate the projected models on (default: the --data set).")
+    ] = None,
+    eval_split: Annotated[str | None, typer.Option(help="Split of --eval-data (default: --split).")] = None,
+    delta: Annotated[
+        list[float] | None,
+        typer.Option(
+            "--delta",
+            help="Share of variance the kept eigen-directions explain (repeatable; default: 0.9, 0.99, 0.999).",
+        ),
+    ] = None,
+    data_root: DataRoot = None,
+    download: Download = False,
+    split: Split = "test",
+    max_samples: MaxSamples = None,
+    batch_size: BatchSize = 256,
+    workers: Workers = 0,
+    image_size: ImageSize = None,
+    seed: Seed = 0,
+    arch: Arch = None,
+    arch_kwargs: ArchKwargs = None,
+    trust_pickle: TrustPickle = False,
+    device: Device = "auto",
+    layers: Layers = None,
+    exclude: Exclude = None,
+    output_format: Annotated[
+        CheckFormat, typer.Option("--format", "-f", help="table on the terminal, or one JSON object on stdout.")
+    ] = CheckFormat.table,
+    plot: Annotated[Path | None, typer.Option(help="Also draw accuracy against delta to this image.")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Project layer outputs onto their top eigenspaces and measure accuracy and output change.
+
+    Fits each tracked layer's subspace on --data (convolutions per position, sequences per
+    real token), then evaluates on --eval-data the unmodified model, each layer projected
+    alone and all non-output layers projected at once, for each --delta.
+    """
+    from satcli.core.projection import DEFAULT_DELTAS
+    from satcli.data import open_data
+    from satcli.engine.project import ProjectionOptions, project
+    from satcli.models import load_model, resolve_device
+    from satcli.render.projection import check_plot_path, plot_projection, projection_json, render_projection
+
+    options = ProjectionOptions(tuple(delta or DEFAULT_DELTAS), tuple(layers or ()), tuple(exclude or ()))
+    if plot is not None:
+        check_plot_path(plot)
+    fit_options = data_options(data_root, download, split, max_samples, batch_size, workers, image_size, seed)
+    fit = open_data(data, fit_options)
+    evaluate = None
+    if eval_data is not None or (eval_split is not None and eval_split != split):
+        eval_options = data_options(
+            data_root, download, eval_split or split, max_samples, batch_size, workers, image_size, seed
+        )
+        evaluate = open_data(eval_data or data, eval_options)
+    loaded = load_model(
+        model,
+        arch=arch,
+        arch_kwargs=arch_kwargs_dict(arch_kwargs),
+        trust_pickle=trust_pickle,
+        device=resolve_device(device),
+    )
+    with _progress(quiet, fit, evaluate or fit) as advance:
+        report = project(loaded, fit, evaluate, options, advance)
+    if output_format is CheckFormat.json:
+        sys.stdout.write(projection_json(report) + "\n")
+        sys.stdout.flush()
+    else:
+        render_projection(report, stdout_console())
+    if plot is not None:
+        typer.echo(f"wrote {plot_projection(report, plot)}", err=True)
+
+
+@contextlib.contextmanager
+def _progress(quiet: bool, fit: DataSource, evaluate: DataSource) -> Iterator[Callable[[str, int], None]]:
+    """A transient progress bar on stderr for the fit pass and the evaluation passes (off when not a terminal)."""
+    from satcli.render.progress import make_progress
+
+    progress = make_progress(stderr_console())
+    progress.disable = quiet or not progress.console.is_terminal
+    with progress:
+        tasks = {
+            "fit": progress.add_task("fit", total=fit.num_samples),
+            "evaluate": progress.add_task("evaluate", total=evaluate.num_samples),
+        }
+        yield lambda stage, count: progress.advance(tasks[stage], count)
