@@ -201,6 +201,12 @@ UnderThreshold = Annotated[
 ConvMethodOption = Annotated[ConvMethod, typer.Option(help="How a conv output becomes samples.")]
 SequenceMethodOption = Annotated[SequenceMethod, typer.Option(help="How a (B, T, d) output becomes samples.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+Shard = Annotated[
+    str | None,
+    typer.Option(
+        help="Score only shard I of K of the data (I/K, from 0) into a partial store; join the parts with satcli merge."
+    ),
+]
 Classes = Annotated[
     bool | None,
     typer.Option(

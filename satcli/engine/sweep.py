@@ -11,7 +11,7 @@ import contextlib
 import math
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,6 +35,9 @@ STORE_ATTRS: dict[str, object] = {"command": "analyze"}
 
 # Given a checkpoint and the number of inputs, enters a progress display and gives the per-batch callback.
 Tracker = Callable[[Path, int], AbstractContextManager[Callable[[int], None]]]
+
+# Scores one loaded model on the data, writing its store group: score_checkpoint's signature.
+ScoreOne = Callable[..., CheckpointResult]
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,7 @@ def score_checkpoints(
     load: Callable[[Path], LoadedModel],
     store_for: Callable[[Path], Path | None],
     track: Tracker | None = None,
+    score: ScoreOne | None = None,
 ) -> Iterator[CheckpointResult | Failure]:
     """Score each checkpoint in the given order; yield its result, or a Failure and go on to the next one.
 
@@ -82,8 +86,10 @@ def score_checkpoints(
     MATERIALIZE_MAX_BYTES; an error while decoding is the data's and ends the run (SatcliError).
     `store_for(path)` names the checkpoint's store (None: no store); the first checkpoint written to a store
     in this run replaces any file there, later ones are added to it, and each is committed before it is yielded.
+    `score` replaces score_checkpoint (e.g. a split run's).
     """
     track = track or _no_progress
+    score = score or score_checkpoint
     if len(paths) > 1 and decoded_bytes(source) <= MATERIALIZE_MAX_BYTES:
         source.materialize()
     written: set[str] = set()
@@ -93,7 +99,7 @@ def score_checkpoints(
             target = store_for(path)
             key = None if target is None else os.path.abspath(target)
             with track(path, source.num_samples) as advance:
-                result = score_checkpoint(loaded, source, options, target, append=key in written, on_batch=advance)
+                result = score(loaded, source, options, target, append=key in written, on_batch=advance)
         except SatcliError as exc:
             yield Failure(path, _reason(path, str(exc)))
             continue
@@ -110,12 +116,15 @@ def score_checkpoint(
     *,
     append: bool = False,
     on_batch: Callable[[int], None] | None = None,
+    attrs: Mapping[str, object] = STORE_ATTRS,
 ) -> CheckpointResult:
-    """Analyze one loaded model; with a target, write (or with append, add) its group and commit the store."""
+    """Analyze one loaded model; with a target, write (or with append, add) its group and commit the store.
+
+    `attrs` are the store's file attributes (a shard's partial store adds its marks)."""
     observers: list[Observer] = [] if on_batch is None else [ProgressObserver(on_batch)]
     if target is None:
         return analyze(loaded, source, options, observers)
-    with StoreWriter(target, STORE_ATTRS, append=append) as writer:
+    with StoreWriter(target, attrs, append=append) as writer:
         result = analyze(loaded, source, options, [*observers, StoreObserver.of(writer, options)])
     return replace(result, store=str(target))
 
