@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 from typing import Annotated
 
@@ -11,17 +12,22 @@ from satcli.cli.app import app
 from satcli.cli.console import stdout_console
 from satcli.cli.options import (
     CompareFormat,
+    EarlyCheckpoints,
     MaxTail,
     ReportFormat,
+    SettleTolerance,
+    SettleWindow,
     StoreRefs,
     TailThreshold,
     Threshold,
     UnderThreshold,
 )
 from satcli.core.compare import compare
+from satcli.core.trajectory import TrajectoryRule, summarize
 from satcli.core.verdict import ThresholdOverrides
 from satcli.render.compare import comparison_csv, comparison_json, comparison_table
 from satcli.render.serialize import result_json, results_csv
+from satcli.render.summary import render_summary
 from satcli.render.table import render_result
 from satcli.store.rescore import rescore_refs
 
@@ -36,14 +42,27 @@ def report_command(
     output_format: Annotated[
         ReportFormat, typer.Option("--format", "-f", help="table, or json / jsonl (one object per line) / csv.")
     ] = ReportFormat.table,
+    settle_tolerance: SettleTolerance = TrajectoryRule.tolerance,
+    settle_window: SettleWindow = TrajectoryRule.window,
+    early_checkpoints: EarlyCheckpoints = TrajectoryRule.early_checkpoints,
 ) -> None:
-    """Re-score stored checkpoints at any thresholds, with no model and no data."""
+    """Re-score stored checkpoints at any thresholds, with no model and no data.
+
+    A store holding a trajectory (two or more checkpoints) gets a summary after its tables: the first and
+    last average saturation, an early underparameterized flag and the step where saturation settled.
+    """
     overrides = ThresholdOverrides(threshold, tail_threshold, max_tail, under_threshold)
     results = [result for _, result in rescore_refs(stores, overrides)]
     if output_format is ReportFormat.table:
         out = stdout_console()
         for result in results:
             render_result(result, out)
+        rule = TrajectoryRule(settle_tolerance, settle_window, early_checkpoints)
+        for store, run in itertools.groupby(results, key=lambda r: r.store):
+            checkpoints = list(run)
+            if len(checkpoints) > 1:
+                out.print()
+                render_summary(f"of {store}", summarize(checkpoints, rule), out)
     elif output_format is ReportFormat.csv:
         sys.stdout.write(results_csv(results))
     else:
