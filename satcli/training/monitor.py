@@ -97,6 +97,11 @@ class Monitor:
         self.detach()
 
     @property
+    def attached(self) -> bool:
+        """True while the hooks are registered."""
+        return self._taps.attached
+
+    @property
     def num_inputs(self) -> int:
         """Inputs recorded since the last reset."""
         return self._num_inputs
