@@ -37,7 +37,7 @@ def mlp(hidden: list[int]) -> nn.Sequential:
 
 def train_with_monitor(model: nn.Module, store: Path, epochs: int = EPOCHS) -> TrainedRun:
     """Adam on the digits training split, one Monitor checkpoint per epoch (step = epoch)."""
-    source = open_data("digits", DataOptions(split="train", batch_size=64))
+    source = open_data("digits", DataOptions(split="train", batch_size=64, max_samples=640))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     losses = []
     with satcli.Monitor(model, store=store) as monitor:
