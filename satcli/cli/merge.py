@@ -16,7 +16,10 @@ from satcli.store.safety import check_store_target
 @app.command("merge")
 def merge_command(
     parts: Annotated[
-        list[Path], typer.Argument(help="Stores to join: every shard of one run, or full stores.", show_default=False)
+        list[Path],
+        typer.Argument(
+            help="Stores to join: every shard of one run, or full stores.", metavar="STORE", show_default=False
+        ),
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="The merged store to write.", show_default=False)],
     force: Annotated[
