@@ -15,6 +15,7 @@ from torch import nn
 
 import satcli
 from satcli.errors import SatcliError
+from satcli.store.reader import read_store
 
 
 class Net(nn.Module):
@@ -231,3 +232,20 @@ def test_bad_monitor_arguments() -> None:
         satcli.Monitor(Net(), layers=["nothing*"])
     with pytest.raises(SatcliError, match="every"):
         satcli.Monitor(Net(), every=0)
+
+
+def test_sync_merges_ranks_exactly(tmp_path: Path) -> None:
+    import sync_worker
+    import torch.multiprocessing as mp
+
+    store = tmp_path / "ranks.h5"
+    mp.spawn(sync_worker.run, args=(2, str(tmp_path / "init"), str(store)), nprocs=2, join=True)
+    net = sync_worker.model()
+    with satcli.Monitor(net) as alone, torch.no_grad():
+        for x in sync_worker.batches():
+            net(x)
+    _, (stored,) = read_store(store)
+    assert stored.num_inputs == 100
+    for layer, expected in zip(stored.layers, alone.state().layers, strict=True):
+        assert layer.meta.name == expected.meta.name
+        assert np.linalg.norm(layer.stats.m2 - expected.stats.m2) / np.linalg.norm(expected.stats.m2) < 1e-12
