@@ -12,10 +12,17 @@ import scipy.linalg
 import torch
 import torch.nn.functional as F
 from torch import nn
+from training_runs import TrainedRun, trained_runs
 
 import satcli
 from satcli.errors import SatcliError
 from satcli.store.reader import read_store
+
+
+@pytest.fixture(scope="session")
+def trained() -> dict[str, TrainedRun]:
+    """The narrow and wide training runs (trained once per session, see training_runs.py)."""
+    return trained_runs()
 
 
 class Net(nn.Module):
@@ -212,8 +219,8 @@ def test_monitor_pools_real_tokens_only() -> None:
     assert np.linalg.norm(stats.m2 / (stats.samples - 1) - cov) / np.linalg.norm(cov) < 1e-6
 
 
-def test_checkpoints_form_a_trajectory_the_commands_read(trained_runs: dict, run_cli: Callable, tmp_path: Path) -> None:
-    run = trained_runs["wide"]
+def test_checkpoints_form_a_trajectory_the_commands_read(trained: dict, run_cli: Callable, tmp_path: Path) -> None:
+    run = trained["wide"]
     report = run_cli("report", run.store, "-f", "jsonl")
     assert report.code == 0, report.stderr
     documents = [json.loads(line) for line in report.stdout.splitlines()]

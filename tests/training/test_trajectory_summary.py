@@ -9,11 +9,18 @@ import h5py
 import numpy as np
 import pytest
 import scipy.linalg
+from training_runs import TrainedRun, trained_runs
 
 from satcli.core.trajectory import TrajectoryRule, summarize
 from satcli.core.verdict import ThresholdOverrides
 from satcli.errors import SatcliError
 from satcli.store.rescore import rescore_refs
+
+
+@pytest.fixture(scope="session")
+def trained() -> dict[str, TrainedRun]:
+    """The narrow and wide training runs (trained once per session, see training_runs.py)."""
+    return trained_runs()
 
 
 def _saturations(store: Path) -> list[list[float]]:
@@ -45,8 +52,8 @@ def _reference(
 
 
 @pytest.mark.parametrize("name", ["narrow", "wide"])
-def test_summary_matches_the_rule(trained_runs: dict, name: str) -> None:
-    store = trained_runs[name].store
+def test_summary_matches_the_rule(trained: dict, name: str) -> None:
+    store = trained[name].store
     results = [result for _, result in rescore_refs([str(store)], ThresholdOverrides())]
     for rule in (TrajectoryRule(), TrajectoryRule(tolerance=0.1, window=2, early_checkpoints=3)):
         summary = summarize(results, rule)
@@ -56,21 +63,21 @@ def test_summary_matches_the_rule(trained_runs: dict, name: str) -> None:
         assert summary.settled_step == settled  # steps are 0, 1, ... (the Monitor's step = epoch)
 
 
-def test_narrow_is_flagged_early_and_wide_is_not(trained_runs: dict, run_cli: Callable) -> None:
-    narrow = run_cli("report", trained_runs["narrow"].store)
-    wide = run_cli("report", trained_runs["wide"].store)
+def test_narrow_is_flagged_early_and_wide_is_not(trained: dict, run_cli: Callable) -> None:
+    narrow = run_cli("report", trained["narrow"].store)
+    wide = run_cli("report", trained["wide"].store)
     assert narrow.code == wide.code == 0
     assert "underparameterized early: average saturation >= 45.0% in each of the first 2 checkpoints" in narrow.stdout
     assert "early flag  none" in wide.stdout
     for out, run in ((narrow, "narrow"), (wide, "wide")):
-        _, _, settled = _reference(trained_runs[run].store)
+        _, _, settled = _reference(trained[run].store)
         expected = "not settled" if settled is None else f"saturation settled at step {settled}"
         assert expected in out.stdout
         assert "rule        early: average >= under threshold" in out.stdout
 
 
-def test_one_checkpoint_has_no_summary_and_bad_rules_fail(trained_runs: dict, run_cli: Callable) -> None:
-    store = trained_runs["wide"].store
+def test_one_checkpoint_has_no_summary_and_bad_rules_fail(trained: dict, run_cli: Callable) -> None:
+    store = trained["wide"].store
     one = run_cli("report", f"{store}:0002")
     assert one.code == 0 and "trajectory" not in one.stdout
     bad = run_cli("report", store, "--settle-tolerance", "0")

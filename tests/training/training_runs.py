@@ -1,11 +1,17 @@
-"""Short real training runs on digits (seconds, once per session) recorded with satcli.Monitor."""
+"""Short real training runs on digits (seconds, once per session) recorded with satcli.Monitor.
+
+A helper module, not a conftest: a second conftest.py would shadow tests/conftest.py for `from conftest import`.
+"""
 
 from __future__ import annotations
 
+import atexit
+import functools
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -52,12 +58,18 @@ def train_with_monitor(model: nn.Module, store: Path, epochs: int = EPOCHS) -> T
     return TrainedRun(store, losses)
 
 
-@pytest.fixture(scope="session")
-def trained_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, TrainedRun]:
-    """A deliberately narrow MLP (64 -> 4 -> 4 -> 10) and a wide one (64 -> 64 x 3 -> 10)."""
-    folder = tmp_path_factory.mktemp("training")
+@functools.cache
+def trained_runs() -> dict[str, TrainedRun]:
+    """A deliberately narrow MLP (64 -> 4 -> 4 -> 10) and a wide one (64 -> 64 x 3 -> 10), trained once."""
+    folder = Path(tempfile.mkdtemp(prefix="satcli-training-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     runs = {}
-    for name, hidden in (("narrow", [4, 4]), ("wide", [64, 64, 64])):
-        torch.manual_seed(0)
-        runs[name] = train_with_monitor(mlp(hidden), folder / f"{name}.h5")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny layers: a second thread only adds synchronisation on a shared machine
+    try:
+        for name, hidden in (("narrow", [4, 4]), ("wide", [64, 64, 64])):
+            torch.manual_seed(0)
+            runs[name] = train_with_monitor(mlp(hidden), folder / f"{name}.h5")
+    finally:
+        torch.set_num_threads(threads)
     return runs
