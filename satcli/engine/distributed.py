@@ -24,7 +24,7 @@ from satcli.data import DataSource
 from satcli.engine.options import AnalysisOptions
 from satcli.engine.run import Observer, analyze
 from satcli.engine.sweep import ProgressObserver
-from satcli.errors import SatcliError
+from satcli.errors import SatcliError, one_line
 from satcli.models import LoadedModel
 
 # torchrun (and most launchers) set these; MASTER_ADDR/PORT are read by init_process_group itself.
@@ -105,9 +105,13 @@ def process_group(device: torch.device) -> Iterator[None]:
     if dist.is_initialized():
         yield
         return
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    try:
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend=backend)
+    except (RuntimeError, ValueError) as exc:
+        raise SatcliError(f"cannot join the torch.distributed process group ({backend}): {one_line(exc)}") from None
     try:
         yield
     finally:
