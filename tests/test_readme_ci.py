@@ -123,9 +123,12 @@ def _made_by(tokens: list[str]) -> tuple[list[str], list[str]]:
         writes += [a or b for a, b in SAVED_BY_CODE.findall(tokens[tokens.index("-c") + 1])]
     if tokens[:2] == ["python", "sample_models/trajectory.py"]:
         writes.append(f"{tokens[2]}/epoch_*.pt2")
+    if tokens[:2] == ["python", "examples/train_with_monitor.py"]:
+        writes += ["narrow-training.h5", "wide-training.h5"]
     if tokens[0] == "rm":
         writes += [f"-{path}" for path in tokens[1:]]
-    return writes, reads
+    # A shell loop's `part$i.h5` writes every file of that pattern.
+    return [re.sub(r"\$\w+", "*", path) for path in writes], reads
 
 
 def unmet_reads(text: str, committed: set[str]) -> list[str]:

@@ -42,6 +42,7 @@ from satcli.cli.options import (
     Seed,
     SequenceMethod,
     SequenceMethodOption,
+    Shard,
     Split,
     TailThreshold,
     Threshold,
@@ -131,12 +132,19 @@ def analyze_command(
     force: Annotated[
         bool, typer.Option("--force", help="Replace an existing file at the store path that is not a satcli store.")
     ] = False,
+    shard: Shard = None,
 ) -> None:
     """Score checkpoints: per-layer k and saturation, average saturation and a verdict.
 
     Several checkpoints share one decoded data set and print as each finishes; one that fails is reported on
     stderr and skipped, and the exit code is then 2.
     """
+    from satcli.cli.split import split_run
+    from satcli.core.verdict import ThresholdOverrides, Thresholds
+    from satcli.data import open_data
+    from satcli.engine.distributed import launched_ranks, local_device
+    from satcli.engine.options import AnalysisOptions
+    from satcli.engine.sweep import Failure, order_checkpoints, score_checkpoints
     from satcli.models import load_model, resolve_device
     from satcli.render.trajectory import render_trajectory
     from satcli.taps import Reduction
@@ -144,10 +152,6 @@ def analyze_command(
     if trajectory and output_format is not OutputFormat.table:
         raise SatcliError("--trajectory prints a table; leave out --format or --trajectory")
     # Heavy modules (torch, h5py) load here, not at start-up: --version and --help must stay fast.
-    from satcli.core.verdict import ThresholdOverrides, Thresholds
-    from satcli.data import open_data
-    from satcli.engine.options import AnalysisOptions
-    from satcli.engine.sweep import Failure, order_checkpoints, score_checkpoints
 
     if store is not None and no_store:
         raise SatcliError(f"--store {store} and --no-store contradict each other; give one of them")
@@ -167,12 +171,13 @@ def analyze_command(
         data,
         data_options(data_root, download, split, max_samples, batch_size, workers, image_size, seed, grayscale_to_rgb),
     )
+    run_device = local_device(resolve_device(device)) if launched_ranks() else resolve_device(device)
     load = partial(
         load_model,
         arch=arch,
         arch_kwargs=arch_kwargs_dict(arch_kwargs),
         trust_pickle=trust_pickle,
-        device=resolve_device(device),
+        device=run_device,
     )
     paths = order_checkpoints(models, sort=not no_sort)
     store_for = (lambda path: None) if no_store else (lambda path: store or default_store_path(path))
@@ -181,24 +186,25 @@ def analyze_command(
     err = stderr_console()
     results: list[CheckpointResult] = []
     failed = 0
-    for outcome in score_checkpoints(
-        paths,
-        source,
-        options,
-        load,
-        store_for,
-        partial(progress_bar, err, quiet),
-        wait=wait,
-    ):
-        if isinstance(outcome, Failure):
-            failed += 1
-            err.print(
-                f"[bold red]error:[/] {escape(f'{outcome.path}: {outcome.reason}')}", soft_wrap=True, highlight=False
-            )
-            continue
-        results.append(outcome)
-        warn_notes(outcome, err)
-        _write_result(outcome, output_format, out, first=len(results) == 1, table=not trajectory)
+    with split_run(shard, source, run_device) as part:
+        track = partial(progress_bar, err, quiet) if part.rank == 0 else None
+        # Under torchrun only rank 0 writes (and locks) the store.
+        targets = store_for if part.rank == 0 else (lambda path: None)
+        for outcome in score_checkpoints(
+            paths, part.source, options, load, targets, track, wait=wait, score=part.score
+        ):
+            if part.rank != 0:
+                continue  # under torchrun only rank 0 prints and writes
+            if isinstance(outcome, Failure):
+                failed += 1
+                message = escape(f"{outcome.path}: {outcome.reason}")
+                err.print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False)
+                continue
+            results.append(outcome)
+            warn_notes(outcome, err)
+            _write_result(outcome, output_format, out, first=len(results) == 1, table=not trajectory)
+    if part.rank != 0:
+        return
     if output_format is OutputFormat.table and results and (trajectory or len(results) > 1):
         if not trajectory:
             out.print()

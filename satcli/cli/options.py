@@ -212,6 +212,23 @@ UnderThreshold = Annotated[
 ConvMethodOption = Annotated[ConvMethod, typer.Option(help="How a conv output becomes samples.")]
 SequenceMethodOption = Annotated[SequenceMethod, typer.Option(help="How a (B, T, d) output becomes samples.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+SettleTolerance = Annotated[
+    float,
+    typer.Option(help="Trajectory summary: a layer has settled when its saturation moves less (in (0, 1])."),
+]
+SettleWindow = Annotated[
+    int, typer.Option(min=1, help="Trajectory summary: settled only over at least this many consecutive moves.")
+]
+EarlyCheckpoints = Annotated[
+    int,
+    typer.Option(min=1, help="Trajectory summary: the early underparameterized flag looks at this many checkpoints."),
+]
+Shard = Annotated[
+    str | None,
+    typer.Option(
+        help="Score only shard I of K of the data (I/K, from 0) into a partial store; join the parts with satcli merge."
+    ),
+]
 Classes = Annotated[
     bool | None,
     typer.Option(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 from typing import Annotated
 
@@ -12,14 +13,18 @@ from satcli.cli.console import stdout_console
 from satcli.cli.options import (
     CheckpointKeys,
     CompareFormat,
+    EarlyCheckpoints,
     MaxTail,
     Quiet,
     ReportFormat,
+    SettleTolerance,
+    SettleWindow,
     StoreRefs,
     TailThreshold,
     Threshold,
     UnderThreshold,
 )
+from satcli.core.trajectory import TrajectoryRule
 
 
 @app.command("report")
@@ -34,25 +39,36 @@ def report_command(
         ReportFormat, typer.Option("--format", "-f", help="table, or json / jsonl (one object per line) / csv.")
     ] = ReportFormat.table,
     quiet: Quiet = False,
+    settle_tolerance: SettleTolerance = TrajectoryRule.tolerance,
+    settle_window: SettleWindow = TrajectoryRule.window,
+    early_checkpoints: EarlyCheckpoints = TrajectoryRule.early_checkpoints,
 ) -> None:
-    """Re-score stored checkpoints at any thresholds, with no model and no data."""
-    # Heavy modules (h5py, numpy) load here, not at start-up: --version and --help must stay fast.
+    """Re-score stored checkpoints at any thresholds, with no model and no data.
+
+    A store holding a trajectory (two or more checkpoints) gets a summary after its tables: the first and
+    last average saturation, an early underparameterized flag and the step where saturation settled.
+    -q is accepted as in analyze and check (report never shows a progress bar).
+    """
+    from satcli.core.trajectory import TrajectoryRule, summarize
     from satcli.core.verdict import ThresholdOverrides
     from satcli.render.serialize import result_json, results_csv
+    from satcli.render.summary import render_summary
     from satcli.render.table import render_result
     from satcli.store.rescore import rescore_refs
 
-    """Re-score stored checkpoints at any thresholds, with no model and no data.
-
-    -q is accepted as in analyze and check: re-scoring shows no progress bar to silence.
-    """
-    del quiet  # same meaning everywhere (no progress bar); report never shows one
+    del quiet
     overrides = ThresholdOverrides(threshold, tail_threshold, max_tail, under_threshold)
     results = [result for _, result in rescore_refs(stores, overrides, checkpoint or [])]
     if output_format is ReportFormat.table:
         out = stdout_console()
         for result in results:
             render_result(result, out)
+        rule = TrajectoryRule(settle_tolerance, settle_window, early_checkpoints)
+        for store, run in itertools.groupby(results, key=lambda r: r.store):
+            checkpoints = list(run)
+            if len(checkpoints) > 1:
+                out.print()
+                render_summary(f"of {store}", summarize(checkpoints, rule), out)
     elif output_format is ReportFormat.csv:
         sys.stdout.write(results_csv(results))
     else:

@@ -22,7 +22,9 @@ class CheckpointResult:
     store: str | None = None
 
     def to_dict(self) -> dict[str, object]:
-        """A JSON-ready dict: one object per checkpoint."""
+        """A JSON-ready dict: one object per checkpoint; a split run's record is lifted out of the options."""
+        options = dict(self.options)
+        distributed = options.pop("distributed", None)
         return {
             "model": self.model,
             "sha256": self.sha256,
@@ -30,6 +32,7 @@ class CheckpointResult:
             "data": self.data,
             "layers": [layer.to_dict() for layer in self.layers],
             **self.verdict.to_dict(),
-            "options": dict(self.options),
+            "options": options,
             "store": self.store,
+            **({"distributed": distributed} if distributed is not None else {}),
         }

@@ -11,7 +11,7 @@ import contextlib
 import math
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -36,6 +36,9 @@ STORE_ATTRS: dict[str, object] = {"command": "analyze"}
 
 # Given a checkpoint and the number of inputs, enters a progress display and gives the per-batch callback.
 Tracker = Callable[[Path, int], AbstractContextManager[Callable[[int], None]]]
+
+# Scores one loaded model on the data, writing its store group: score_checkpoint's signature.
+ScoreOne = Callable[..., CheckpointResult]
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ def score_checkpoints(
     track: Tracker | None = None,
     *,
     wait: bool = False,
+    score: ScoreOne | None = None,
 ) -> Iterator[CheckpointResult | Failure]:
     """Score each checkpoint in the given order; yield its result, or a Failure and go on to the next one.
 
@@ -88,12 +92,13 @@ def score_checkpoints(
     in this run replaces any file there, later ones are added to it, and each is committed before it is yielded.
     Every store's write lock is held for the whole run, so no other run can write between two checkpoints
     (`wait`: wait for a store another process is writing, instead of failing with StoreError).
+    `score` replaces score_checkpoint (e.g. a split run's).
     """
     track = track or _no_progress
     with contextlib.ExitStack() as locks:
         for target in dict.fromkeys(os.path.abspath(t) for t in map(store_for, paths) if t is not None):
             locks.enter_context(store_lock(Path(target), wait=wait))
-        yield from _score_all(paths, source, options, load, store_for, track)
+        yield from _score_all(paths, source, options, load, store_for, track, score or score_checkpoint)
 
 
 def _score_all(
@@ -103,6 +108,7 @@ def _score_all(
     load: Callable[[Path], LoadedModel],
     store_for: Callable[[Path], Path | None],
     track: Tracker,
+    score: ScoreOne,
 ) -> Iterator[CheckpointResult | Failure]:
     if len(paths) > 1 and decoded_bytes(source) <= MATERIALIZE_MAX_BYTES:
         source.materialize()
@@ -113,7 +119,7 @@ def _score_all(
             target = store_for(path)
             key = None if target is None else os.path.abspath(target)
             with track(path, source.num_samples) as advance:
-                result = score_checkpoint(loaded, source, options, target, append=key in written, on_batch=advance)
+                result = score(loaded, source, options, target, append=key in written, on_batch=advance)
         except DataError:
             raise  # the data's fault, not this checkpoint's: every later one would fail the same way
         except SatcliError as exc:
@@ -132,12 +138,15 @@ def score_checkpoint(
     *,
     append: bool = False,
     on_batch: Callable[[int], None] | None = None,
+    attrs: Mapping[str, object] = STORE_ATTRS,
 ) -> CheckpointResult:
-    """Analyze one loaded model; with a target, write (or with append, add) its group and commit the store."""
+    """Analyze one loaded model; with a target, write (or with append, add) its group and commit the store.
+
+    `attrs` are the store's file attributes (a shard's partial store adds its marks)."""
     observers: list[Observer] = [] if on_batch is None else [ProgressObserver(on_batch)]
     if target is None:
         return analyze(loaded, source, options, observers)
-    with StoreWriter(target, STORE_ATTRS, append=append) as writer:
+    with StoreWriter(target, attrs, append=append) as writer:
         result = analyze(loaded, source, options, [*observers, StoreObserver.of(writer, options)])
     return replace(result, store=str(target))
 

@@ -64,7 +64,10 @@ def looks_like_store(text: str) -> bool:
 
 def load_checkpoints(ref: StoreRef) -> list[LoadedCheckpoint]:
     """The finished checkpoints a reference names, in the order written; raises SatcliError when none."""
-    _, checkpoints = read_store(ref.path)
+    attrs, checkpoints = read_store(ref.path)
+    if attrs.get("partial"):
+        shard = f"{attrs.get('shard_index')}/{attrs.get('shard_count')}"
+        raise SatcliError(f"{ref.path} is a partial store (shard {shard}); merge the complete shard set first")
     if ref.key is not None:
         chosen = [c for c in checkpoints if int(c.key) == int(ref.key)]
         if not chosen:

@@ -1,0 +1,102 @@
+"""Passive taps: forward hooks that watch a model's own forward passes (a training loop) without changing them.
+
+Unlike open_taps, nothing here runs the model, sets its mode or turns gradients off: each hook sees the
+output, hands a detached view to a sink under no_grad, and returns None, so the output, the autograd
+graph and the model's train/eval mode are exactly what they would be without it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+import torch
+from torch import nn
+
+from satcli.errors import ModelError
+from satcli.taps.base import discover
+from satcli.taps.layers import Layer, pattern_note, select
+from satcli.taps.reduce import output_width
+
+# Called with the layer (width and forward order fixed at its first call), its detached output, and the
+# (B, T) mask of real tokens when the model was called with an attention_mask keyword.
+PassiveSink = Callable[[Layer, torch.Tensor, torch.Tensor | None], None]
+# Called with the number of inputs of every forward pass of the whole model.
+InputCounter = Callable[[int], None]
+
+
+class PassiveTaps:
+    """Forward hooks on a plain nn.Module's selected layers; attach() / detach(), always removable."""
+
+    def __init__(
+        self,
+        module: nn.Module,
+        sink: PassiveSink,
+        count: InputCounter,
+        include: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+    ) -> None:
+        if isinstance(module, torch.jit.ScriptModule) or not isinstance(module, nn.Module):
+            raise ModelError(f"passive taps need a plain torch.nn.Module, got {type(module).__name__}")
+        declared = discover(module)
+        self.chosen = select(declared, include, exclude)
+        if not self.chosen:
+            what = "no trackable layers (Conv1d/2d/3d, Linear, LSTM, GRU)" if not declared else "no layer matches"
+            raise ModelError(f"{what} in the model{pattern_note(include, exclude)}")
+        self.module = module
+        self.layers: dict[str, Layer] = {}
+        self._sink = sink
+        self._count = count
+        self._mask: torch.Tensor | None = None
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    @property
+    def attached(self) -> bool:
+        return bool(self._handles)
+
+    def attach(self) -> None:
+        """Register the hooks (a no-op when already attached)."""
+        if self._handles:
+            return
+        modules = dict(self.module.named_modules())
+        self._handles.append(self.module.register_forward_pre_hook(self._enter, with_kwargs=True))
+        self._handles.append(self.module.register_forward_hook(self._leave))
+        for layer in self.chosen:
+            self._handles.append(modules[layer.name].register_forward_hook(self._hook(layer)))
+
+    def detach(self) -> None:
+        """Remove every hook this object registered."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self._mask = None
+
+    def _enter(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        mask = kwargs.get("attention_mask")
+        self._mask = mask.detach().bool() if isinstance(mask, torch.Tensor) and mask.ndim == 2 else None
+        first = next((v for v in (*args, *kwargs.values()) if isinstance(v, torch.Tensor) and v.ndim > 0), None)
+        if first is not None:
+            self._count(int(first.shape[0]))
+
+    def _leave(self, module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
+        self._mask = None
+
+    def _hook(self, declared: Layer) -> Callable[[nn.Module, tuple[Any, ...], Any], None]:
+        def hook(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
+            if isinstance(out, tuple):  # LSTM/GRU: (output, hidden)
+                out = out[0]
+            if not isinstance(out, torch.Tensor):
+                return
+            with torch.no_grad():
+                t = out.detach()
+                layer = self.layers.get(declared.name)
+                if layer is None:
+                    width = output_width(t, declared)
+                    layer = self.layers[declared.name] = replace(declared, width=width, order=len(self.layers))
+                mask = self._mask
+                if mask is not None and (t.ndim != 3 or tuple(mask.shape) != tuple(t.shape[:2])):
+                    mask = None
+                self._sink(layer, t, mask)
+
+        return hook

@@ -1,0 +1,243 @@
+"""Saturation during training: passive hooks on the user's own forward passes, the engine's exact analyses.
+
+    with satcli.Monitor(model, store="run.h5") as monitor:
+        for epoch in range(epochs):
+            for x, y in loader:
+                loss = F.cross_entropy(model(x), y); loss.backward(); opt.step(); opt.zero_grad()
+            monitor.checkpoint(step=epoch)      # one trajectory point in the store, then reset
+
+The hooks never change the model's mode, gradients or outputs; `report`, `compare`, `plot` and `check`
+read the store like any other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from satcli.analyses.saturation import SaturationAnalysis
+from satcli.analyses.score import score_state
+from satcli.core.state import CheckpointMeta, CheckpointState, LayerMeta, LayerState, LayerStats
+from satcli.core.verdict import Thresholds
+from satcli.engine.distributed import gather_objects
+from satcli.engine.options import AnalysisOptions
+from satcli.errors import SatcliError
+from satcli.store.merge import write_state
+from satcli.store.writer import StoreWriter
+from satcli.taps import Layer, Reduction, sample_view
+from satcli.taps.passive import PassiveTaps
+from satcli.training.adapters import module_device, module_sha256
+from satcli.training.result import Result
+
+STATE_VERSION = 1
+TRAINING_DATA = "training"
+
+
+class Monitor:
+    """Exact per-layer saturation of every forward pass the model makes while attached.
+
+    `every`: record only every n-th forward pass (1 = all), to trade precision for overhead.
+    """
+
+    def __init__(
+        self,
+        module: nn.Module,
+        *,
+        store: str | Path | None = None,
+        layers: Sequence[str] | None = None,
+        exclude: Sequence[str] | None = None,
+        delta: float = 0.99,
+        conv_method: str = "mean",
+        sequence_method: str = "mean",
+        every: int = 1,
+    ) -> None:
+        if every < 1:
+            raise SatcliError(f"every must be a positive integer, got {every}")
+        self.module = module
+        self.store = None if store is None else Path(store)
+        self.options = AnalysisOptions(
+            reduction=Reduction(conv_method, sequence_method),
+            include=tuple(layers or ()),
+            exclude=tuple(exclude or ()),
+            thresholds=Thresholds(delta=delta),
+            store_activations=False,
+            classes=False,
+        )
+        self.every = every
+        self._taps = PassiveTaps(module, self._observe, self._count, self.options.include, self.options.exclude)
+        self._saturation = SaturationAnalysis(module_device(module))
+        self._metas: dict[str, LayerMeta] = {}
+        self._num_inputs = 0
+        self._calls = 0
+
+    # --- attaching -------------------------------------------------------------------------------------
+
+    def attach(self) -> Monitor:
+        """Start observing the model's forward passes."""
+        self._taps.attach()
+        return self
+
+    def detach(self) -> None:
+        """Stop observing; every hook is removed. The statistics are kept."""
+        self._taps.detach()
+
+    def __enter__(self) -> Monitor:
+        return self.attach()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.detach()
+
+    @property
+    def attached(self) -> bool:
+        """True while the hooks are registered."""
+        return self._taps.attached
+
+    @property
+    def num_inputs(self) -> int:
+        """Inputs recorded since the last reset."""
+        return self._num_inputs
+
+    def _count(self, batch: int) -> None:
+        self._calls += 1
+        if self._recording():
+            self._num_inputs += batch
+
+    def _recording(self) -> bool:
+        return (self._calls - 1) % self.every == 0
+
+    def _observe(self, layer: Layer, out: torch.Tensor, mask: torch.Tensor | None) -> None:
+        if not self._recording():
+            return
+        samples = sample_view(out, layer, self.options.reduction, mask)
+        if layer.name not in self._metas:
+            self._metas[layer.name] = LayerMeta(
+                name=layer.name,
+                type=layer.type,
+                kind=layer.kind,
+                width=int(layer.width or 0),
+                order=len(self._metas),
+                reduction=self.options.reduction.name_for(layer, out.ndim),
+                activations_reduction="none",
+            )
+        self._saturation.update(layer, samples, None)
+
+    # --- results ---------------------------------------------------------------------------------------
+
+    def state(self, **metadata: object) -> CheckpointState:
+        """What was recorded since the last reset, as the engine's checkpoint state."""
+        stats = self._saturation.state()
+        layers = tuple(LayerState(meta, stats[name], {}) for name, meta in self._metas.items() if name in stats)  # type: ignore[misc]
+        if not layers:
+            raise SatcliError("the monitor has recorded no forward pass of a tracked layer")
+        options = {
+            **self.options.describe(False),
+            "data": "forward passes observed during training",
+            "device": str(module_device(self.module)),
+            "num_inputs": self._num_inputs,
+            **({"every": self.every} if self.every > 1 else {}),
+            **metadata,
+        }
+        meta = CheckpointMeta(
+            model_path=f"<{type(self.module).__name__}>",
+            model_sha256=module_sha256(self.module),
+            model_format="module",
+            data_spec=TRAINING_DATA,
+            options=options,
+            thresholds=self.options.thresholds.to_dict(),
+        )
+        return CheckpointState(meta, layers, self._num_inputs)
+
+    def compute(self) -> Result:
+        """Per-layer k and saturation, the average and the verdict of everything recorded since the last reset."""
+        return Result(score_state(self.state(), self.options.thresholds))
+
+    def reset(self) -> None:
+        """Forget every recorded sample (the hooks stay as they are)."""
+        self._saturation.reset()
+        self._metas.clear()
+        self._num_inputs = 0
+        self._calls = 0
+
+    def checkpoint(self, step: int | None = None, **metadata: object) -> Result | None:
+        """Score what was recorded, add it to the store as one trajectory point (with `step` and `metadata`
+        in its options), and reset.
+
+        Under torch.distributed every rank must call it: the ranks' states are merged first (sync) and only
+        rank 0 writes and gets the result; other ranks get None.
+        """
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            self.sync()
+            if dist.get_rank() != 0:
+                self.reset()
+                return None
+        extra = {"step": step, **({"metadata": metadata} if metadata else {})} if step is not None or metadata else {}
+        state = self.state(**extra)
+        result = score_state(state, self.options.thresholds)
+        if self.store is not None:
+            with StoreWriter(self.store, {"command": "monitor"}, append=True) as writer:
+                write_state(writer, state, result)
+            result = replace(result, store=str(self.store))
+        self.reset()
+        return Result(result)
+
+    # --- state across processes ------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, object]:
+        """The exact float64 state (tensors and plain values, so torch.save(weights_only=True) can hold it)."""
+        stats = self._saturation.state()
+        return {
+            "version": STATE_VERSION,
+            "num_inputs": self._num_inputs,
+            "layers": [
+                {
+                    **meta.__dict__,
+                    "samples": int(stats[name].samples),  # type: ignore[attr-defined]
+                    "mean": torch.from_numpy(np.asarray(stats[name].mean)),  # type: ignore[attr-defined]
+                    "m2": torch.from_numpy(np.asarray(stats[name].m2)),  # type: ignore[attr-defined]
+                    "nonfinite": bool(stats[name].nonfinite),  # type: ignore[attr-defined]
+                }
+                for name, meta in self._metas.items()
+                if name in stats
+            ],
+        }
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        """Replace the recorded state by a state_dict()."""
+        self.reset()
+        self.merge(state)
+
+    def merge(self, other: Monitor | dict[str, object]) -> None:
+        """Fold in another monitor's (or state_dict's) samples exactly: the Chan merge of METHOD.md sec. 7."""
+        state = other.state_dict() if isinstance(other, Monitor) else other
+        if state.get("version") != STATE_VERSION:
+            raise SatcliError(f"unknown monitor state version {state.get('version')!r}")
+        incoming: dict[str, object] = {}
+        for entry in state["layers"]:  # type: ignore[attr-defined]
+            fields = {key: entry[key] for key in LayerMeta.__dataclass_fields__}
+            meta = LayerMeta(**fields)
+            if meta.name not in self._metas:
+                self._metas[meta.name] = LayerMeta(**{**fields, "order": len(self._metas)})
+            mean = torch.as_tensor(entry["mean"], dtype=torch.float64).cpu().numpy()
+            m2 = torch.as_tensor(entry["m2"], dtype=torch.float64).cpu().numpy()
+            incoming[meta.name] = LayerStats(int(entry["samples"]), mean, m2, np.zeros(0), bool(entry["nonfinite"]))
+        self._saturation.merge(incoming)
+        self._num_inputs += int(state["num_inputs"])  # type: ignore[call-overload]
+
+    def sync(self) -> None:
+        """Under torch.distributed: all-gather every rank's float64 state and merge them in rank order, so
+        every rank holds the whole run's statistics (exact). A no-op in one process."""
+        gathered = gather_objects(self.state_dict())
+        if len(gathered) == 1:
+            return
+        self.reset()
+        for state in gathered:
+            self.merge(state)  # type: ignore[arg-type]

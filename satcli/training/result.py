@@ -1,0 +1,60 @@
+"""The Python API's result: one scored checkpoint, as the CLI's JSON document or its Rich table."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from rich.console import Console
+
+from satcli.core.results import CheckpointResult
+from satcli.core.spectral import LayerScore
+from satcli.core.verdict import Verdict
+from satcli.render.serialize import result_json
+from satcli.render.table import render_result
+
+
+@dataclass(frozen=True)
+class Result:
+    """One scored checkpoint: per-layer k and saturation, the average and the verdict."""
+
+    checkpoint: CheckpointResult
+
+    @property
+    def layers(self) -> tuple[LayerScore, ...]:
+        return self.checkpoint.layers
+
+    @property
+    def verdict(self) -> Verdict:
+        return self.checkpoint.verdict
+
+    @property
+    def average_saturation(self) -> float | None:
+        return self.checkpoint.verdict.average
+
+    def saturation(self) -> dict[str, float | None]:
+        """Saturation by layer name, in forward order."""
+        return {layer.name: layer.saturation for layer in self.layers}
+
+    def to_dict(self) -> dict[str, object]:
+        """Exactly the CLI's JSON document for one checkpoint (`satcli analyze --format json`)."""
+        return json.loads(result_json(self.checkpoint))
+
+    def table(self, console: Console | None = None) -> None:
+        """Print the CLI's table (header, layers, verdict panel) to `console` (default: stdout)."""
+        render_result(self.checkpoint, console or Console())
+
+    def __str__(self) -> str:
+        console = Console(width=100, record=True, file=_Discard(), color_system=None)
+        self.table(console)
+        return console.export_text()
+
+
+class _Discard:
+    """A write-only file that forgets everything (the recording console keeps the text)."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
