@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,5 +221,5 @@ def _last_line(message: str) -> str:
     """The original one-line message of an error that a DataLoader worker re-raised with its traceback."""
     lines = [line for line in message.strip().splitlines() if line.strip()]
     last = lines[-1] if lines else message
-    prefix = f"{SatcliError.__module__}.{SatcliError.__name__}: "
-    return last[len(prefix) :] if last.startswith(prefix) else last
+    # The worker's traceback ends in "satcli.errors.DataError: ..." (or another SatcliError class).
+    return re.sub(rf"^{re.escape(SatcliError.__module__)}\.\w+: ", "", last)
