@@ -115,6 +115,7 @@ def analyze(
             for observer in observers:
                 observer.batch(rows, batch.labels, count)
             num_inputs += count
+    _report_eigen(analyses, observers)
     if not seen:
         if nonfinite.inputs:
             raise SatcliError(f"every one of the {nonfinite.inputs} inputs of {data.description} holds NaN or inf")
@@ -127,6 +128,14 @@ def analyze(
     for observer in observers:
         observer.finished(state, result)
     return result
+
+
+def _report_eigen(analyses: Sequence[Analysis], observers: Sequence[Observer]) -> None:
+    """Let observers that want it (a progress bar) follow the eigen step, which dominates wide layers."""
+    hooks = [hook for hook in (getattr(o, "eigen", None) for o in observers) if hook is not None]
+    for analysis in analyses:
+        if hooks and isinstance(analysis, SaturationAnalysis):
+            analysis.on_eigen = lambda done, total: [hook(done, total) for hook in hooks]
 
 
 def on_device(batch: Batch, device: torch.device) -> Batch:
