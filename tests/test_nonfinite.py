@@ -120,4 +120,4 @@ def test_all_nonfinite_data_is_the_datas_error_not_the_models(run_cli, tmp_path:
     np.save(tmp_path / "allnan.npy", np.full((10, 1, 8, 8), np.nan, dtype=np.float32))
     model = Path(__file__).resolve().parent.parent / "sample_models/sensible.pt2"
     r = run_cli("analyze", model, "--data", tmp_path / "allnan.npy", "--no-store")
-    assert r.code == 2 and r.stderr.startswith("error: every one of the 10 inputs of allnan.npy")
+    assert r.code == 2 and r.stderr.startswith(f"error: every one of the 10 inputs of {tmp_path / 'allnan.npy'}")
