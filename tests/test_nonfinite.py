@@ -114,3 +114,10 @@ def test_cli_counts_skipped_inputs_on_stderr_and_in_json(run_cli, tmp_path: Path
     assert all(layer["samples"] == 63 for layer in record["layers"])
     r = run_cli("analyze", model, "--data", data, "--no-store", "--on-nonfinite", "fail")
     assert r.code == 2 and "input 3 holds non-finite values" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_all_nonfinite_data_is_the_datas_error_not_the_models(run_cli, tmp_path: Path) -> None:
+    np.save(tmp_path / "allnan.npy", np.full((10, 1, 8, 8), np.nan, dtype=np.float32))
+    model = Path(__file__).resolve().parent.parent / "sample_models/sensible.pt2"
+    r = run_cli("analyze", model, "--data", tmp_path / "allnan.npy", "--no-store")
+    assert r.code == 2 and r.stderr.startswith(f"error: every one of the 10 inputs of {tmp_path / 'allnan.npy'}")

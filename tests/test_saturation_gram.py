@@ -48,3 +48,26 @@ def test_a_wide_layer_never_decomposes_its_d_by_d_covariance(monkeypatch: pytest
     assert sizes == [n, 4]  # the 40 x 40 Gram, then the narrow layer's 4 x 4 covariance; never 300 x 300
     np.testing.assert_allclose(stats["wide"].eigenvalues, want, rtol=1e-8, atol=1e-9 * want[0])
     assert intrinsic_dimension(stats["wide"].eigenvalues) == intrinsic_dimension(want) == 8
+
+
+def test_the_eigen_step_reports_progress_per_layer(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from satcli.data import DataOptions, open_data
+    from satcli.engine.options import AnalysisOptions
+    from satcli.engine.sweep import score_checkpoint
+    from satcli.models import LoadedModel
+
+    np.savez(tmp_path / "d.npz", x=np.random.default_rng(3).normal(size=(20, 4)).astype(np.float32))
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)).eval()
+    loaded = LoadedModel(tmp_path / "m.pt", "0" * 64, "pickle", net, torch.device("cpu"), None, None)
+    seen: list[tuple[str, int, int]] = []
+
+    class Advance:
+        def __call__(self, count: int) -> None:
+            seen.append(("inputs", count, 0))
+
+        def eigen(self, done: int, total: int) -> None:
+            seen.append(("eigen", done, total))
+
+    source = open_data(str(tmp_path / "d.npz"), DataOptions(batch_size=8))
+    score_checkpoint(loaded, source, AnalysisOptions(), None, on_batch=Advance())
+    assert seen == [("inputs", 8, 0), ("inputs", 8, 0), ("inputs", 4, 0), ("eigen", 1, 2), ("eigen", 2, 2)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import torch
@@ -24,6 +24,8 @@ class SaturationAnalysis(Analysis):
         super().__init__(device)
         self.precision = precision
         self.accumulators: dict[str, CovarianceAccumulator] = {}
+        # Told (layers done, layers in all) as each layer's eigenvalues are computed: the slow step of wide runs.
+        self.on_eigen: Callable[[int, int], None] | None = None
         # A wide layer's samples while it has no more of them than its width (at most d x d values, the
         # covariance's own size): its eigenvalues then come from the small n x n Gram matrix instead.
         self.few: dict[str, list[torch.Tensor] | None] = {}
@@ -45,7 +47,12 @@ class SaturationAnalysis(Analysis):
                 kept.append(rows.to(self.device, torch.float64))
 
     def state(self) -> dict[str, object]:
-        return {name: layer_stats(acc, self.few.get(name)) for name, acc in self.accumulators.items()}
+        out: dict[str, object] = {}
+        for done, (name, acc) in enumerate(self.accumulators.items(), start=1):
+            out[name] = layer_stats(acc, self.few.get(name))
+            if self.on_eigen is not None:
+                self.on_eigen(done, len(self.accumulators))
+        return out
 
     def merge(self, other: Mapping[str, object]) -> None:
         for name, element in other.items():

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import Progress, TaskID
 
 from satcli.cli.app import EXIT_USAGE, app
 from satcli.cli.console import stderr_console, stdout_console
@@ -247,6 +248,19 @@ def _write_result(
     sys.stdout.flush()
 
 
+class _Advance:
+    """The per-batch callback of one checkpoint's bar; `eigen` relabels the bar during the eigen step."""
+
+    def __init__(self, progress: Progress, task: TaskID, name: str) -> None:
+        self._progress, self._task, self._name = progress, task, name
+
+    def __call__(self, count: int) -> None:
+        self._progress.advance(self._task, count)
+
+    def eigen(self, done: int, total: int) -> None:
+        self._progress.update(self._task, description=f"{self._name}: eigenvalues {done}/{total} layers")
+
+
 @contextlib.contextmanager
 def progress_bar(err: Console, quiet: bool, path: Path, total: int) -> Iterator[Callable[[int], None]]:
     """A transient progress bar on stderr for one checkpoint; yields the per-batch callback.
@@ -259,7 +273,7 @@ def progress_bar(err: Console, quiet: bool, path: Path, total: int) -> Iterator[
     progress.disable = quiet or not err.is_terminal
     with progress:
         task = progress.add_task(path.name, total=total)
-        yield partial(progress.advance, task)
+        yield _Advance(progress, task, path.name)
 
 
 def warn_notes(result: CheckpointResult, err: Console) -> None:

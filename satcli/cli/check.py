@@ -198,15 +198,9 @@ def check_command(
             warn_notes(scored[0][1], err)
         for label, result in scored:
             checked += 1
-            verdict = result.verdict
-            if verdict.inconclusive is not None and not (allow_undersampled and verdict.undersampled):
-                inconclusive += 1
-                _print_inconclusive(label, result, output_format, verbose, out)
-                continue
-            results = gates.evaluate(result.layers, result.verdict, spec)
-            ok = gates.passed(results)
-            failed += not ok
-            _print_check(label, result, results, output_format, verbose, out)
+            outcome = _gate(label, result, spec, allow_undersampled, output_format, verbose, out)
+            failed += outcome == "failed"
+            inconclusive += outcome == "inconclusive"
     if checked > 1:
         line = f"{'FAIL' if failed or inconclusive else 'PASS'}: {failed} of {checked} checkpoints failed"
         line += f", {inconclusive} inconclusive" if inconclusive else ""
@@ -215,6 +209,27 @@ def check_command(
         raise typer.Exit(EXIT_USAGE)
     if failed:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _gate(
+    label: str,
+    result: CheckpointResult,
+    spec: gates.GateSpec,
+    allow_undersampled: bool,
+    output_format: CheckFormat,
+    verbose: bool,
+    out: Console,
+) -> str:
+    """Gate one checkpoint and print it: 'passed', 'failed', or 'inconclusive' (not gated)."""
+    from satcli.core import gates
+
+    verdict = result.verdict
+    if verdict.inconclusive is not None and not (allow_undersampled and verdict.undersampled):
+        _print_inconclusive(label, result, output_format, verbose, out)
+        return "inconclusive"
+    results = gates.evaluate(result.layers, verdict, spec)
+    _print_check(label, result, results, output_format, verbose, out)
+    return "passed" if gates.passed(results) else "failed"
 
 
 def _score_model(

@@ -221,4 +221,5 @@ def _last_line(message: str) -> str:
     """The original one-line message of an error that a DataLoader worker re-raised with its traceback."""
     lines = [line for line in message.strip().splitlines() if line.strip()]
     last = lines[-1] if lines else message
+    # The worker's traceback ends in "satcli.errors.DataError: ..." (or another SatcliError class).
     return re.sub(rf"^{re.escape(SatcliError.__module__)}\.\w+: ", "", last)

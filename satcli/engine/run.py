@@ -21,7 +21,7 @@ from satcli.core.state import CheckpointMeta, CheckpointState, LayerMeta, LayerS
 from satcli.data import Batch, DataSource
 from satcli.engine.nonfinite import NonFiniteCount, flag_unmeasured
 from satcli.engine.options import AnalysisOptions
-from satcli.errors import SatcliError
+from satcli.errors import DataError, SatcliError
 from satcli.models import LoadedModel
 from satcli.taps import Layer, input_rows, open_taps, sample_view
 from satcli.taps.reduce import sample_labels
@@ -115,9 +115,10 @@ def analyze(
             for observer in observers:
                 observer.batch(rows, batch.labels, count)
             num_inputs += count
+    _report_eigen(analyses, observers)
     if not seen:
         if nonfinite.inputs:
-            raise SatcliError(f"every one of the {nonfinite.inputs} inputs of {data.description} holds NaN or inf")
+            raise DataError(f"every one of the {nonfinite.inputs} inputs of {data.description} holds NaN or inf")
         raise SatcliError(f"the data set {data.description} gave no samples")
     untracked = [u.to_dict() for u in taps.untracked]
     learnt = {"nonfinite": nonfinite.to_dict(), "untracked": untracked, "output_layer": taps.output_layer}
@@ -129,6 +130,14 @@ def analyze(
     for observer in observers:
         observer.finished(state, result)
     return result
+
+
+def _report_eigen(analyses: Sequence[Analysis], observers: Sequence[Observer]) -> None:
+    """Let observers that want it (a progress bar) follow the eigen step, which dominates wide layers."""
+    hooks = [hook for hook in (getattr(o, "eigen", None) for o in observers) if hook is not None]
+    for analysis in analyses:
+        if hooks and isinstance(analysis, SaturationAnalysis):
+            analysis.on_eigen = lambda done, total: [hook(done, total) for hook in hooks]
 
 
 def on_device(batch: Batch, device: torch.device) -> Batch:

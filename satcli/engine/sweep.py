@@ -143,7 +143,9 @@ def score_checkpoint(
     """Analyze one loaded model; with a target, write (or with append, add) its group and commit the store.
 
     `attrs` are the store's file attributes (a shard's partial store adds its marks)."""
-    observers: list[Observer] = [] if on_batch is None else [ProgressObserver(on_batch)]
+    # A progress callback may carry an `eigen(done, total)` method (the CLI's bar does) for the eigen step.
+    eigen = getattr(on_batch, "eigen", None)
+    observers: list[Observer] = [] if on_batch is None else [ProgressObserver(on_batch, eigen)]
     if target is None:
         return analyze(loaded, source, options, observers)
     with StoreWriter(target, attrs, append=append) as writer:
@@ -152,12 +154,17 @@ def score_checkpoint(
 
 
 class ProgressObserver:
-    """Calls `advance(number of inputs)` after every batch."""
+    """Calls `advance(number of inputs)` after every batch, and `on_eigen(done, total)` per layer's eigenvalues."""
 
     wants_rows = False
 
-    def __init__(self, advance: Callable[[int], None]) -> None:
+    def __init__(self, advance: Callable[[int], None], on_eigen: Callable[[int, int], None] | None = None) -> None:
         self._advance = advance
+        self._on_eigen = on_eigen
+
+    def eigen(self, done: int, total: int) -> None:
+        if self._on_eigen is not None:
+            self._on_eigen(done, total)
 
     def started(self, meta: CheckpointMeta, layers: Sequence[LayerMeta]) -> None:
         pass

@@ -107,15 +107,15 @@ def script_runner(sm: torch.jit.ScriptModule, wanted: set[str]) -> Runner:
                 outs = fn(sm._c, x)
         except Exception as exc:
             reason = one_line(exc, last=True)
-            expected = ""
+            where = "the forward pass failed"
             if first is not None and f"{first.name}.weight" in weights:
+                # Where in the graph it failed is unknown (an untracked op such as an Embedding may come
+                # first), so the first tracked layer's input is a hint, not the culprit.
                 w = weights[f"{first.name}.weight"]
-                expected = f"layer '{first.name}' ({first.type}) expects " + (
-                    f"input (B, {w.shape[1]}, ...)" if first.kind == CONV else f"input (B, ..., {w.shape[1]})"
-                )
+                shape = f"(B, {w.shape[1]}, ...)" if first.kind == CONV else f"(B, ..., {w.shape[1]})"
+                where += f" (the first tracked layer, '{first.name}' ({first.type}) expects input {shape})"
             raise SatcliError(
-                f"model and data do not fit: {expected or 'the model'} "
-                f"but the data gives {describe_inputs(x)}: {reason}{layout_hint(x)}"
+                f"model and data do not fit: {where}; the data gives {describe_inputs(x)}: {reason}{layout_hint(x)}"
             ) from exc
         for layer, t in zip(layers, outs[1:], strict=True):
             sink(layer, t.detach())
