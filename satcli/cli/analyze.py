@@ -29,7 +29,10 @@ from satcli.cli.options import (
     Download,
     Exclude,
     ImageSize,
+    InputColumn,
+    LabelColumn,
     Layers,
+    MaxLength,
     MaxSamples,
     MaxTail,
     OutputFormat,
@@ -39,12 +42,16 @@ from satcli.cli.options import (
     SequenceMethodOption,
     Split,
     TailThreshold,
+    TextOptions,
     Threshold,
+    Tokenizer,
     TrustPickle,
+    TrustRemoteCode,
     UnderThreshold,
     Workers,
     arch_kwargs_dict,
     data_options,
+    with_model_preprocessors,
 )
 from satcli.core.results import CheckpointResult
 from satcli.core.verdict import ThresholdOverrides, Thresholds
@@ -65,7 +72,12 @@ from satcli.taps import Reduction
 def analyze_command(
     models: Annotated[
         list[Path],
-        typer.Argument(help="Model files: .pt2, TorchScript, state dict (.pt/.pth/.safetensors).", show_default=False),
+        typer.Argument(
+            help="Model files (.pt2, TorchScript, state dict .pt/.pth/.safetensors), Hugging Face model "
+            "directories, hf:PATH or hf:ORG/NAME (from the local Hugging Face cache).",
+            metavar="MODEL",
+            show_default=False,
+        ),
     ],
     data: Data = "digits",
     data_root: DataRoot = None,
@@ -76,9 +88,14 @@ def analyze_command(
     workers: Workers = 0,
     image_size: ImageSize = None,
     seed: Seed = 0,
+    input_column: InputColumn = None,
+    label_column: LabelColumn = None,
+    tokenizer: Tokenizer = None,
+    max_length: MaxLength = None,
     arch: Arch = None,
     arch_kwargs: ArchKwargs = None,
     trust_pickle: TrustPickle = False,
+    trust_remote_code: TrustRemoteCode = False,
     device: Device = "auto",
     layers: Layers = None,
     exclude: Exclude = None,
@@ -141,17 +158,20 @@ def analyze_command(
         activations_dtype=activations_dtype.value,
         classes=classes,
     )
-    source = open_data(
-        data, data_options(data_root, download, split, max_samples, batch_size, workers, image_size, seed)
-    )
+    paths = order_checkpoints(models, sort=not no_sort)
+    text = TextOptions(input_column, label_column, tokenizer, max_length, trust_remote_code)
+    data_opts = data_options(data_root, download, split, max_samples, batch_size, workers, image_size, seed, text)
+    # Data are prepared once for every checkpoint: with the first one's tokenizer / image processor.
+    source = open_data(data, with_model_preprocessors(data_opts, paths[0]))
     load = partial(
         load_model,
         arch=arch,
         arch_kwargs=arch_kwargs_dict(arch_kwargs),
         trust_pickle=trust_pickle,
         device=resolve_device(device),
+        trust_remote_code=trust_remote_code,
+        download=download,
     )
-    paths = order_checkpoints(models, sort=not no_sort)
     store_for = (lambda path: None) if no_store else (lambda path: store or default_store_path(path))
     _check_store_targets(paths, data, store_for, force)
     out = stdout_console()
@@ -184,9 +204,7 @@ def analyze_command(
         raise typer.Exit(EXIT_USAGE)
 
 
-def _check_store_targets(
-    paths: list[Path], data: str, store_for: Callable[[Path], Path | None], force: bool
-) -> None:
+def _check_store_targets(paths: list[Path], data: str, store_for: Callable[[Path], Path | None], force: bool) -> None:
     """Refuse, before anything is scored, every store path that would replace an input or a foreign file."""
     data_path = Path(data).expanduser()
     inputs = [*paths, *([data_path] if data_path.is_file() else [])]
@@ -227,5 +245,11 @@ def progress_bar(err: Console, quiet: bool, path: Path, total: int) -> Iterator[
 
 
 def default_store_path(model: Path) -> Path:
-    """MODEL.satcli.h5 next to the model."""
+    """MODEL.satcli.h5 next to the model; ORG--NAME.satcli.h5 here for a model from the hub cache."""
+    text = str(model)
+    if text.startswith("hf:"):
+        target = text[len("hf:") :].strip()
+        if not Path(target).expanduser().exists():
+            return Path(target.replace("/", "--") + ".satcli.h5")
+        model = Path(target).expanduser()
     return model.with_name(model.name + ".satcli.h5")

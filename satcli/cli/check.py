@@ -27,7 +27,10 @@ from satcli.cli.options import (
     Exclude,
     FailOn,
     ImageSize,
+    InputColumn,
+    LabelColumn,
     Layers,
+    MaxLength,
     MaxSamples,
     Quiet,
     Seed,
@@ -35,12 +38,16 @@ from satcli.cli.options import (
     SequenceMethodOption,
     Split,
     TailThreshold,
+    TextOptions,
     Threshold,
+    Tokenizer,
     TrustPickle,
+    TrustRemoteCode,
     UnderThreshold,
     Workers,
     arch_kwargs_dict,
     data_options,
+    with_model_preprocessors,
 )
 from satcli.core import gates
 from satcli.core.results import CheckpointResult
@@ -104,9 +111,14 @@ def check_command(
     workers: Workers = 0,
     image_size: ImageSize = None,
     seed: Seed = 0,
+    input_column: InputColumn = None,
+    label_column: LabelColumn = None,
+    tokenizer: Tokenizer = None,
+    max_length: MaxLength = None,
     arch: Arch = None,
     arch_kwargs: ArchKwargs = None,
     trust_pickle: TrustPickle = False,
+    trust_remote_code: TrustRemoteCode = False,
     device: Device = "auto",
     layers: Layers = None,
     exclude: Exclude = None,
@@ -148,15 +160,19 @@ def check_command(
             scored = rescore_refs([target], overrides)
         else:
             if source is None:
-                source = open_data(
-                    data, data_options(data_root, download, split, max_samples, batch_size, workers, image_size, seed)
+                text = TextOptions(input_column, label_column, tokenizer, max_length, trust_remote_code)
+                opts = data_options(
+                    data_root, download, split, max_samples, batch_size, workers, image_size, seed, text
                 )
+                source = open_data(data, with_model_preprocessors(opts, target))
             loaded = load_model(
-                Path(target),
+                target if target.startswith("hf:") else Path(target),
                 arch=arch,
                 arch_kwargs=arch_kwargs_dict(arch_kwargs),
                 trust_pickle=trust_pickle,
                 device=device,
+                trust_remote_code=trust_remote_code,
+                download=download,
             )
             scored = [(target, _score_model(loaded, source, options, err, quiet))]
         for label, result in scored:

@@ -15,15 +15,24 @@ from satcli.cli.options import (
     ArchKwargs,
     DataRoot,
     Device,
+    Download,
     Exclude,
     ImageSize,
+    InputColumn,
+    LabelColumn,
     Layers,
+    MaxLength,
     Split,
+    TextOptions,
+    Tokenizer,
     TrustPickle,
+    TrustRemoteCode,
     arch_kwargs_dict,
     data_options,
+    with_model_preprocessors,
 )
 from satcli.data import open_data
+from satcli.engine.run import on_device
 from satcli.errors import SatcliError
 from satcli.models import load_model
 from satcli.taps import discover, open_taps, select
@@ -31,23 +40,43 @@ from satcli.taps import discover, open_taps, select
 
 @app.command("layers")
 def layers_command(
-    model: Annotated[Path, typer.Argument(help="Model file.", show_default=False)],
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="Model file, Hugging Face model directory, hf:PATH or hf:ORG/NAME.",
+            metavar="MODEL",
+            show_default=False,
+        ),
+    ],
     data: Annotated[
         str | None, typer.Option("--data", "-d", help="Run one batch of this data to get forward order and widths.")
     ] = None,
     data_root: DataRoot = None,
+    download: Download = False,
     split: Split = "test",
     image_size: ImageSize = None,
+    input_column: InputColumn = None,
+    label_column: LabelColumn = None,
+    tokenizer: Tokenizer = None,
+    max_length: MaxLength = None,
     arch: Arch = None,
     arch_kwargs: ArchKwargs = None,
     trust_pickle: TrustPickle = False,
+    trust_remote_code: TrustRemoteCode = False,
     device: Device = "auto",
     layers: Layers = None,
     exclude: Exclude = None,
 ) -> None:
     """List the trackable layers of a model: name, type, output width, forward order."""
+    spec = model if model.startswith("hf:") else Path(model)
     loaded = load_model(
-        model, arch=arch, arch_kwargs=arch_kwargs_dict(arch_kwargs), trust_pickle=trust_pickle, device=device
+        spec,
+        arch=arch,
+        arch_kwargs=arch_kwargs_dict(arch_kwargs),
+        trust_pickle=trust_pickle,
+        device=device,
+        trust_remote_code=trust_remote_code,
+        download=download,
     )
     include, leave_out = tuple(layers or ()), tuple(exclude or ())
     if data is None:
@@ -58,10 +87,12 @@ def layers_command(
             else ("registration order; pass --data for forward order")
         )
     else:
-        source = open_data(data, data_options(data_root, False, split, 8, 8, 0, image_size, 0))
-        x, _ = next(iter(source.batches()))
+        text = TextOptions(input_column, label_column, tokenizer, max_length, trust_remote_code)
+        options = data_options(data_root, download, split, 8, 8, 0, image_size, 0, text)
+        source = open_data(data, with_model_preprocessors(options, spec))
+        batch = on_device(next(iter(source.iter_batches())), loaded.device)
         with open_taps(loaded.module, include, leave_out) as taps:
-            taps.forward(x.to(loaded.device))
+            taps.forward(batch.inputs)
             found = taps.layers
         order_note = "forward order"
     if not found:
