@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
+import h5py
+import numpy as np
 import torch
-
-if TYPE_CHECKING:
-    import numpy as np
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 VOCAB += ["the", "a", "cat", "dog", "sat", "ran", "on", "mat", "good", "bad"]
@@ -81,7 +82,7 @@ def random_texts(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
 
 
 def hooked_outputs(
-    model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], kinds: tuple[type, ...]
+    model: torch.nn.Module, batches: list[dict[str, torch.Tensor]] | list[torch.Tensor], kinds: tuple[type, ...]
 ) -> dict[str, list[torch.Tensor]]:
     """Every output of the modules of the given classes, per batch, from plain forward hooks."""
     outputs: dict[str, list[torch.Tensor]] = {}
@@ -93,7 +94,7 @@ def hooked_outputs(
     try:
         with torch.no_grad():
             for batch in batches:
-                model(**batch)
+                model(**batch) if isinstance(batch, dict) else model(batch)
     finally:
         for handle in handles:
             handle.remove()
@@ -102,8 +103,6 @@ def hooked_outputs(
 
 def masked_samples(outputs: list[torch.Tensor], masks: list[torch.Tensor], method: str) -> np.ndarray:
     """(n, d) float64 samples of (B, T, d) outputs from real tokens only: mean, last real token, or every token."""
-    import numpy as np
-
     rows = []
     for out, mask in zip(outputs, masks, strict=True):
         values, real = out.double().numpy(), mask.numpy().astype(bool)
@@ -120,9 +119,30 @@ def masked_samples(outputs: list[torch.Tensor], masks: list[torch.Tensor], metho
 
 def numpy_k(samples: np.ndarray, delta: float = 0.99) -> int:
     """k of METHOD.md sec. 1 from numpy's float64 covariance eigenvalues."""
-    import numpy as np
-
     values = np.clip(np.linalg.eigvalsh(np.cov(samples, rowvar=False))[::-1], 0, None)
     if values.sum() == 0:
         return 0
     return int(np.searchsorted(np.cumsum(values) / values.sum(), delta) + 1)
+
+
+def stored_covariances(store: Path) -> dict[str, np.ndarray]:
+    with h5py.File(store, "r") as f:
+        layers = f["checkpoints/0000/layers"]
+        return {layers[key].attrs["name"]: layers[key]["cov"][()] for key in layers}
+
+
+def analyze(run_cli: Callable[..., Any], model: Path, data: Path, store: Path, *args: str) -> dict[str, Any]:
+    result = run_cli("analyze", model, "--data", data, "--store", store, "-f", "json", "-q", *args)
+    assert result.code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def assert_matches_reference(record: dict[str, Any], store: Path, reference: dict[str, np.ndarray]) -> None:
+    covariances = stored_covariances(store)
+    assert [layer["name"] for layer in record["layers"]] == list(reference)  # forward order, every Linear
+    for layer in record["layers"]:
+        samples = reference[layer["name"]]
+        want = np.cov(samples, rowvar=False)
+        assert layer["samples"] == samples.shape[0]
+        np.testing.assert_allclose(covariances[layer["name"]], want, rtol=0, atol=1e-4 * np.abs(want).max())
+        assert layer["k"] == numpy_k(samples), layer["name"]

@@ -7,17 +7,23 @@ store with h5py and its k from the JSON output.
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import pytest
 import torch
-from hf_helpers import hooked_outputs, masked_samples, numpy_k, random_texts, write_bert, write_tokenizer
+from hf_helpers import (
+    analyze,
+    assert_matches_reference,
+    hooked_outputs,
+    masked_samples,
+    random_texts,
+    write_bert,
+    write_tokenizer,
+)
 
 datasets = pytest.importorskip("datasets")
 transformers = pytest.importorskip("transformers")
@@ -58,29 +64,6 @@ def reference_samples(model_dir: Path, method: str, batch_size: int) -> dict[str
         name: masked_samples(outs, masks, method) if outs[0].ndim == 3 else torch.cat(outs).double().numpy()
         for name, outs in outputs.items()
     }
-
-
-def stored_covariances(store: Path) -> dict[str, np.ndarray]:
-    with h5py.File(store, "r") as f:
-        layers = f["checkpoints/0000/layers"]
-        return {layers[key].attrs["name"]: layers[key]["cov"][()] for key in layers}
-
-
-def analyze(run_cli: Callable[..., Any], model: Path, data: Path, store: Path, *args: str) -> dict[str, Any]:
-    result = run_cli("analyze", model, "--data", data, "--store", store, "-f", "json", "-q", *args)
-    assert result.code == 0, result.stderr
-    return json.loads(result.stdout)
-
-
-def assert_matches_reference(record: dict[str, Any], store: Path, reference: dict[str, np.ndarray]) -> None:
-    covariances = stored_covariances(store)
-    assert [layer["name"] for layer in record["layers"]] == list(reference)  # forward order, every Linear
-    for layer in record["layers"]:
-        samples = reference[layer["name"]]
-        want = np.cov(samples, rowvar=False)
-        assert layer["samples"] == samples.shape[0]
-        np.testing.assert_allclose(covariances[layer["name"]], want, rtol=0, atol=1e-4 * np.abs(want).max())
-        assert layer["k"] == numpy_k(samples), layer["name"]
 
 
 @pytest.mark.parametrize(("method", "batch_size"), [("mean", 7), ("mean", 64), ("last", 7), ("tokens", 5)])
