@@ -162,3 +162,23 @@ def test_hub_model_missing_from_cache_is_one_line(
     assert result.code == 2
     assert result.stderr.startswith("error: model nobody/no-such-model is not in the local Hugging Face cache")
     assert "hf download nobody/no-such-model" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_off_a_terminal_tables_keep_names_whole_unless_columns_is_set(
+    run_cli: Callable[..., Any], text_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    longest = "bert.encoder.layer.0.attention.output.dense"
+    args = ("analyze", text_models["bert"], "--data", text_models["texts"], "--no-store", "-q")
+    monkeypatch.delenv("COLUMNS")  # stdout is captured, so not a terminal: like a CI log
+    result = run_cli(*args)
+    assert result.code == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.lstrip()[:2].strip().isdigit()]
+    assert len(rows) == 14 and f" 4  {longest}  Linear" in result.stdout
+    rule = next(line for line in result.stdout.splitlines() if set(line) == {"─"})
+    assert len(rule) > 80 and max(len(line.rstrip()) for line in rows) <= len(rule)
+    layers = run_cli("layers", text_models["bert"])
+    assert layers.code == 0 and f"{longest}  Linear" in layers.stdout
+    monkeypatch.setenv("COLUMNS", "80")  # an explicit width wins: names fold to fit it
+    result = run_cli(*args)
+    assert result.code == 0 and longest not in result.stdout
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80

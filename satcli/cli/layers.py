@@ -35,6 +35,7 @@ from satcli.data import open_data
 from satcli.engine.run import on_device
 from satcli.errors import SatcliError
 from satcli.models import load_model
+from satcli.render.text import fitted, natural_width
 from satcli.taps import discover, open_taps, select
 
 
@@ -104,4 +105,5 @@ def layers_command(
         table.add_row(str(i + 1), layer.name, layer.type, "?" if layer.width is None else str(layer.width))
     out = stdout_console(highlight=False)
     out.print(f"{model} ({loaded.format}): {len(found)} trackable layers, {order_note}", soft_wrap=True)
-    out.print(table)
+    with fitted(out, natural_width(out, table)):
+        out.print(table)

@@ -23,6 +23,7 @@ from satcli.core.verdict import ThresholdOverrides
 from satcli.render.compare import comparison_csv, comparison_json, comparison_table
 from satcli.render.serialize import result_json, results_csv
 from satcli.render.table import render_result
+from satcli.render.text import fitted, natural_width
 from satcli.store.rescore import rescore_refs
 
 
@@ -66,7 +67,9 @@ def compare_command(
     overrides = ThresholdOverrides(threshold, tail_threshold, max_tail, under_threshold)
     comparison = compare(rescore_refs(stores, overrides))
     if output_format is CompareFormat.table:
-        stdout_console().print(comparison_table(comparison))
+        out, table = stdout_console(), comparison_table(comparison)
+        with fitted(out, natural_width(out, table)):
+            out.print(table)
     elif output_format is CompareFormat.csv:
         sys.stdout.write(comparison_csv(comparison))
     else:

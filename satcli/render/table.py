@@ -21,7 +21,9 @@ from satcli.render.text import (
     MARK_TAIL,
     NOT_AVAILABLE,
     SaturationBar,
+    fitted,
     format_percent,
+    natural_width,
     plural,
     threshold_percent,
     verdict_style,
@@ -186,6 +188,8 @@ def _verdict_panel(result: CheckpointResult) -> Panel:
 
 def render_result(result: CheckpointResult, console: Console) -> None:
     """Print one checkpoint: a header line, the per-layer table in forward order, and the verdict panel."""
-    console.print(_header(result))
-    console.print(_layer_table(result))
-    console.print(_verdict_panel(result))
+    table = _layer_table(result)
+    with fitted(console, natural_width(console, table)):
+        console.print(_header(result))
+        console.print(table)
+        console.print(_verdict_panel(result))
