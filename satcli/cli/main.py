@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from satcli.cli.app import EXIT_INTERNAL, EXIT_USAGE, app
+from satcli.cli.app import EXIT_INTERNAL, EXIT_USAGE, app, tidy_help
 from satcli.errors import SatcliError, one_line
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a Unix tool killed by a closed pipe reports
@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\..*")
     err = Console(stderr=True, soft_wrap=True, highlight=False)
-    command = typer.main.get_command(app)
+    command = tidy_help(typer.main.get_command(app))
     try:
         code = command.main(args=argv, prog_name="satcli", standalone_mode=False)
     except SatcliError as exc:

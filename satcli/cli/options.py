@@ -43,7 +43,8 @@ Data = Annotated[
     typer.Option(
         "--data",
         "-d",
-        help="digits | cifar10 | cifar100 | mnist | fashion-mnist | svhn | folder:PATH | FILE.npz/.pt/.h5",
+        help="digits | cifar10 | cifar100 | mnist | fashion-mnist | svhn | folder:PATH | FILE.npz/.pt/.h5 | "
+        "FILE.parquet/.jsonl/.csv | a save_to_disk folder | hf:NAME[:SPLIT]",
     ),
 ]
 
@@ -83,7 +84,8 @@ Seed = Annotated[int, typer.Option(help="Seed of the --max-samples subset.")]
 
 
 Arch = Annotated[
-    str | None, typer.Option(help="Architecture for state dicts: torchvision:NAME or package.module:factory.")
+    str | None,
+    typer.Option(help="Architecture for state dicts: torchvision:NAME, timm:NAME or package.module:factory."),
 ]
 
 
@@ -92,7 +94,9 @@ ArchKwargs = Annotated[
 ]
 
 
-TrustPickle = Annotated[bool, typer.Option(help="Allow loading a whole pickled nn.Module (runs code from the file).")]
+TrustPickle = Annotated[
+    bool, typer.Option("--trust-pickle", help="Allow loading a whole pickled nn.Module (runs code from the file).")
+]
 
 
 Device = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N (auto = CUDA when available).")]
