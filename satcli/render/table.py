@@ -29,6 +29,9 @@ from satcli.render.text import (
     verdict_style,
 )
 
+# Width a report may take in a log when only its verdict panel's prose would make it wider.
+LOG_WIDTH = 120
+
 
 def _flags_text(layer: LayerScore, verdict: Verdict) -> Text:
     """The layer's own flags, then whether it is in the tail and whether it is the output layer."""
@@ -188,8 +191,11 @@ def _verdict_panel(result: CheckpointResult) -> Panel:
 
 def render_result(result: CheckpointResult, console: Console) -> None:
     """Print one checkpoint: a header line, the per-layer table in forward order, and the verdict panel."""
-    table = _layer_table(result)
-    with fitted(console, natural_width(console, table)):
-        console.print(_header(result))
+    header, table, panel = _header(result), _layer_table(result), _verdict_panel(result)
+    # Where the console has no width of its own: names whole, and the panel's long lines (a tail of many layers)
+    # wrapped at word boundaries within the table's width or LOG_WIDTH, whichever is wider.
+    widest = max(natural_width(console, table), natural_width(console, header))
+    with fitted(console, max(widest, min(natural_width(console, panel), max(widest, LOG_WIDTH)))):
+        console.print(header)
         console.print(table)
-        console.print(_verdict_panel(result))
+        console.print(panel)
