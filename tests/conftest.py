@@ -27,6 +27,8 @@ def pytest_configure(config: pytest.Config) -> None:
         missing = [name for name in OPTIONAL_TEST_PACKAGES if importlib.util.find_spec(name) is None]
         if missing:
             raise pytest.UsageError(f"missing test packages: {', '.join(missing)} (pip install -e '.[dev]')")
+
+
 SAMPLE_MODELS = REPO / "sample_models"
 
 
