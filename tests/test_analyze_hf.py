@@ -7,6 +7,7 @@ store with h5py and its k from the JSON output.
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -182,3 +183,12 @@ def test_off_a_terminal_tables_keep_names_whole_unless_columns_is_set(
     result = run_cli(*args)
     assert result.code == 0 and longest not in result.stdout
     assert max(len(line) for line in result.stdout.splitlines()) <= 80
+
+
+def test_check_takes_the_text_options(run_cli: Callable[..., Any], text_models: dict[str, Path]) -> None:
+    data = ("--data", text_models["texts"], "--input-column", "text", "--label-column", "label", "--max-length", "6")
+    result = run_cli("check", f"hf:{text_models['bert']}", *data, "--fail-on", "none", "-f", "json", "-q")
+    assert result.code == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["passed"] and record["model_format"] == "hf"
+    assert record["layers"][0]["classes"]["num_classes"] == 3
