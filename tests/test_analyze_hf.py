@@ -192,3 +192,12 @@ def test_check_takes_the_text_options(run_cli: Callable[..., Any], text_models: 
     record = json.loads(result.stdout)
     assert record["passed"] and record["model_format"] == "hf"
     assert record["layers"][0]["classes"]["num_classes"] == 3
+
+
+def test_default_store_of_a_hub_model_goes_to_the_current_folder(text_models: dict[str, Path]) -> None:
+    from satcli.cli.analyze import default_store_path
+
+    assert default_store_path(Path("hf:org/name")) == Path("org--name.satcli.h5")
+    folder = text_models["bert"]
+    assert default_store_path(Path(f"hf:{folder}")) == folder.with_name("bert.satcli.h5")
+    assert default_store_path(folder) == folder.with_name("bert.satcli.h5")
