@@ -7,6 +7,7 @@ store with h5py and its k from the JSON output.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from collections.abc import Callable
@@ -50,6 +51,7 @@ def text_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"bert": root / "bert", "bert_left": root / "bert_left", "texts": root / "texts", "root": root}
 
 
+@functools.cache
 def reference_samples(model_dir: Path, method: str, batch_size: int) -> dict[str, np.ndarray]:
     """Per Linear layer, the (n, d) float64 samples from transformers + hooks, batches padded by the tokenizer."""
     tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
