@@ -50,7 +50,9 @@ def reduce_output(t: torch.Tensor, layer: Layer, reduction: Reduction) -> torch.
     return samples.reshape(-1, samples.shape[-1])
 
 
-def sample_view(t: torch.Tensor, layer: Layer, reduction: Reduction, mask: torch.Tensor | None = None) -> torch.Tensor:
+def sample_view(
+    t: torch.Tensor, layer: Layer, reduction: Reduction, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """The covariance samples of one output as a (B, ..., d) tensor, every leading index one sample.
 
     Same samples as ``reduce_output`` without its final reshape, so channelwise and token samples stay
@@ -107,7 +109,9 @@ def sample_labels(
     return labels.reshape(-1, 1).expand(-1, per_input).reshape(-1)
 
 
-def input_rows(t: torch.Tensor, samples: torch.Tensor, layer: Layer, mask: torch.Tensor | None = None) -> torch.Tensor:
+def input_rows(
+    t: torch.Tensor, samples: torch.Tensor, layer: Layer, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """One row per input for the store from ``sample_view``'s samples: themselves, or the mean of an input's
     samples (real tokens only under a mask). Always a new tensor, never a view of the output (which the model
     may still change in place)."""
