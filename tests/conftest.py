@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +16,19 @@ from satcli.cli import main
 warnings.filterwarnings("ignore", category=FutureWarning)
 
 REPO = Path(__file__).resolve().parent.parent
+# Optional packages some tests import (extras hf, timm, plot and dev); CI must run those tests, not skip them.
+OPTIONAL_TEST_PACKAGES = ("transformers", "tokenizers", "datasets", "huggingface_hub", "pyarrow", "PIL", "timm")
+OPTIONAL_TEST_PACKAGES += ("matplotlib", "scipy")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With SATCLI_REQUIRE_EXTRAS set (.ci/run), a missing optional package is an error instead of skipped tests."""
+    if os.environ.get("SATCLI_REQUIRE_EXTRAS"):
+        missing = [name for name in OPTIONAL_TEST_PACKAGES if importlib.util.find_spec(name) is None]
+        if missing:
+            raise pytest.UsageError(f"missing test packages: {', '.join(missing)} (pip install -e '.[dev]')")
+
+
 SAMPLE_MODELS = REPO / "sample_models"
 
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import h5py
+import numpy as np
 import torch
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -61,3 +66,83 @@ def token_batch(n: int = 2, length: int = 6) -> dict[str, torch.Tensor]:
     generator = torch.Generator().manual_seed(3)
     ids = torch.randint(5, len(VOCAB), (n, length), generator=generator)
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+
+# --- references for the numbers: plain forward hooks and numpy float64, no satcli code ------------------
+
+
+def random_texts(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
+    """n texts of 1 to 9 words from VOCAB's words, and a string label per text."""
+    import random
+
+    rng = random.Random(seed)
+    words = VOCAB[5:]
+    texts = [" ".join(rng.choice(words) for _ in range(rng.randint(1, 9))) for _ in range(n)]
+    return texts, [rng.choice(["neg", "neutral", "pos"]) for _ in range(n)]
+
+
+def hooked_outputs(
+    model: torch.nn.Module, batches: list[dict[str, torch.Tensor]] | list[torch.Tensor], kinds: tuple[type, ...]
+) -> dict[str, list[torch.Tensor]]:
+    """Every output of the modules of the given classes, per batch, from plain forward hooks."""
+    outputs: dict[str, list[torch.Tensor]] = {}
+    handles = []
+    for name, module in model.named_modules():
+        if isinstance(module, kinds):
+            hook = lambda m, a, out, name=name: outputs.setdefault(name, []).append(out.detach().clone())  # noqa: E731
+            handles.append(module.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            for batch in batches:
+                model(**batch) if isinstance(batch, dict) else model(batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return outputs
+
+
+def masked_samples(outputs: list[torch.Tensor], masks: list[torch.Tensor], method: str) -> np.ndarray:
+    """(n, d) float64 samples of (B, T, d) outputs from real tokens only: mean, last real token, or every token."""
+    rows = []
+    for out, mask in zip(outputs, masks, strict=True):
+        values, real = out.double().numpy(), mask.numpy().astype(bool)
+        for b in range(values.shape[0]):
+            tokens = values[b][real[b]]
+            if method == "mean":
+                rows.append(tokens.mean(axis=0, keepdims=True))
+            elif method == "last":
+                rows.append(tokens[-1:])
+            else:
+                rows.append(tokens)
+    return np.concatenate(rows)
+
+
+def numpy_k(samples: np.ndarray, delta: float = 0.99) -> int:
+    """k of METHOD.md sec. 1 from numpy's float64 covariance eigenvalues."""
+    values = np.clip(np.linalg.eigvalsh(np.cov(samples, rowvar=False))[::-1], 0, None)
+    if values.sum() == 0:
+        return 0
+    return int(np.searchsorted(np.cumsum(values) / values.sum(), delta) + 1)
+
+
+def stored_covariances(store: Path) -> dict[str, np.ndarray]:
+    with h5py.File(store, "r") as f:
+        layers = f["checkpoints/0000/layers"]
+        return {layers[key].attrs["name"]: layers[key]["cov"][()] for key in layers}
+
+
+def analyze(run_cli: Callable[..., Any], model: Path, data: Path, store: Path, *args: str) -> dict[str, Any]:
+    result = run_cli("analyze", model, "--data", data, "--store", store, "-f", "json", "-q", *args)
+    assert result.code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def assert_matches_reference(record: dict[str, Any], store: Path, reference: dict[str, np.ndarray]) -> None:
+    covariances = stored_covariances(store)
+    assert [layer["name"] for layer in record["layers"]] == list(reference)  # forward order, every Linear
+    for layer in record["layers"]:
+        samples = reference[layer["name"]]
+        want = np.cov(samples, rowvar=False)
+        assert layer["samples"] == samples.shape[0]
+        np.testing.assert_allclose(covariances[layer["name"]], want, rtol=0, atol=1e-4 * np.abs(want).max())
+        assert layer["k"] == numpy_k(samples), layer["name"]

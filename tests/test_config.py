@@ -159,3 +159,24 @@ def test_arch_resolves_relative_to_the_pyproject_like_data(tmp_path: Path, monke
     from satcli.models.arch import build_arch
 
     assert isinstance(build_arch(str(config.values["arch"]), {}), torch.nn.Linear)
+
+
+def test_text_data_settings_reach_analyze(run_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    datasets = pytest.importorskip("datasets")
+    from hf_helpers import random_texts, write_bert
+
+    root = tmp_path / "repo"
+    src = project(root, 'data = "texts"\ninput-column = "review"\ntokenizer = "bert"\nmax-length = 4\n')
+    write_bert(root / "bert")
+    texts, labels = random_texts(20)
+    datasets.Dataset.from_dict({"review": texts, "stars": labels}).save_to_disk(str(root / "texts"))
+    monkeypatch.chdir(src)  # texts and bert are relative to the pyproject's directory
+    result = run_cli("analyze", "../bert", "--no-store", "-f", "json", "-q", "--sequence-method", "tokens")
+    assert result.code == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["data"] == "../texts" and "input review" in record["options"]["data"]
+    assert "classes" not in record["layers"][0]  # no label column
+    # max-length 4: every real token a sample, at most 4 per text with [CLS] and [SEP] (each word is one token)
+    assert record["layers"][0]["samples"] == sum(min(len(text.split()) + 2, 4) for text in texts)
+    labelled = run_cli("analyze", "../bert", "--no-store", "-f", "json", "-q", "--label-column", "stars")
+    assert json.loads(labelled.stdout)["layers"][0]["classes"]["num_classes"] == 3

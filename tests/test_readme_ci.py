@@ -118,11 +118,17 @@ def _made_by(tokens: list[str]) -> tuple[list[str], list[str]]:
         elif PATHLIKE.match(token):
             reads.append(re.sub(r":\d{4}$", "", token))
     if tokens[:2] == ["satcli", "analyze"] and "--no-store" not in tokens and "--store" not in tokens:
-        writes += [f"{path}.satcli.h5" for path in reads if path.endswith((".pt2", ".pt", ".pth", ".safetensors"))]
+        # Model files, and model directories (a Hugging Face model has no suffix), get a default store.
+        models = [p for p in reads if p.endswith((".pt2", ".pt", ".pth", ".safetensors"))]
+        if len(tokens) > 2 and not tokens[2].startswith("-") and "." not in Path(tokens[2]).name:
+            models.append(tokens[2])
+        writes += [f"{path}.satcli.h5" for path in models]
     if tokens[0] == "python" and "-c" in tokens:  # a one-liner that saves files: np.save('x.npy', ...)
         writes += [a or b for a, b in SAVED_BY_CODE.findall(tokens[tokens.index("-c") + 1])]
     if tokens[:2] == ["python", "sample_models/trajectory.py"]:
         writes.append(f"{tokens[2]}/epoch_*.pt2")
+    if tokens[:2] == ["python", "sample_models/hf_tiny.py"]:
+        writes += [f"{tokens[2]}/bert", f"{tokens[2]}/reviews", f"{tokens[2]}/resnet18.safetensors"]
     if tokens[:2] == ["python", "examples/train_with_monitor.py"]:
         writes += ["narrow-training.h5", "wide-training.h5"]
     if tokens[0] == "rm":

@@ -101,3 +101,19 @@ def test_legend_names_the_thresholds() -> None:
     results = [result("a.pt", [layer("x", "Linear", 8, 4), layer("o", "Linear", 2, 1)], {}, Thresholds(delta=0.9))]
     text = text_of(results, 200)
     assert "under = underparameterized (average >= 45%)" in text and "delta 0.9" in text
+
+
+def test_a_console_without_a_width_of_its_own_keeps_long_names_whole() -> None:
+    long = "model.encoder.layers.11.self_attention.output_projection.dense"
+    results = [
+        result(f"runs/ckpt_{i}.pt", [layer(long, "Linear", 64, 10 + i), layer("head", "Linear", 10, 9)], {})
+        for i in (1, 2)
+    ]
+    console = Console(file=io.StringIO(), width=40, record=True, color_system=None, force_terminal=False)
+    render_trajectory(results, console)
+    assert long not in console.export_text()  # a fixed width folds the name
+    console = Console(file=io.StringIO(), width=40, record=True, color_system=None, force_terminal=False)
+    console.fit_content = True  # type: ignore[attr-defined]  (as the CLI's stdout console off a terminal)
+    render_trajectory(results, console)
+    text = console.export_text()
+    assert long in text and console.width == 40  # widened for the table only

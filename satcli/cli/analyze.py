@@ -31,7 +31,10 @@ from satcli.cli.options import (
     Exclude,
     GrayscaleToRgb,
     ImageSize,
+    InputColumn,
+    LabelColumn,
     Layers,
+    MaxLength,
     MaxSamples,
     MaxTail,
     OnNonfinite,
@@ -46,13 +49,17 @@ from satcli.cli.options import (
     Shard,
     Split,
     TailThreshold,
+    TextOptions,
     Threshold,
+    Tokenizer,
     TrustPickle,
+    TrustRemoteCode,
     UnderThreshold,
     Wait,
     Workers,
     arch_kwargs_dict,
     data_options,
+    with_model_preprocessors,
 )
 from satcli.errors import SatcliError
 
@@ -64,7 +71,12 @@ if TYPE_CHECKING:
 def analyze_command(
     models: Annotated[
         list[Path],
-        typer.Argument(help="Model files: .pt2, TorchScript, state dict (.pt/.pth/.safetensors).", show_default=False),
+        typer.Argument(
+            help="Model files (.pt2, TorchScript, state dict .pt/.pth/.safetensors), Hugging Face model "
+            "directories, hf:PATH or hf:ORG/NAME (from the local Hugging Face cache).",
+            metavar="MODEL",
+            show_default=False,
+        ),
     ],
     data: Data = "digits",
     data_root: DataRoot = None,
@@ -76,9 +88,14 @@ def analyze_command(
     image_size: ImageSize = None,
     grayscale_to_rgb: GrayscaleToRgb = False,
     seed: Seed = 0,
+    input_column: InputColumn = None,
+    label_column: LabelColumn = None,
+    tokenizer: Tokenizer = None,
+    max_length: MaxLength = None,
     arch: Arch = None,
     arch_kwargs: ArchKwargs = None,
     trust_pickle: TrustPickle = False,
+    trust_remote_code: TrustRemoteCode = False,
     device: Device = "auto",
     layers: Layers = None,
     exclude: Exclude = None,
@@ -152,8 +169,6 @@ def analyze_command(
 
     if trajectory and output_format is not OutputFormat.table:
         raise SatcliError("--trajectory prints a table; leave out --format or --trajectory")
-    # Heavy modules (torch, h5py) load here, not at start-up: --version and --help must stay fast.
-
     if store is not None and no_store:
         raise SatcliError(f"--store {store} and --no-store contradict each other; give one of them")
     options = AnalysisOptions(
@@ -168,10 +183,24 @@ def analyze_command(
         precision=precision.value,
         on_nonfinite=on_nonfinite.value,
     )
-    source = open_data(
-        data,
-        data_options(data_root, download, split, max_samples, batch_size, workers, image_size, seed, grayscale_to_rgb),
+    paths = order_checkpoints(models, sort=not no_sort)
+    store_for = (lambda path: None) if no_store else (lambda path: store or default_store_path(path))
+    _check_store_targets(paths, data, store_for, force)
+    text = TextOptions(input_column, label_column, tokenizer, max_length, trust_remote_code)
+    data_opts = data_options(
+        data_root,
+        download,
+        split,
+        max_samples,
+        batch_size,
+        workers,
+        image_size,
+        seed,
+        grayscale_to_rgb=grayscale_to_rgb,
+        text=text,
     )
+    # Data are prepared once for every checkpoint: with the first one's tokenizer / image processor.
+    source = open_data(data, with_model_preprocessors(data_opts, paths[0]))
     run_device = local_device(resolve_device(device)) if launched_ranks() else resolve_device(device)
     load = partial(
         load_model,
@@ -179,10 +208,9 @@ def analyze_command(
         arch_kwargs=arch_kwargs_dict(arch_kwargs),
         trust_pickle=trust_pickle,
         device=run_device,
+        trust_remote_code=trust_remote_code,
+        download=download,
     )
-    paths = order_checkpoints(models, sort=not no_sort)
-    store_for = (lambda path: None) if no_store else (lambda path: store or default_store_path(path))
-    _check_store_targets(paths, data, store_for, force)
     out = stdout_console()
     err = stderr_console()
     results: list[CheckpointResult] = []
@@ -290,5 +318,11 @@ CLI_SCRIPT_FIX = "pass --arch MODULE:FACTORY (or a torchvision name) to load the
 
 
 def default_store_path(model: Path) -> Path:
-    """MODEL.satcli.h5 next to the model."""
+    """MODEL.satcli.h5 next to the model; ORG--NAME.satcli.h5 here for a model from the hub cache."""
+    text = str(model)
+    if text.startswith("hf:"):
+        target = text[len("hf:") :].strip()
+        if not Path(target).expanduser().exists():
+            return Path(target.replace("/", "--") + ".satcli.h5")
+        model = Path(target).expanduser()
     return model.with_name(model.name + ".satcli.h5")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import inspect
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from satcli import __version__
 from satcli.cli.config import load_config
@@ -41,3 +44,36 @@ def _root(
     commands = getattr(ctx.command, "commands", {})
     params = {name: [p.name for p in command.params if p.name] for name, command in commands.items()}
     ctx.default_map = {**load_config().default_map(params), **(ctx.default_map or {})}
+
+
+def tidy_help(command: Any) -> Any:
+    """Make --help read like other Typer CLIs, for the command and its subcommands; returns the command.
+
+    Typer's Rich help shows a `<bool>` type for flags, which take no value; it reads help text as Rich markup,
+    which swallowed our `[default: ...]` notes; and it keeps the line breaks of a docstring's source. Here
+    flags show no type, help is plain text, and paragraphs are re-flowed to the terminal.
+    """
+    if command.help:
+        paragraphs = inspect.cleandoc(command.help).split("\n\n")
+        command.help = "\n\n".join(escape(" ".join(p.split())) for p in paragraphs)
+    for param in command.params:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+        if getattr(param, "help", None):
+            param.help = escape(param.help)
+    command.get_help_option = _untyped(command.get_help_option)
+    for sub in getattr(command, "commands", {}).values():
+        tidy_help(sub)
+    return command
+
+
+def _untyped(get_help_option: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """--help is a flag too; Click builds it lazily, so it is tidied when asked for."""
+
+    def get(ctx: Any) -> Any:
+        option = get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    return get

@@ -29,7 +29,10 @@ from satcli.cli.options import (
     FailOn,
     GrayscaleToRgb,
     ImageSize,
+    InputColumn,
+    LabelColumn,
     Layers,
+    MaxLength,
     MaxSamples,
     OnNonfinite,
     OnNonfiniteOption,
@@ -41,12 +44,16 @@ from satcli.cli.options import (
     SequenceMethodOption,
     Split,
     TailThreshold,
+    TextOptions,
     Threshold,
+    Tokenizer,
     TrustPickle,
+    TrustRemoteCode,
     UnderThreshold,
     Workers,
     arch_kwargs_dict,
     data_options,
+    with_model_preprocessors,
 )
 
 if TYPE_CHECKING:
@@ -112,9 +119,14 @@ def check_command(
     image_size: ImageSize = None,
     grayscale_to_rgb: GrayscaleToRgb = False,
     seed: Seed = 0,
+    input_column: InputColumn = None,
+    label_column: LabelColumn = None,
+    tokenizer: Tokenizer = None,
+    max_length: MaxLength = None,
     arch: Arch = None,
     arch_kwargs: ArchKwargs = None,
     trust_pickle: TrustPickle = False,
+    trust_remote_code: TrustRemoteCode = False,
     device: Device = "auto",
     layers: Layers = None,
     exclude: Exclude = None,
@@ -181,18 +193,28 @@ def check_command(
             scored = rescore_refs([target], overrides)
         else:
             if source is None:
-                source = open_data(
-                    data,
-                    data_options(
-                        data_root, download, split, max_samples, batch_size, workers, image_size, seed, grayscale_to_rgb
-                    ),
+                text = TextOptions(input_column, label_column, tokenizer, max_length, trust_remote_code)
+                opts = data_options(
+                    data_root,
+                    download,
+                    split,
+                    max_samples,
+                    batch_size,
+                    workers,
+                    image_size,
+                    seed,
+                    grayscale_to_rgb=grayscale_to_rgb,
+                    text=text,
                 )
+                source = open_data(data, with_model_preprocessors(opts, target))
             loaded = load_model(
-                Path(target),
+                target if target.startswith("hf:") else Path(target),
                 arch=arch,
                 arch_kwargs=arch_kwargs_dict(arch_kwargs),
                 trust_pickle=trust_pickle,
                 device=device,
+                trust_remote_code=trust_remote_code,
+                download=download,
             )
             scored = [(target, _score_model(loaded, source, options, err, quiet))]
             warn_notes(scored[0][1], err)

@@ -32,6 +32,7 @@ else:  # pragma: no cover - Python 3.10 reads TOML with the tomli backport (a de
 CONFIG_FILE = "pyproject.toml"
 SECTION = "tool.satcli"
 ARRAY_SUFFIXES = (".npz", ".pt", ".pth", ".h5", ".hdf5", ".npy")
+TABLE_SUFFIXES = (".parquet", ".jsonl", ".csv")
 
 
 class _Invalid(Exception):
@@ -120,7 +121,7 @@ def _data_spec(value: object, base: Path) -> str:
     text = _text(value)
     if text.lower().startswith("folder:"):
         return "folder:" + _path(text[len("folder:") :], base)
-    if Path(text.lower()).suffix in ARRAY_SUFFIXES:
+    if Path(text.lower()).suffix in (*ARRAY_SUFFIXES, *TABLE_SUFFIXES) or _saved_dataset(base / text):
         return _path(text, base)
     return text
 
@@ -134,6 +135,11 @@ def _arch_spec(value: object, base: Path) -> str:
 
         import_from(str(base))
     return text
+
+
+def _saved_dataset(folder: Path) -> bool:
+    """A folder written by datasets' save_to_disk (checked by its marker files: no datasets import here)."""
+    return (folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file()
 
 
 def _relative(path: Path) -> Path:
@@ -188,6 +194,11 @@ SETTINGS: dict[str, Setting] = {
     "sequence-method": Setting("sequence_method", _choice(SEQUENCE_METHODS)),
     "on-nonfinite": Setting("on_nonfinite", _choice(("skip", "fail"))),
     "allow-undersampled": Setting("allow_undersampled", _boolean),
+    # tables and Hugging Face data
+    "input-column": Setting("input_column", _text),
+    "label-column": Setting("label_column", _text),
+    "tokenizer": Setting("tokenizer", path_check=_path),
+    "max-length": Setting("max_length", _integer(1)),
 }
 
 

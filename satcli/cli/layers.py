@@ -16,29 +16,50 @@ from satcli.cli.options import (
     ArchKwargs,
     DataRoot,
     Device,
+    Download,
     Exclude,
     ImageSize,
+    InputColumn,
+    LabelColumn,
     Layers,
+    MaxLength,
     Split,
+    TextOptions,
+    Tokenizer,
     TrustPickle,
+    TrustRemoteCode,
     arch_kwargs_dict,
     data_options,
+    with_model_preprocessors,
 )
 from satcli.errors import SatcliError
 
 
 @app.command("layers")
 def layers_command(
-    model: Annotated[Path, typer.Argument(help="Model file.", show_default=False)],
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="Model file, Hugging Face model directory, hf:PATH or hf:ORG/NAME.",
+            metavar="MODEL",
+            show_default=False,
+        ),
+    ],
     data: Annotated[
         str | None, typer.Option("--data", "-d", help="Run one batch of this data to get forward order and widths.")
     ] = None,
     data_root: DataRoot = None,
+    download: Download = False,
     split: Split = "test",
     image_size: ImageSize = None,
+    input_column: InputColumn = None,
+    label_column: LabelColumn = None,
+    tokenizer: Tokenizer = None,
+    max_length: MaxLength = None,
     arch: Arch = None,
     arch_kwargs: ArchKwargs = None,
     trust_pickle: TrustPickle = False,
+    trust_remote_code: TrustRemoteCode = False,
     device: Device = "auto",
     layers: Layers = None,
     exclude: Exclude = None,
@@ -46,14 +67,24 @@ def layers_command(
     """List the trackable layers of a model: name, type, output width, forward order."""
     import torch
 
-    # Heavy modules (torch) load here, not at start-up: --version and --help must stay fast.
     from satcli.data import open_data
+    from satcli.engine.run import on_device
     from satcli.models import load_model
+    from satcli.render.text import fitted, natural_width
     from satcli.taps import discover, open_taps, select
+
+    # Heavy modules (torch) load here, not at start-up: --version and --help must stay fast.
     from satcli.taps.untracked import Untracked, untracked
 
+    spec = model if model.startswith("hf:") else Path(model)
     loaded = load_model(
-        model, arch=arch, arch_kwargs=arch_kwargs_dict(arch_kwargs), trust_pickle=trust_pickle, device=device
+        spec,
+        arch=arch,
+        arch_kwargs=arch_kwargs_dict(arch_kwargs),
+        trust_pickle=trust_pickle,
+        device=device,
+        trust_remote_code=trust_remote_code,
+        download=download,
     )
     include, leave_out = tuple(layers or ()), tuple(exclude or ())
     missing: list[Untracked] = []
@@ -67,10 +98,12 @@ def layers_command(
             else ("registration order; pass --data for forward order")
         )
     else:
-        source = open_data(data, data_options(data_root, False, split, 8, 8, 0, image_size, 0))
-        x, _ = next(iter(source.batches()))
+        text = TextOptions(input_column, label_column, tokenizer, max_length, trust_remote_code)
+        options = data_options(data_root, download, split, 8, 8, 0, image_size, 0, text=text)
+        source = open_data(data, with_model_preprocessors(options, spec))
+        batch = on_device(next(iter(source.iter_batches())), loaded.device)
         with open_taps(loaded.module, include, leave_out) as taps:
-            taps.forward(x.to(loaded.device))
+            taps.forward(batch.inputs)
             found = taps.layers
             missing = taps.untracked
         order_note = "forward order"
@@ -83,7 +116,8 @@ def layers_command(
         table.add_row(str(i + 1), layer.name, layer.type, "?" if layer.width is None else str(layer.width))
     out = stdout_console(highlight=False)
     out.print(f"{model} ({loaded.format}): {len(found)} trackable layers, {order_note}", soft_wrap=True)
-    out.print(table)
+    with fitted(out, natural_width(out, table)):
+        out.print(table)
     groups: dict[tuple[str, str], list[str]] = {}
     for layer in missing:
         groups.setdefault((layer.reason, layer.fix), []).append(f"{layer.name} ({layer.type})")

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from satcli.cli.app import EXIT_INTERNAL, EXIT_USAGE, app
+from satcli.cli.app import EXIT_INTERNAL, EXIT_USAGE, app, tidy_help
 from satcli.errors import SatcliError, one_line
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a Unix tool killed by a closed pipe reports
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _run(argv: list[str] | None, err: Console) -> None:
     """Run the app; exit with the code its outcome maps to."""
-    command = typer.main.get_command(app)
+    command = tidy_help(typer.main.get_command(app))
     try:
         code = command.main(args=argv, prog_name="satcli", standalone_mode=False)
     except SatcliError as exc:

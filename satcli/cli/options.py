@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -47,7 +48,8 @@ Data = Annotated[
     typer.Option(
         "--data",
         "-d",
-        help="digits | cifar10 | cifar100 | mnist | fashion-mnist | svhn | folder:PATH | FILE.npz/.pt/.h5",
+        help="digits | cifar10 | cifar100 | mnist | fashion-mnist | svhn | folder:PATH | FILE.npz/.pt/.h5 | "
+        "FILE.parquet/.jsonl/.csv | a save_to_disk folder | hf:NAME[:SPLIT]",
     ),
 ]
 
@@ -58,7 +60,14 @@ DataRoot = Annotated[
 ]
 
 
-Download = Annotated[bool, typer.Option(help="Download a torchvision data set if it is missing.")]
+Download = Annotated[
+    bool,
+    typer.Option(
+        "--download",
+        help="Fetch what is missing: a torchvision data set, or a hf: model or data set from the Hugging Face hub "
+        "(never otherwise).",
+    ),
+]
 
 
 Split = Annotated[str, typer.Option(help="Data split: train | test (| extra for svhn, all for digits).")]
@@ -80,7 +89,8 @@ Seed = Annotated[int, typer.Option(help="Seed of the --max-samples subset.")]
 
 
 Arch = Annotated[
-    str | None, typer.Option(help="Architecture for state dicts: torchvision:NAME or package.module:factory.")
+    str | None,
+    typer.Option(help="Architecture for state dicts: torchvision:NAME, timm:NAME or package.module:factory."),
 ]
 
 
@@ -89,7 +99,9 @@ ArchKwargs = Annotated[
 ]
 
 
-TrustPickle = Annotated[bool, typer.Option(help="Allow loading a whole pickled nn.Module (runs code from the file).")]
+TrustPickle = Annotated[
+    bool, typer.Option("--trust-pickle", help="Allow loading a whole pickled nn.Module (runs code from the file).")
+]
 
 
 Device = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N (auto = CUDA when available).")]
@@ -101,6 +113,44 @@ Layers = Annotated[list[str] | None, typer.Option("--layers", help="Glob of laye
 Exclude = Annotated[list[str] | None, typer.Option("--exclude", help="Glob of layer names to leave out (repeatable).")]
 
 
+# Options for tables and Hugging Face data (datasets folders, hf:NAME[:SPLIT], .parquet/.jsonl/.csv).
+InputColumn = Annotated[
+    str | None,
+    typer.Option(
+        help="Column fed to the model; two text columns as A,B make a text pair "
+        "[default: the first of text, image, img, pixel_values, input_ids].",
+        show_default=False,
+    ),
+]
+LabelColumn = Annotated[
+    str | None, typer.Option(help="Column of class labels [default: label or labels when present].")
+]
+Tokenizer = Annotated[
+    str | None,
+    typer.Option(
+        metavar="PATH", help="Tokenizer folder or model directory for text data [default: the model directory's]."
+    ),
+]
+MaxLength = Annotated[
+    int | None, typer.Option(min=1, help="Tokens per text, longer texts are cut [default: the tokenizer's, <= 512].")
+]
+TrustRemoteCode = Annotated[
+    bool,
+    typer.Option("--trust-remote-code", help="Let a Hugging Face model or tokenizer run Python code shipped with it."),
+]
+
+
+@dataclass(frozen=True)
+class TextOptions:
+    """The table / Hugging Face data options of a command, passed on as one value."""
+
+    input_column: str | None = None
+    label_column: str | None = None
+    tokenizer: str | None = None
+    max_length: int | None = None
+    trust_remote_code: bool = False
+
+
 def data_options(
     data_root: Path | None,
     download: bool,
@@ -110,11 +160,14 @@ def data_options(
     workers: int,
     image_size: int | None,
     seed: int,
+    *,
     grayscale_to_rgb: bool = False,
+    text: TextOptions | None = None,
 ) -> DataOptions:
     """The data options of a command (imported here, not at start-up: --help must not pay for torch)."""
     from satcli.data import DataOptions
 
+    text = text or TextOptions()
     return DataOptions(
         root=data_root,
         download=download,
@@ -125,6 +178,27 @@ def data_options(
         image_size=image_size,
         seed=seed,
         grayscale_to_rgb=grayscale_to_rgb,
+        input_column=text.input_column,
+        label_column=text.label_column,
+        tokenizer=text.tokenizer,
+        max_length=text.max_length,
+        trust_remote_code=text.trust_remote_code,
+    )
+
+
+def with_model_preprocessors(options: DataOptions, model: str | Path) -> DataOptions:
+    """The options with a Hugging Face model directory's tokenizer / image processor where none was given."""
+    from satcli.models import model_preprocessors
+
+    if options.tokenizer is not None and options.image_processor is not None:
+        return options
+    tokenizer, processor = model_preprocessors(
+        model, download=options.download, trust_remote_code=options.trust_remote_code
+    )
+    return replace(
+        options,
+        tokenizer=options.tokenizer if options.tokenizer is not None else tokenizer,
+        image_processor=options.image_processor if options.image_processor is not None else processor,
     )
 
 

@@ -91,13 +91,17 @@ def compare_command(
     from satcli.core.compare import compare
     from satcli.core.verdict import ThresholdOverrides
     from satcli.render.compare import comparison_csv, comparison_json, comparison_table
+    from satcli.render.text import fitted, natural_width
     from satcli.store.rescore import rescore_refs
 
     overrides = ThresholdOverrides(threshold, tail_threshold, max_tail, under_threshold)
     comparison = compare(rescore_refs(stores, overrides))
     if output_format is CompareFormat.table:
         out = stdout_console()
-        out.print(comparison_table(comparison, out.width))
+        # Off a terminal with no COLUMNS the table takes its natural width; else it splits into blocks.
+        table = comparison_table(comparison, None if getattr(out, "fit_content", False) else out.width)
+        with fitted(out, natural_width(out, table)):
+            out.print(table)
     elif output_format is CompareFormat.csv:
         sys.stdout.write(comparison_csv(comparison))
     else:

@@ -35,9 +35,7 @@ class CovarianceAccumulator:
     float64 sums: float32 rounding over at most one block of rows, never over the whole run.
     """
 
-    def __init__(
-        self, width: int, device: torch.device | str | None = None, precision: str = "float64"
-    ) -> None:
+    def __init__(self, width: int, device: torch.device | str | None = None, precision: str = "float64") -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.width = width

@@ -17,6 +17,7 @@ from satcli.models.hf import (
     load_image_processor,
     load_preprocessors,
     load_tokenizer,
+    model_preprocessors,
     resolve_model_dir,
 )
 from satcli.models.loaders import LoadedModel, load_model
@@ -31,6 +32,7 @@ __all__ = [
     "load_model",
     "load_preprocessors",
     "load_tokenizer",
+    "model_preprocessors",
     "parse_arch_kwargs",
     "resolve_device",
     "resolve_model_dir",

@@ -152,6 +152,20 @@ def load_preprocessors(folder: Path | str, *, trust_remote_code: bool = False) -
     return found[0], found[1]
 
 
+def model_preprocessors(
+    spec: str | Path, *, download: bool = False, trust_remote_code: bool = False
+) -> tuple[Any, Any]:
+    """(tokenizer, image processor) of a Hugging Face model spec, so its data are prepared as it expects.
+
+    (None, None) for a model that is not a Hugging Face model directory or `hf:` spec.
+    """
+    text = str(spec)
+    if not text.startswith(HF_PREFIX) and not is_hf_model_dir(Path(text).expanduser()):
+        return None, None
+    folder = resolve_model_dir(spec, download=download)
+    return load_preprocessors(folder, trust_remote_code=trust_remote_code)
+
+
 def load_tokenizer(path: Path | str, *, trust_remote_code: bool = False) -> Any:
     """The tokenizer in a model directory or tokenizer folder, or a one-line error."""
     transformers = require("transformers", "hf")

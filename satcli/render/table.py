@@ -21,11 +21,16 @@ from satcli.render.text import (
     MARK_TAIL,
     NOT_AVAILABLE,
     SaturationBar,
+    fitted,
     format_percent,
+    natural_width,
     plural,
     threshold_percent,
     verdict_style,
 )
+
+# Width a report may take in a log when only its verdict panel's prose would make it wider.
+LOG_WIDTH = 120
 
 
 def _flags_text(layer: LayerScore, verdict: Verdict) -> Text:
@@ -244,8 +249,13 @@ def _verdict_panel(result: CheckpointResult) -> Panel:
 
 def render_result(result: CheckpointResult, console: Console) -> None:
     """Print one checkpoint: a header line, the per-layer table in forward order, and the verdict panel."""
-    console.print(_header(result))
-    console.print(_layer_table(result))
-    for note in _class_notes(result):
-        console.print(Text(note, style="dim"), soft_wrap=True)
-    console.print(_verdict_panel(result))
+    header, table, panel = _header(result), _layer_table(result), _verdict_panel(result)
+    # Where the console has no width of its own: names whole, and the panel's long lines (a tail of many layers)
+    # wrapped at word boundaries within the table's width or LOG_WIDTH, whichever is wider.
+    widest = max(natural_width(console, table), natural_width(console, header))
+    with fitted(console, max(widest, min(natural_width(console, panel), max(widest, LOG_WIDTH)))):
+        console.print(header)
+        console.print(table)
+        for note in _class_notes(result):
+            console.print(Text(note, style="dim"), soft_wrap=True)
+        console.print(panel)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
-from rich.console import Console, ConsoleOptions, RenderResult
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.measure import Measurement
 from rich.text import Text
 
@@ -95,3 +97,27 @@ def verdict_style(verdict: Verdict) -> str:
     if verdict.overparameterized:
         return VERDICT_STYLES[OVER]
     return VERDICT_STYLES[BALANCED]
+
+
+# Wide enough for any table satcli prints; only a measuring bound, nothing is padded to it.
+_UNBOUNDED = 10_000
+
+
+def natural_width(console: Console, renderable: RenderableType) -> int:
+    """Cells the renderable takes when nothing limits its width (table columns unwrapped)."""
+    return Measurement.get(console, console.options.update_width(_UNBOUNDED), renderable).maximum
+
+
+@contextlib.contextmanager
+def fitted(console: Console, width: int) -> Iterator[Console]:
+    """Widen a console that asks for it (`fit_content`: off a terminal with no COLUMNS) to `width` cells.
+
+    A CI log has no width of its own; Rich's 80-column fallback would fold layer names mid-word there.
+    """
+    saved = console.width
+    if getattr(console, "fit_content", False) and width > saved:
+        console.width = width
+    try:
+        yield console
+    finally:
+        console.width = saved

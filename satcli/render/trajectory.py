@@ -14,7 +14,15 @@ from rich.text import Text
 from satcli.core.layer_order import merge_layer_order
 from satcli.core.results import CheckpointResult
 from satcli.core.verdict import BALANCED, Verdict
-from satcli.render.text import MARK_OUTPUT, PERCENT_CELLS, format_percent, plural, threshold_percent, verdict_style
+from satcli.render.text import (
+    MARK_OUTPUT,
+    PERCENT_CELLS,
+    fitted,
+    format_percent,
+    plural,
+    threshold_percent,
+    verdict_style,
+)
 
 # The trajectory table: layers x checkpoints (render_trajectory).
 TRAJECTORY_MISSING = "-"
@@ -141,6 +149,21 @@ def render_trajectory(results: Sequence[CheckpointResult], console: Console) -> 
     columns = [_trajectory_cells(r, layers) for r in results]
     widths = [max(len(h), TRAJECTORY_CELL, *(len(c) for c in col)) for h, col in zip(headers, columns, strict=True)]
     label_width = max(len(label) for label in [*row_labels, "layer"])
+    # Off a terminal: room for whole layer names and at least one checkpoint column beside them.
+    with fitted(console, label_width + TRAJECTORY_GAP + max(widths)):
+        _print_trajectory(results, console, row_labels, headers, columns, widths, label_width, len(layers))
+
+
+def _print_trajectory(
+    results: Sequence[CheckpointResult],
+    console: Console,
+    row_labels: Sequence[str],
+    headers: Sequence[str],
+    columns: Sequence[Sequence[Text]],
+    widths: Sequence[int],
+    label_width: int,
+    num_layers: int,
+) -> None:
     data = ", ".join(dict.fromkeys(r.data for r in results))
     console.print(
         Text.assemble(
@@ -164,8 +187,8 @@ def render_trajectory(results: Sequence[CheckpointResult], console: Console) -> 
             name = Text(label)
             if label.endswith(MARK_OUTPUT):
                 name.stylize("dim", len(label) - len(MARK_OUTPUT))
-            if row >= len(layers):
+            if row >= num_layers:
                 name.stylize("bold")
-            table.add_row(name, *(columns[i][row] for i in block), end_section=row == len(layers) - 1)
+            table.add_row(name, *(columns[i][row] for i in block), end_section=row == num_layers - 1)
         console.print(table)
     console.print(Text(_trajectory_legend(results), style="dim"))

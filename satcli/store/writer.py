@@ -208,9 +208,7 @@ class StoreWriter:
                 checkpoints[name].attrs["complete"] = bool(group.attrs["complete"])
                 store.flush()
             # Older schemas are upgraded in place: each group keeps its own schema_version.
-            store.attrs.update(
-                {**self._attrs, "schema_version": SCHEMA_VERSION, "satcli_version": satcli.__version__}
-            )
+            store.attrs.update({**self._attrs, "schema_version": SCHEMA_VERSION, "satcli_version": satcli.__version__})
         _fsync(self.path)
 
     def _require_open(self) -> h5py.File:

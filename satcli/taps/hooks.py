@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from satcli.errors import SatcliError, one_line
-from satcli.taps.layers import Inputs, Layer, Runner, Sink, call_model, describe_inputs, layout_hint
+from satcli.taps.layers import Inputs, Layer, Runner, Sink, call_model, describe_inputs, layer_kind, layout_hint
 
 
 def _expected_input(module: nn.Module) -> str | None:
@@ -21,6 +21,8 @@ def _expected_input(module: nn.Module) -> str | None:
         return f"(B, ..., {module.in_features})"
     if isinstance(module, nn.RNNBase):
         return f"(B, T, {module.input_size})" if module.batch_first else f"(T, B, {module.input_size})"
+    if layer_kind(module) is not None and hasattr(module, "nf"):  # transformers' Conv1D: weight (in, out)
+        return f"(B, ..., {module.weight.shape[0]})"
     return None
 
 

@@ -27,6 +27,11 @@ TRACKED: dict[str, str] = {
 ATTENTION = "MultiheadAttention"
 
 
+# Dense layers outside torch.nn, by (module, class): transformers' Conv1D (GPT-2 and its relatives) is, despite
+# its name, x @ W + b with W stored (in, out) and `nf` outputs; leaving it out would hide every GPT-2 block.
+FOREIGN_DENSE = {("transformers.pytorch_utils", "Conv1D")}
+
+
 @dataclass(frozen=True)
 class Layer:
     """A tracked layer: module path, class name, kind, output width and forward order (first call)."""
@@ -44,6 +49,8 @@ def layer_kind(module: nn.Module) -> tuple[str, str] | None:
     for base in type(module).__mro__:
         if base.__module__.startswith("torch.nn") and base.__name__ in TRACKED:
             return type(module).__name__, TRACKED[base.__name__]
+        if (base.__module__, base.__name__) in FOREIGN_DENSE:
+            return type(module).__name__, DENSE
     return None
 
 
@@ -67,7 +74,8 @@ def module_width(module: nn.Module) -> int | None:
         return module.hidden_size * (2 if module.bidirectional else 1)
     if isinstance(module, nn.MultiheadAttention):
         return module.embed_dim
-    return None
+    width = getattr(module, "nf", None)  # transformers' Conv1D
+    return width if isinstance(width, int) and layer_kind(module) is not None else None
 
 
 def unique(layers: list[Layer]) -> list[Layer]:
