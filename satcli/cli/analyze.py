@@ -47,11 +47,9 @@ from satcli.cli.options import (
     arch_kwargs_dict,
     data_options,
 )
-from satcli.cli.split import split_run
 from satcli.core.results import CheckpointResult
 from satcli.core.verdict import ThresholdOverrides, Thresholds
 from satcli.data import open_data
-from satcli.engine.distributed import launched_ranks, local_device
 from satcli.engine.options import AnalysisOptions
 from satcli.engine.sweep import Failure, order_checkpoints, score_checkpoints
 from satcli.errors import SatcliError
@@ -148,6 +146,9 @@ def analyze_command(
     source = open_data(
         data, data_options(data_root, download, split, max_samples, batch_size, workers, image_size, seed)
     )
+    from satcli.cli.split import split_run
+    from satcli.engine.distributed import launched_ranks, local_device
+
     run_device = local_device(resolve_device(device)) if launched_ranks() else resolve_device(device)
     load = partial(
         load_model,

@@ -9,8 +9,6 @@ import typer
 
 from satcli.cli.app import app
 from satcli.cli.console import stdout_console
-from satcli.store.merge import merge_stores
-from satcli.store.safety import check_store_target
 
 
 @app.command("merge")
@@ -28,6 +26,9 @@ def merge_command(
 ) -> None:
     """Merge shard stores exactly (a complete, disjoint set from one model, data and options), or concatenate
     full stores into one trajectory store; report, compare, check and plot then read the result."""
+    from satcli.store.merge import merge_stores
+    from satcli.store.safety import check_store_target
+
     check_store_target(output, parts, replace_foreign=force)
     results = merge_stores(parts, output)
     out = stdout_console()

@@ -23,11 +23,10 @@ from satcli.cli.options import (
     UnderThreshold,
 )
 from satcli.core.compare import compare
-from satcli.core.trajectory import TrajectoryRule, summarize
+from satcli.core.trajectory import TrajectoryRule
 from satcli.core.verdict import ThresholdOverrides
 from satcli.render.compare import comparison_csv, comparison_json, comparison_table
 from satcli.render.serialize import result_json, results_csv
-from satcli.render.summary import render_summary
 from satcli.render.table import render_result
 from satcli.store.rescore import rescore_refs
 
@@ -57,6 +56,9 @@ def report_command(
         out = stdout_console()
         for result in results:
             render_result(result, out)
+        from satcli.core.trajectory import summarize
+        from satcli.render.summary import render_summary
+
         rule = TrajectoryRule(settle_tolerance, settle_window, early_checkpoints)
         for store, run in itertools.groupby(results, key=lambda r: r.store):
             checkpoints = list(run)

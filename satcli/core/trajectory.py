@@ -14,9 +14,12 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
-from satcli.core.results import CheckpointResult
 from satcli.errors import SatcliError
+
+if TYPE_CHECKING:  # kept light: the CLI reads TrajectoryRule's defaults at start-up
+    from satcli.core.results import CheckpointResult
 
 
 @dataclass(frozen=True)
