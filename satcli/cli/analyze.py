@@ -166,7 +166,8 @@ def analyze_command(
     failed = 0
     with split_run(shard, source, run_device) as part:
         track = partial(progress_bar, err, quiet) if part.rank == 0 else None
-        for outcome in score_checkpoints(paths, part.source, options, load, store_for, track, score=part.score):
+        targets = store_for if part.rank == 0 else (lambda path: None)  # only rank 0 opens (and locks) stores
+        for outcome in score_checkpoints(paths, part.source, options, load, targets, track, score=part.score):
             if part.rank != 0:
                 continue  # under torchrun only rank 0 prints and writes
             if isinstance(outcome, Failure):
