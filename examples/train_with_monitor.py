@@ -36,10 +36,10 @@ def main() -> None:
                     optimizer.zero_grad()
                     loss.backward()
                     optimizer.step()
-                result = monitor.checkpoint(step=epoch, loss=float(loss.detach()))
-                print(
-                    f"{name} epoch {epoch}: loss {float(loss):.3f}, average saturation {result.average_saturation:.3f}"
-                )
+                last = loss.item()
+                result = monitor.checkpoint(step=epoch, loss=last)
+                average = result.average_saturation if result is not None else float("nan")
+                print(f"{name} epoch {epoch}: loss {last:.3f}, average saturation {average:.3f}")
 
 
 if __name__ == "__main__":
