@@ -20,6 +20,7 @@ from satcli.core.results import CheckpointResult
 from satcli.core.state import CheckpointMeta, CheckpointState, LayerMeta, LayerState
 from satcli.data import Batch, DataSource
 from satcli.engine.options import AnalysisOptions
+from satcli.engine.threads import single_blas_thread
 from satcli.errors import SatcliError
 from satcli.models import LoadedModel
 from satcli.taps import Layer, input_rows, open_taps, sample_view
@@ -111,8 +112,9 @@ def analyze(
             num_inputs += count
     if not seen:
         raise SatcliError(f"the data set {data.description} gave no samples")
-    state = _checkpoint_state(meta, seen, analyses, num_inputs)
-    result = score_state(state, options.thresholds)
+    with single_blas_thread():  # eigendecompositions: see engine/threads.py
+        state = _checkpoint_state(meta, seen, analyses, num_inputs)
+        result = score_state(state, options.thresholds)
     for observer in observers:
         observer.finished(state, result)
     return result
