@@ -103,9 +103,13 @@ def satcli_pass(
     conv_method: str = "mean",
     store_activations: bool = True,
     workdir: Path | None = None,
+    precision: str = "float64",
 ) -> CheckpointResult:
     """satcli's whole analysis: hooks, reduction, accumulation, eigenvalues and an HDF5 store, committed."""
-    options = AnalysisOptions(reduction=Reduction(conv_method=conv_method), store_activations=store_activations)
+    extra = {} if precision == "float64" else {"precision": precision}  # older satcli has no such option
+    options = AnalysisOptions(
+        reduction=Reduction(conv_method=conv_method), store_activations=store_activations, **extra
+    )
     folder = Path(workdir or tempfile.gettempdir())
     target = folder / "bench.satcli.h5"
     with StoreWriter(target) as store:

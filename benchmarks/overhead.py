@@ -20,7 +20,7 @@ from pathlib import Path
 import _harness as h
 import torch
 
-TARGETS = {("vgg", "mean", True): 1.05, ("vgg", "channelwise", True): 1.25}
+TARGETS = {("vgg", "mean", True): 1.05, ("vgg", "channelwise", True): 1.25, ("mlp", "mean", True): 2.0}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,8 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--vgg-divisor", type=int, default=4, help="VGG11 widths divided by this (4: 16..128)")
     parser.add_argument("--no-wait", action="store_true", help="do not wait for an idle machine before each run")
+    parser.add_argument("--float32", action="store_true", help="also time --precision float32 (channelwise, MLP)")
+    parser.add_argument("--batch-size", type=int, default=h.BATCH_SIZE)
+    parser.add_argument("--mlp-width", type=int, default=0, help="also an MLP 3072-W-W-W-10 of this width")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
+    h.BATCH_SIZE = args.batch_size
     print(f"machine: {h.machine()}")
     print(f"N = {args.samples}, batch {h.BATCH_SIZE}, {args.repeats} interleaved rounds after 1 warm-up round")
     rows = []
@@ -41,41 +45,46 @@ def main(argv: list[str] | None = None) -> int:
             f"vgg11/{args.vgg_divisor}": ("vgg", h.loaded(h.vgg(args.vgg_divisor), "vgg")),
             "mlp 3072-1024-512-256-10": ("mlp", h.loaded(h.mlp(), "mlp")),
         }
+        if args.mlp_width:
+            w = args.mlp_width
+            models[f"mlp 3072-{w}-{w}-{w}-10"] = ("mlp", h.loaded(h.mlp((w, w, w)), "mlp"))
         for label, (kind, model) in models.items():
-            configs = [("mean", True), ("mean", False)]
+            configs = [("mean", True, "float64"), ("mean", False, "float64")]
             if kind == "vgg":
-                configs += [("channelwise", True), ("channelwise", False)]
+                configs += [("channelwise", True, "float64"), ("channelwise", False, "float64")]
+            if args.float32:
+                configs += [("channelwise" if kind == "vgg" else "mean", True, "float32")]
             runs = {"plain": lambda model=model: h.plain_pass(model, data)}
-            for method, store in configs:
-                runs[f"{method}/{store}"] = lambda model=model, m=method, s=store: h.satcli_pass(
-                    model, data, m, s, work
+            for method, store, precision in configs:
+                runs[f"{method}/{store}/{precision}"] = lambda model=model, m=method, s=store, p=precision: (
+                    h.satcli_pass(model, data, m, s, work, p)
                 )
             times = h.interleaved(runs, args.repeats, quiet=not args.no_wait)
             plain = times["plain"]
-            for method, store in configs:
-                got = times[f"{method}/{store}"]
+            for method, store, precision in configs:
+                got = times[f"{method}/{store}/{precision}"]
                 rows.append(
                     (
                         label,
                         method if kind == "vgg" else "-",
-                        "stored" if store else "not stored",
+                        ("stored" if store else "not stored") + ("" if precision == "float64" else ", float32"),
                         h.median(plain),
                         h.median(got),
                         h.paired_ratio(got, plain),
                         h.ratio_of_medians(got, plain),
-                        TARGETS.get((kind, method, store)),
+                        TARGETS.get((kind, method, store)) if precision == "float64" else None,
                     )
                 )
             print(f"  {label}: plain runs {', '.join(f'{t:.2f}' for t in plain)} s", flush=True)
     print()
     print(
-        f"{'model':<26} {'conv method':<12} {'activations':<11} {'plain s':>8} {'satcli s':>9} "
+        f"{'model':<26} {'conv method':<12} {'activations':<20} {'plain s':>8} {'satcli s':>9} "
         f"{'ratio':>6} {'(of medians)':>12}  target"
     )
     for label, method, store, plain_s, sat_s, paired, of_medians, target in rows:
         verdict = "" if target is None else f"<= {target:.2f} {'met' if paired <= target else 'NOT met'}"
         print(
-            f"{label:<26} {method:<12} {store:<11} {plain_s:8.2f} {sat_s:9.2f} "
+            f"{label:<26} {method:<12} {store:<20} {plain_s:8.2f} {sat_s:9.2f} "
             f"{paired:6.2f}x {of_medians:11.2f}x  {verdict}"
         )
     if h.QUIET_LOG:

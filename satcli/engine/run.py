@@ -21,6 +21,7 @@ from satcli.core.state import CheckpointMeta, CheckpointState, LayerMeta, LayerS
 from satcli.data import Batch, DataSource
 from satcli.engine.nonfinite import NonFiniteCount, flag_unmeasured
 from satcli.engine.options import AnalysisOptions
+from satcli.engine.threads import single_blas_thread
 from satcli.errors import DataError, SatcliError
 from satcli.models import LoadedModel
 from satcli.taps import Layer, input_rows, open_taps, sample_view
@@ -123,8 +124,9 @@ def analyze(
     untracked = [u.to_dict() for u in taps.untracked]
     learnt = {"nonfinite": nonfinite.to_dict(), "untracked": untracked, "output_layer": taps.output_layer}
     meta = replace(meta, options={**meta.options, **learnt})
-    state = _checkpoint_state(meta, seen, analyses, num_inputs, nonfinite)
-    result = score_state(state, options.thresholds)
+    with single_blas_thread():  # eigendecompositions: see engine/threads.py
+        state = _checkpoint_state(meta, seen, analyses, num_inputs, nonfinite)
+        result = score_state(state, options.thresholds)
     if options.weight_spectra:
         result = with_weight_spectra(result, model.module)
     for observer in observers:

@@ -96,7 +96,8 @@ def score_checkpoints(
     """
     track = track or _no_progress
     with contextlib.ExitStack() as locks:
-        for target in dict.fromkeys(os.path.abspath(t) for t in map(store_for, paths) if t is not None):
+        targets = {os.path.abspath(t): t for t in reversed([store_for(p) for p in paths]) if t is not None}
+        for target in targets.values():  # each store once, named as given
             locks.enter_context(store_lock(Path(target), wait=wait))
         yield from _score_all(paths, source, options, load, store_for, track, score or score_checkpoint)
 
