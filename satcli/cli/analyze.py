@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -16,49 +17,18 @@ from rich.progress import Progress, TaskID
 
 from satcli.cli.app import EXIT_USAGE, app
 from satcli.cli.console import stderr_console, stdout_console
+from satcli.cli.groups import DataArgs, LayerArgs, ModelArgs, with_groups
 from satcli.cli.options import (
     ActivationsDtype,
-    Arch,
-    ArchKwargs,
-    BatchSize,
     Classes,
-    ConvMethod,
-    ConvMethodOption,
-    Data,
-    DataRoot,
-    Device,
-    Download,
-    Exclude,
-    GrayscaleToRgb,
-    ImageSize,
-    InputColumn,
-    LabelColumn,
-    Layers,
-    MaxLength,
-    MaxSamples,
     MaxTail,
-    OnNonfinite,
-    OnNonfiniteOption,
     OutputFormat,
-    Precision,
-    PrecisionOption,
     Quiet,
-    Seed,
-    SequenceMethod,
-    SequenceMethodOption,
     Shard,
-    Split,
     TailThreshold,
-    TextOptions,
     Threshold,
-    Tokenizer,
-    TrustPickle,
-    TrustRemoteCode,
     UnderThreshold,
     Wait,
-    Workers,
-    arch_kwargs_dict,
-    data_options,
     with_model_preprocessors,
 )
 from satcli.errors import SatcliError
@@ -67,7 +37,32 @@ if TYPE_CHECKING:
     from satcli.core.results import CheckpointResult
 
 
+@dataclass
+class StoreArgs:
+    """Where analyze writes its store, and what it keeps there."""
+
+    store: Annotated[
+        Path | None, typer.Option(help="HDF5 store to write [default: MODEL.satcli.h5 next to each model].")
+    ] = None
+    no_store: Annotated[bool, typer.Option("--no-store", help="Write no HDF5 store.")] = False
+    no_activations: Annotated[
+        bool, typer.Option("--no-activations", help="Store covariances only, not per-input activations.")
+    ] = False
+    activations_dtype: Annotated[ActivationsDtype, typer.Option(help="dtype of stored activations.")] = (
+        ActivationsDtype.float32
+    )
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing file at the store path that is not a satcli store.")
+    ] = False
+    wait: Wait = False
+
+    def target_for(self, model: Path) -> Path | None:
+        """The store a model's checkpoint goes to (None: no store)."""
+        return None if self.no_store else (self.store or default_store_path(model))
+
+
 @app.command("analyze")
+@with_groups
 def analyze_command(
     models: Annotated[
         list[Path],
@@ -78,29 +73,10 @@ def analyze_command(
             show_default=False,
         ),
     ],
-    data: Data = "digits",
-    data_root: DataRoot = None,
-    download: Download = False,
-    split: Split = "test",
-    max_samples: MaxSamples = None,
-    batch_size: BatchSize = 256,
-    workers: Workers = 0,
-    image_size: ImageSize = None,
-    grayscale_to_rgb: GrayscaleToRgb = False,
-    seed: Seed = 0,
-    input_column: InputColumn = None,
-    label_column: LabelColumn = None,
-    tokenizer: Tokenizer = None,
-    max_length: MaxLength = None,
-    arch: Arch = None,
-    arch_kwargs: ArchKwargs = None,
-    trust_pickle: TrustPickle = False,
-    trust_remote_code: TrustRemoteCode = False,
-    device: Device = "auto",
-    layers: Layers = None,
-    exclude: Exclude = None,
-    conv_method: ConvMethodOption = ConvMethod.mean,
-    sequence_method: SequenceMethodOption = SequenceMethod.mean,
+    *,
+    data: DataArgs,
+    model: ModelArgs,
+    layer: LayerArgs,
     classes: Classes = None,
     weight_spectra: Annotated[
         bool,
@@ -108,22 +84,11 @@ def analyze_command(
             "--weight-spectra", help="Add each layer's weight-spectrum alpha and stable rank (data-free, as `weights`)."
         ),
     ] = False,
-    precision: PrecisionOption = Precision.float64,
-    on_nonfinite: OnNonfiniteOption = OnNonfinite.skip,
     threshold: Threshold = None,
     tail_threshold: TailThreshold = None,
     max_tail: MaxTail = None,
     under_threshold: UnderThreshold = None,
-    store: Annotated[
-        Path | None, typer.Option(help="HDF5 store to write [default: MODEL.satcli.h5 next to each model].")
-    ] = None,
-    no_store: Annotated[bool, typer.Option("--no-store", help="Write no HDF5 store.")] = False,
-    no_activations: Annotated[
-        bool, typer.Option("--no-activations", help="Store covariances only, not per-input activations.")
-    ] = False,
-    activations_dtype: Annotated[
-        ActivationsDtype, typer.Option(help="dtype of stored activations.")
-    ] = ActivationsDtype.float32,
+    storing: StoreArgs,
     output_format: Annotated[
         OutputFormat,
         typer.Option(
@@ -146,10 +111,6 @@ def analyze_command(
         typer.Option("--no-sort", help="Score in the order given, not in natural order (epoch_2 before epoch_10)."),
     ] = False,
     quiet: Quiet = False,
-    wait: Wait = False,
-    force: Annotated[
-        bool, typer.Option("--force", help="Replace an existing file at the store path that is not a satcli store.")
-    ] = False,
     shard: Shard = None,
 ) -> None:
     """Score checkpoints: per-layer k and saturation, average saturation and a verdict.
@@ -157,91 +118,87 @@ def analyze_command(
     Several checkpoints share one decoded data set and print as each finishes; one that fails is reported on
     stderr and skipped, and the exit code is then 2.
     """
-    from satcli.cli.split import split_run
     from satcli.core.verdict import ThresholdOverrides, Thresholds
     from satcli.data import open_data
     from satcli.engine.distributed import launched_ranks, local_device
-    from satcli.engine.options import AnalysisOptions
-    from satcli.engine.sweep import Failure, order_checkpoints, score_checkpoints
-    from satcli.models import load_model, resolve_device
-    from satcli.render.trajectory import render_trajectory
-    from satcli.taps import Reduction
+    from satcli.engine.sweep import order_checkpoints
+    from satcli.models import resolve_device
 
     if trajectory and output_format is not OutputFormat.table:
         raise SatcliError("--trajectory prints a table; leave out --format or --trajectory")
-    if store is not None and no_store:
-        raise SatcliError(f"--store {store} and --no-store contradict each other; give one of them")
-    options = AnalysisOptions(
-        reduction=Reduction(conv_method.value, sequence_method.value),
-        include=tuple(layers or ()),
-        exclude=tuple(exclude or ()),
+    if storing.store is not None and storing.no_store:
+        raise SatcliError(f"--store {storing.store} and --no-store contradict each other; give one of them")
+    options = layer.analysis_options(
         thresholds=ThresholdOverrides(threshold, tail_threshold, max_tail, under_threshold).apply(Thresholds()),
-        store_activations=not no_activations,
-        activations_dtype=activations_dtype.value,
+        store_activations=not storing.no_activations,
+        activations_dtype=storing.activations_dtype.value,
         classes=classes,
         weight_spectra=weight_spectra,
-        precision=precision.value,
-        on_nonfinite=on_nonfinite.value,
     )
     paths = order_checkpoints(models, sort=not no_sort)
-    store_for = (lambda path: None) if no_store else (lambda path: store or default_store_path(path))
-    _check_store_targets(paths, data, store_for, force)
-    text = TextOptions(input_column, label_column, tokenizer, max_length, trust_remote_code)
-    data_opts = data_options(
-        data_root,
-        download,
-        split,
-        max_samples,
-        batch_size,
-        workers,
-        image_size,
-        seed,
-        grayscale_to_rgb=grayscale_to_rgb,
-        text=text,
-    )
+    store_for = storing.target_for
+    _check_store_targets(paths, data.data, store_for, storing.force)
     # Data are prepared once for every checkpoint: with the first one's tokenizer / image processor.
-    source = open_data(data, with_model_preprocessors(data_opts, paths[0]))
-    run_device = local_device(resolve_device(device)) if launched_ranks() else resolve_device(device)
-    load = partial(
-        load_model,
-        arch=arch,
-        arch_kwargs=arch_kwargs_dict(arch_kwargs),
-        trust_pickle=trust_pickle,
-        device=run_device,
-        trust_remote_code=trust_remote_code,
-        download=download,
-    )
-    out = stdout_console()
-    err = stderr_console()
-    results: list[CheckpointResult] = []
-    failed = 0
-    with split_run(shard, source, run_device) as part:
-        track = partial(progress_bar, err, quiet) if part.rank == 0 else None
-        # Under torchrun only rank 0 writes (and locks) the store.
-        targets = store_for if part.rank == 0 else (lambda path: None)
-        for outcome in score_checkpoints(
-            paths, part.source, options, load, targets, track, wait=wait, score=part.score
-        ):
-            if part.rank != 0:
-                continue  # under torchrun only rank 0 prints and writes
-            if isinstance(outcome, Failure):
-                failed += 1
-                message = escape(f"{outcome.path}: {outcome.reason}")
-                err.print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False)
-                continue
-            results.append(outcome)
-            warn_notes(outcome, err)
-            _write_result(outcome, output_format, out, first=len(results) == 1, table=not trajectory)
-    if part.rank != 0:
-        return
-    if output_format is OutputFormat.table and results and (trajectory or len(results) > 1):
-        if not trajectory:
-            out.print()
-        render_trajectory(results, out)
+    data_opts = with_model_preprocessors(data.options(model.trust_remote_code), paths[0])
+    source = open_data(data.data, data_opts)
+    run_device = local_device(resolve_device(model.device)) if launched_ranks() else resolve_device(model.device)
+    run = _Run(paths, options, model.loader(run_device, data.download), store_for, quiet, storing.wait)
+    results, failed = run.score(source, shard, run_device, output_format, trajectory)
+    if results is None:
+        return  # a torchrun rank other than 0: quiet
     if failed:
         if len(paths) > 1:
-            err.print(f"{failed} of {len(paths)} checkpoints failed", soft_wrap=True, highlight=False)
+            stderr_console().print(f"{failed} of {len(paths)} checkpoints failed", soft_wrap=True, highlight=False)
         raise typer.Exit(EXIT_USAGE)
+
+
+@dataclass
+class _Run:
+    """One analyze run over its checkpoints: prints each result as it finishes."""
+
+    paths: list[Path]
+    options: Any
+    load: Callable[[Path], Any]
+    store_for: Callable[[Path], Path | None]
+    quiet: bool
+    wait: bool
+
+    def score(
+        self, source: Any, shard: str | None, device: Any, output_format: OutputFormat, trajectory: bool
+    ) -> tuple[list[CheckpointResult] | None, int]:
+        """(results, failures), or (None, 0) on a torchrun rank other than 0 (it prints and writes nothing)."""
+        from satcli.cli.split import split_run
+        from satcli.engine.sweep import Failure, score_checkpoints
+        from satcli.render.trajectory import render_trajectory
+
+        out, err = stdout_console(), stderr_console()
+        results: list[CheckpointResult] = []
+        failed = 0
+        with split_run(shard, source, device) as part:
+            track = partial(progress_bar, err, self.quiet) if part.rank == 0 else None
+            # Under torchrun only rank 0 writes (and locks) the store.
+            targets = self.store_for if part.rank == 0 else (lambda path: None)
+            outcomes = score_checkpoints(
+                self.paths, part.source, self.options, self.load, targets, track, wait=self.wait, score=part.score
+            )
+            for outcome in outcomes:
+                if part.rank != 0:
+                    continue
+                if isinstance(outcome, Failure):
+                    failed += 1
+                    message = escape(f"{outcome.path}: {outcome.reason}")
+                    err.print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False)
+                    continue
+                results.append(outcome)
+                warn_notes(outcome, err)
+                _write_result(outcome, output_format, out, first=len(results) == 1, table=not trajectory)
+        if part.rank != 0:
+            return None, 0
+        if output_format is OutputFormat.table and results and (trajectory or len(results) > 1):
+            if not trajectory:
+                out.print()
+            render_trajectory(results, out)
+        return results, failed
 
 
 def _check_store_targets(paths: list[Path], data: str, store_for: Callable[[Path], Path | None], force: bool) -> None:

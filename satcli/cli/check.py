@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -13,46 +14,15 @@ from rich.console import Console
 from satcli.cli.analyze import progress_bar, warn_notes
 from satcli.cli.app import EXIT_FAILED, EXIT_USAGE, app
 from satcli.cli.console import stderr_console, stdout_console
+from satcli.cli.groups import DataArgs, LayerArgs, ModelArgs, with_groups
 from satcli.cli.options import (
     AllowUndersampled,
-    Arch,
-    ArchKwargs,
-    BatchSize,
     CheckFormat,
-    ConvMethod,
-    ConvMethodOption,
-    Data,
-    DataRoot,
-    Device,
-    Download,
-    Exclude,
     FailOn,
-    GrayscaleToRgb,
-    ImageSize,
-    InputColumn,
-    LabelColumn,
-    Layers,
-    MaxLength,
-    MaxSamples,
-    OnNonfinite,
-    OnNonfiniteOption,
-    Precision,
-    PrecisionOption,
     Quiet,
-    Seed,
-    SequenceMethod,
-    SequenceMethodOption,
-    Split,
     TailThreshold,
-    TextOptions,
     Threshold,
-    Tokenizer,
-    TrustPickle,
-    TrustRemoteCode,
     UnderThreshold,
-    Workers,
-    arch_kwargs_dict,
-    data_options,
     with_model_preprocessors,
 )
 
@@ -70,6 +40,7 @@ from satcli.errors import SatcliError
 
 
 @app.command("check")
+@with_groups
 def check_command(
     targets: Annotated[
         list[str],
@@ -79,6 +50,7 @@ def check_command(
             show_default=False,
         ),
     ],
+    *,
     fail_on: Annotated[
         FailOn,
         typer.Option(
@@ -109,31 +81,9 @@ def check_command(
     threshold: Threshold = None,
     tail_threshold: TailThreshold = None,
     under_threshold: UnderThreshold = None,
-    data: Data = "digits",
-    data_root: DataRoot = None,
-    download: Download = False,
-    split: Split = "test",
-    max_samples: MaxSamples = None,
-    batch_size: BatchSize = 256,
-    workers: Workers = 0,
-    image_size: ImageSize = None,
-    grayscale_to_rgb: GrayscaleToRgb = False,
-    seed: Seed = 0,
-    input_column: InputColumn = None,
-    label_column: LabelColumn = None,
-    tokenizer: Tokenizer = None,
-    max_length: MaxLength = None,
-    arch: Arch = None,
-    arch_kwargs: ArchKwargs = None,
-    trust_pickle: TrustPickle = False,
-    trust_remote_code: TrustRemoteCode = False,
-    device: Device = "auto",
-    layers: Layers = None,
-    exclude: Exclude = None,
-    conv_method: ConvMethodOption = ConvMethod.mean,
-    sequence_method: SequenceMethodOption = SequenceMethod.mean,
-    precision: PrecisionOption = Precision.float64,
-    on_nonfinite: OnNonfiniteOption = OnNonfinite.skip,
+    data: DataArgs,
+    model: ModelArgs,
+    layer: LayerArgs,
     allow_undersampled: AllowUndersampled = False,
     output_format: Annotated[
         CheckFormat, typer.Option("--format", "-f", help="table: a summary line; json: one result per line.")
@@ -146,78 +96,17 @@ def check_command(
     By default any verdict but balanced fails. Stores are re-scored, at their stored thresholds unless set.
     An inconclusive verdict (most layers undersampled, nothing measured) is not gated and exits 2.
     """
-    from satcli.core import gates
     from satcli.core.verdict import ThresholdOverrides, Thresholds
-    from satcli.data import open_data
-    from satcli.engine.options import AnalysisOptions
-    from satcli.models import load_model
     from satcli.store.rescore import looks_like_store, rescore_refs
-    from satcli.taps import Reduction
 
-    # Heavy modules (torch, h5py) load here, not at start-up: --version and --help must stay fast.
-
-    spec = gates.GateSpec(
-        fail_on=fail_on.value,
-        max_tail=max_tail,
-        max_average=max_average,
-        min_average=min_average,
-        max_saturation=tuple(gates.parse_layer_limit(x, "--max-saturation") for x in max_saturation or ()),
-        min_saturation=tuple(gates.parse_layer_limit(x, "--min-saturation") for x in min_saturation or ()),
-    )
-    if not (
-        spec.fail_on != gates.FAIL_NONE
-        or spec.max_tail is not None
-        or spec.max_average is not None
-        or spec.min_average is not None
-        or spec.max_saturation
-        or spec.min_saturation
-    ):
-        raise SatcliError("no gate to check: --fail-on none and no --max-*/--min-* option, so every model would pass")
+    spec = _gate_spec(fail_on, max_tail, max_average, min_average, max_saturation, min_saturation)
     overrides = ThresholdOverrides(threshold, tail_threshold, max_tail, under_threshold)
-    model_thresholds = overrides.apply(Thresholds())
-    options = AnalysisOptions(
-        reduction=Reduction(conv_method.value, sequence_method.value),
-        include=tuple(layers or ()),
-        exclude=tuple(exclude or ()),
-        thresholds=model_thresholds,
-        store_activations=False,
-        precision=precision.value,
-        on_nonfinite=on_nonfinite.value,
-    )
-    out = stdout_console()
-    err = stderr_console()
-    source: DataSource | None = None
+    options = layer.analysis_options(thresholds=overrides.apply(Thresholds()), store_activations=False)
+    out, err = stdout_console(), stderr_console()
+    models = _ModelScorer(data, model, options, err, quiet)
     failed = checked = inconclusive = 0
     for target in targets:
-        if looks_like_store(target):
-            scored = rescore_refs([target], overrides)
-        else:
-            if source is None:
-                text = TextOptions(input_column, label_column, tokenizer, max_length, trust_remote_code)
-                opts = data_options(
-                    data_root,
-                    download,
-                    split,
-                    max_samples,
-                    batch_size,
-                    workers,
-                    image_size,
-                    seed,
-                    grayscale_to_rgb=grayscale_to_rgb,
-                    text=text,
-                )
-                source = open_data(data, with_model_preprocessors(opts, target))
-            loaded = load_model(
-                target if target.startswith("hf:") else Path(target),
-                arch=arch,
-                arch_kwargs=arch_kwargs_dict(arch_kwargs),
-                trust_pickle=trust_pickle,
-                device=device,
-                trust_remote_code=trust_remote_code,
-                download=download,
-            )
-            scored = [(target, _score_model(loaded, source, options, err, quiet))]
-            warn_notes(scored[0][1], err)
+        scored = rescore_refs([target], overrides) if looks_like_store(target) else [(target, models.score(target))]
         for label, result in scored:
             checked += 1
             outcome = _gate(label, result, spec, allow_undersampled, output_format, verbose, out)
@@ -231,6 +120,59 @@ def check_command(
         raise typer.Exit(EXIT_USAGE)
     if failed:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _gate_spec(
+    fail_on: FailOn,
+    max_tail: int | None,
+    max_average: float | None,
+    min_average: float | None,
+    max_saturation: list[str] | None,
+    min_saturation: list[str] | None,
+) -> Any:
+    """The gates the options ask for; refuses a check that gates nothing."""
+    from satcli.core import gates
+
+    spec = gates.GateSpec(
+        fail_on=fail_on.value,
+        max_tail=max_tail,
+        max_average=max_average,
+        min_average=min_average,
+        max_saturation=tuple(gates.parse_layer_limit(x, "--max-saturation") for x in max_saturation or ()),
+        min_saturation=tuple(gates.parse_layer_limit(x, "--min-saturation") for x in min_saturation or ()),
+    )
+    limits = (spec.max_tail, spec.max_average, spec.min_average)
+    if (
+        spec.fail_on == gates.FAIL_NONE
+        and all(x is None for x in limits)
+        and not (spec.max_saturation or spec.min_saturation)
+    ):
+        raise SatcliError("no gate to check: --fail-on none and no --max-*/--min-* option, so every model would pass")
+    return spec
+
+
+@dataclass
+class _ModelScorer:
+    """Scores model targets; the data are opened once, with the first model's tokenizer / image processor."""
+
+    data: DataArgs
+    model: ModelArgs
+    options: Any
+    err: Console
+    quiet: bool
+    source: Any = None
+
+    def score(self, target: str) -> CheckpointResult:
+        from satcli.data import open_data
+
+        if self.source is None:
+            opts = with_model_preprocessors(self.data.options(self.model.trust_remote_code), target)
+            self.source = open_data(self.data.data, opts)
+        load = self.model.loader(download=self.data.download)
+        loaded = load(target if target.startswith("hf:") else Path(target))
+        result = _score_model(loaded, self.source, self.options, self.err, self.quiet)
+        warn_notes(result, self.err)
+        return result
 
 
 def _gate(

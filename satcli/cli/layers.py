@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -11,11 +11,9 @@ from rich.table import Table
 from satcli.cli.analyze import CLI_SCRIPT_FIX
 from satcli.cli.app import app
 from satcli.cli.console import stdout_console
+from satcli.cli.groups import ModelArgs, with_groups
 from satcli.cli.options import (
-    Arch,
-    ArchKwargs,
     DataRoot,
-    Device,
     Download,
     Exclude,
     ImageSize,
@@ -26,9 +24,6 @@ from satcli.cli.options import (
     Split,
     TextOptions,
     Tokenizer,
-    TrustPickle,
-    TrustRemoteCode,
-    arch_kwargs_dict,
     data_options,
     with_model_preprocessors,
 )
@@ -36,7 +31,9 @@ from satcli.errors import SatcliError
 
 
 @app.command("layers")
+@with_groups
 def layers_command(
+    *,
     model: Annotated[
         str,
         typer.Argument(
@@ -56,11 +53,7 @@ def layers_command(
     label_column: LabelColumn = None,
     tokenizer: Tokenizer = None,
     max_length: MaxLength = None,
-    arch: Arch = None,
-    arch_kwargs: ArchKwargs = None,
-    trust_pickle: TrustPickle = False,
-    trust_remote_code: TrustRemoteCode = False,
-    device: Device = "auto",
+    loading: ModelArgs,
     layers: Layers = None,
     exclude: Exclude = None,
 ) -> None:
@@ -69,23 +62,11 @@ def layers_command(
 
     from satcli.data import open_data
     from satcli.engine.run import on_device
-    from satcli.models import load_model
-    from satcli.render.text import fitted, natural_width
     from satcli.taps import discover, open_taps, select
-
-    # Heavy modules (torch) load here, not at start-up: --version and --help must stay fast.
     from satcli.taps.untracked import Untracked, untracked
 
     spec = model if model.startswith("hf:") else Path(model)
-    loaded = load_model(
-        spec,
-        arch=arch,
-        arch_kwargs=arch_kwargs_dict(arch_kwargs),
-        trust_pickle=trust_pickle,
-        device=device,
-        trust_remote_code=trust_remote_code,
-        download=download,
-    )
+    loaded = loading.loader(download=download)(spec)
     include, leave_out = tuple(layers or ()), tuple(exclude or ())
     missing: list[Untracked] = []
     if data is None:
@@ -98,7 +79,7 @@ def layers_command(
             else ("registration order; pass --data for forward order")
         )
     else:
-        text = TextOptions(input_column, label_column, tokenizer, max_length, trust_remote_code)
+        text = TextOptions(input_column, label_column, tokenizer, max_length, loading.trust_remote_code)
         options = data_options(data_root, download, split, 8, 8, 0, image_size, 0, text=text)
         source = open_data(data, with_model_preprocessors(options, spec))
         batch = on_device(next(iter(source.iter_batches())), loaded.device)
@@ -109,13 +90,20 @@ def layers_command(
         order_note = "forward order"
     if not found:
         raise SatcliError("no trackable layers (Conv1d/2d/3d, Linear, LSTM, GRU) match")
+    _print_layers(f"{model} ({loaded.format}): {len(found)} trackable layers, {order_note}", found, missing)
+
+
+def _print_layers(title: str, found: list[Any], missing: list[Any]) -> None:
+    """The layer table, then the untracked layers grouped by reason and fix."""
+    from satcli.render.text import fitted, natural_width
+
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("#", "layer", "type", "width"):
         table.add_column(column, justify="right" if column in ("#", "width") else "left")
     for i, layer in enumerate(found):
         table.add_row(str(i + 1), layer.name, layer.type, "?" if layer.width is None else str(layer.width))
     out = stdout_console(highlight=False)
-    out.print(f"{model} ({loaded.format}): {len(found)} trackable layers, {order_note}", soft_wrap=True)
+    out.print(title, soft_wrap=True)
     with fitted(out, natural_width(out, table)):
         out.print(table)
     groups: dict[tuple[str, str], list[str]] = {}
