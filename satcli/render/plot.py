@@ -38,7 +38,7 @@ MAX_ANNOTATED_CELLS = 600
 LABEL_BOX = {"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1.0}
 
 
-def _matplotlib() -> tuple[Any, Any]:
+def matplotlib_classes() -> tuple[Any, Any]:
     """matplotlib's Figure class and Agg canvas, or a one-line SatcliError when matplotlib is missing."""
     try:
         figure: ModuleType = importlib.import_module("matplotlib.figure")
@@ -55,16 +55,16 @@ def plot_results(results: Sequence[CheckpointResult], output: Path, source: str 
     """
     if not results:
         raise SatcliError("nothing to plot: no finished checkpoint was selected")
-    figure_class, canvas_class = _matplotlib()
+    figure_class, canvas_class = matplotlib_classes()
     if len(results) == 1:
         fig = _bars(figure_class, results[0], checkpoint_labels([results[0].model])[0])
     else:
         fig = _heatmap(figure_class, results, source)
     canvas_class(fig)
-    return _save(fig, Path(output))
+    return save_figure(fig, Path(output))
 
 
-def _save(fig: Any, output: Path) -> Path:
+def save_figure(fig: Any, output: Path) -> Path:
     """Save through a temp file beside `output` and rename, so a failed save leaves no half-written image."""
     suffix = output.suffix.lower().lstrip(".")
     supported = fig.canvas.get_supported_filetypes()

@@ -15,7 +15,7 @@ from rich.text import Text
 
 from satcli.core.projection import ProjectionReport, ProjectionResult
 from satcli.errors import SatcliError
-from satcli.render.plot import _matplotlib, _save
+from satcli.render.plot import matplotlib_classes, save_figure
 from satcli.render.text import NOT_AVAILABLE, plural
 
 # A variant is marked when its accuracy is more than this many points below the base (the paper's "no loss"
@@ -98,7 +98,7 @@ def _legend(report: ProjectionReport) -> str:
 
 def check_plot_path(output: Path) -> None:
     """Refuse, before any work, an image path the plot could not be written to (missing folder, unknown type)."""
-    figure_class, canvas_class = _matplotlib()
+    figure_class, canvas_class = matplotlib_classes()
     supported = canvas_class(figure_class()).get_supported_filetypes()
     suffix = output.suffix.lower().lstrip(".")
     if suffix not in supported:
@@ -109,7 +109,7 @@ def check_plot_path(output: Path) -> None:
 
 def plot_projection(report: ProjectionReport, output: Path) -> Path:
     """Accuracy (or output change without labels) against delta, one line per layer and one for all layers."""
-    figure_class, canvas_class = _matplotlib()
+    figure_class, canvas_class = matplotlib_classes()
     fig = figure_class(figsize=(6.4, 4.2), layout="constrained")
     ax = fig.add_subplot()
     labelled = report.base_accuracy is not None
@@ -132,7 +132,7 @@ def plot_projection(report: ProjectionReport, output: Path) -> Path:
     ax.set_title(f"{Path(report.model).name}: eigenspace projection", fontsize=10)
     ax.legend(fontsize=7)
     canvas_class(fig)
-    return _save(fig, Path(output))
+    return save_figure(fig, Path(output))
 
 
 def _plot_value(result: ProjectionResult, labelled: bool) -> float:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,36 +10,16 @@ from typing import Any
 import numpy as np
 
 from satcli.errors import SatcliError
+from satcli.render.plot import matplotlib_classes, save_figure
 from satcli.weights.esd import EVALS_THRESHOLD, LayerSpectrum
 from satcli.weights.report import SvrReport
 
-DPI = 120
-MISSING_MATPLOTLIB = "plotting needs matplotlib: pip install 'satcli[plot]'"
-
 
 def _figure(width: float, height: float) -> Any:
-    try:
-        figure = importlib.import_module("matplotlib.figure")
-        agg = importlib.import_module("matplotlib.backends.backend_agg")
-    except ImportError:
-        raise SatcliError(MISSING_MATPLOTLIB) from None
-    fig = figure.Figure(figsize=(width, height))
-    agg.FigureCanvasAgg(fig)
+    figure_class, canvas_class = matplotlib_classes()
+    fig = figure_class(figsize=(width, height))
+    canvas_class(fig)
     return fig
-
-
-def _save(fig: Any, output: Path) -> Path:
-    suffix = output.suffix.lower().lstrip(".")
-    supported = fig.canvas.get_supported_filetypes()
-    if suffix not in supported:
-        raise SatcliError(f"cannot write {output}: unknown image type {suffix!r}; use one of {', '.join(supported)}")
-    if not output.parent.is_dir():
-        raise SatcliError(f"cannot write {output}: directory {output.parent} does not exist")
-    try:
-        fig.savefig(output, format=suffix, dpi=DPI)
-    except OSError as exc:
-        raise SatcliError(f"cannot write {output}: {exc.strerror or exc}") from None
-    return output
 
 
 def plot_svr(report: SvrReport, output: Path) -> Path:
@@ -64,7 +43,7 @@ def plot_svr(report: SvrReport, output: Path) -> Path:
     ax.set_ylabel("singular value")
     ax.set_title(f"SVR ({report.method}): significant edges at {report.sigma:g} sigma; red conv, blue dense")
     fig.tight_layout()
-    return _save(fig, output)
+    return save_figure(fig, output)
 
 
 def plot_esd(found: Sequence[tuple[LayerSpectrum, np.ndarray]], output: Path) -> Path:
@@ -95,4 +74,4 @@ def plot_esd(found: Sequence[tuple[LayerSpectrum, np.ndarray]], output: Path) ->
             ax.set_title(f"{spectrum.name} (no fit)", fontsize=9)
         ax.set_xlabel("eigenvalue of W^T W", fontsize=8)
     fig.tight_layout()
-    return _save(fig, output)
+    return save_figure(fig, output)
