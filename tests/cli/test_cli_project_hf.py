@@ -146,13 +146,13 @@ def test_timm_resnet18_state_dict(run_cli: Callable[..., Any], tmp_path: Path) -
     torch.manual_seed(0)
     save_file(timm.create_model("resnet18", num_classes=10, in_chans=1).state_dict(), tmp_path / "r18.safetensors")
     arch = ("--arch", "timm:resnet18", "--arch-kwargs", "num_classes=10,in_chans=1")
-    data = ("--data", "digits", "--image-size", "32", "--max-samples", "48", "--batch-size", "48")
+    data = ("--data", "digits", "--image-size", "32", "--max-samples", "16", "--batch-size", "16")
     result = run_cli("project", tmp_path / "r18.safetensors", *arch, *data, "--delta", "0.9", "-f", "json", "-q")
     assert result.code == 0, result.stderr
     report = json.loads(result.stdout)
     layers = report["layers"]
     assert layers[0]["name"] == "conv1" and layers[-1]["name"] == "fc" and layers[-1]["output"]
-    assert layers[0]["fit_samples"] == 48 * 16 * 16  # conv1 (stride 2) per position: 16 x 16 of every image
+    assert layers[0]["fit_samples"] == 16 * 16 * 16  # conv1 (stride 2) per position: 16 x 16 of every image
     single = [r for r in report["results"] if r["scope"] == "layer"]
     assert len(single) == len(layers) == 21 and all(1 <= r["k"] <= r["width"] for r in single)
     assert report["passes"] == 2 + sum(r["k"] < r["width"] for r in single) + 1
