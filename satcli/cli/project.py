@@ -22,25 +22,39 @@ from satcli.cli.options import (
     Device,
     Download,
     Exclude,
+    GrayscaleToRgb,
     ImageSize,
+    InputColumn,
+    LabelColumn,
     Layers,
+    MaxLength,
     MaxSamples,
     Quiet,
     Seed,
     Split,
+    TextOptions,
+    Tokenizer,
     TrustPickle,
+    TrustRemoteCode,
     Workers,
     arch_kwargs_dict,
     data_options,
+    with_model_preprocessors,
 )
 
 if TYPE_CHECKING:
-    from satcli.data import DataSource
+    from satcli.data import DataOptions, DataSource
 
 
 @app.command("project")
 def project_command(
-    model: Annotated[Path, typer.Argument(help="Model file (.pt2, TorchScript, state dict with --arch).")],
+    model: Annotated[
+        Path,
+        typer.Argument(
+            help="Model file (.pt2, TorchScript, state dict .pt/.pth/.safetensors with --arch), a Hugging Face "
+            "model directory, hf:PATH or hf:ORG/NAME (from the local Hugging Face cache)."
+        ),
+    ],
     data: Data = "digits",
     eval_data: Annotated[
         str | None, typer.Option(help="Data to evaluate the projected models on (default: the --data set).")
@@ -60,10 +74,16 @@ def project_command(
     batch_size: BatchSize = 256,
     workers: Workers = 0,
     image_size: ImageSize = None,
+    grayscale_to_rgb: GrayscaleToRgb = False,
     seed: Seed = 0,
+    input_column: InputColumn = None,
+    label_column: LabelColumn = None,
+    tokenizer: Tokenizer = None,
+    max_length: MaxLength = None,
     arch: Arch = None,
     arch_kwargs: ArchKwargs = None,
     trust_pickle: TrustPickle = False,
+    trust_remote_code: TrustRemoteCode = False,
     device: Device = "auto",
     layers: Layers = None,
     exclude: Exclude = None,
@@ -88,20 +108,35 @@ def project_command(
     options = ProjectionOptions(tuple(delta or DEFAULT_DELTAS), tuple(layers or ()), tuple(exclude or ()))
     if plot is not None:
         check_plot_path(plot)
-    fit_options = data_options(data_root, download, split, max_samples, batch_size, workers, image_size, seed)
-    fit = open_data(data, fit_options)
+    text = TextOptions(input_column, label_column, tokenizer, max_length, trust_remote_code)
+
+    def options_for(data_split: str) -> DataOptions:
+        opts = data_options(
+            data_root,
+            download,
+            data_split,
+            max_samples,
+            batch_size,
+            workers,
+            image_size,
+            seed,
+            grayscale_to_rgb=grayscale_to_rgb,
+            text=text,
+        )
+        return with_model_preprocessors(opts, model)  # a model directory's tokenizer / image processor
+
+    fit = open_data(data, options_for(split))
     evaluate = None
     if eval_data is not None or (eval_split is not None and eval_split != split):
-        eval_options = data_options(
-            data_root, download, eval_split or split, max_samples, batch_size, workers, image_size, seed
-        )
-        evaluate = open_data(eval_data or data, eval_options)
+        evaluate = open_data(eval_data or data, options_for(eval_split or split))
     loaded = load_model(
         model,
         arch=arch,
         arch_kwargs=arch_kwargs_dict(arch_kwargs),
         trust_pickle=trust_pickle,
         device=resolve_device(device),
+        trust_remote_code=trust_remote_code,
+        download=download,
     )
     with _progress(quiet, fit, evaluate or fit) as advance:
         report = project(loaded, fit, evaluate, options, advance)

@@ -196,15 +196,29 @@ def _results(
     return tuple(results)
 
 
-class _Projection:
-    """The intervening transform of one layer: its projector on the channel axis (and, for TorchScript
-    graphs, the same map as float64 mean and matrix)."""
+class _RealTokens:
+    """The (B, T) real-token mask of the batch being evaluated, shared by every projection of a run."""
 
-    def __init__(self, projector: Projector) -> None:
+    def __init__(self) -> None:
+        self.mask: torch.Tensor | None = None
+
+
+class _Projection:
+    """The intervening transform of one layer: its projector on the channel axis, on real tokens only when the
+    batch has a token mask (padding keeps its value, as it was not fitted); and, for TorchScript graphs, the
+    same map as float64 mean and matrix."""
+
+    def __init__(self, projector: Projector, tokens: _RealTokens) -> None:
         self.projector = projector
+        self.tokens = tokens
 
     def __call__(self, layer: Layer, z: torch.Tensor) -> torch.Tensor:
-        return self.projector.apply(z, 1 if layer.kind == CONV else -1)
+        projected = self.projector.apply(z, 1 if layer.kind == CONV else -1)
+        mask = self.tokens.mask
+        if mask is None or layer.kind == CONV or z.ndim < 3 or tuple(z.shape[:2]) != tuple(mask.shape):
+            return projected
+        real = mask.to(z.device, torch.bool).reshape(*mask.shape, *([1] * (z.ndim - 2)))
+        return torch.where(real, projected, z)
 
     def affine(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         return self.projector.affine(device)
@@ -219,8 +233,9 @@ def _evaluate(
     advance: Callable[[int], None],
 ) -> tuple[OutputMetrics, dict[_Variant, OutputMetrics], int]:
     """Base and variant metrics over the evaluation data, one batch at a time; and the inputs seen."""
+    tokens = _RealTokens()
     transforms: dict[_Variant, dict[str, Transform]] = {
-        v: {name: _Projection(projectors[(name, k)]) for name, k in v} for v in variants
+        v: {name: _Projection(projectors[(name, k)], tokens) for name, k in v} for v in variants
     }
     base = OutputMetrics()
     metrics = {v: OutputMetrics() for v in variants}
@@ -228,6 +243,7 @@ def _evaluate(
     with intervene(model.module, layers, model.device) as net:
         for raw in data.iter_batches():
             batch = on_device(raw, model.device)
+            tokens.mask = batch.mask
             reference = _eval_rows(net, batch.inputs, None, batch.mask)
             labels = _accuracy_labels(reference, batch.labels, batch_size(batch))
             base.update(reference, reference, labels)
