@@ -12,33 +12,12 @@ import typer
 
 from satcli.cli.app import app
 from satcli.cli.console import stderr_console, stdout_console
+from satcli.cli.groups import DataArgs, ModelArgs, with_groups
 from satcli.cli.options import (
-    Arch,
-    ArchKwargs,
-    BatchSize,
     CheckFormat,
-    Data,
-    DataRoot,
-    Device,
-    Download,
     Exclude,
-    GrayscaleToRgb,
-    ImageSize,
-    InputColumn,
-    LabelColumn,
     Layers,
-    MaxLength,
-    MaxSamples,
     Quiet,
-    Seed,
-    Split,
-    TextOptions,
-    Tokenizer,
-    TrustPickle,
-    TrustRemoteCode,
-    Workers,
-    arch_kwargs_dict,
-    data_options,
     with_model_preprocessors,
 )
 
@@ -47,6 +26,7 @@ if TYPE_CHECKING:
 
 
 @app.command("project")
+@with_groups
 def project_command(
     model: Annotated[
         Path,
@@ -55,7 +35,8 @@ def project_command(
             "model directory, hf:PATH or hf:ORG/NAME (from the local Hugging Face cache)."
         ),
     ],
-    data: Data = "digits",
+    *,
+    data: DataArgs,
     eval_data: Annotated[
         str | None, typer.Option(help="Data to evaluate the projected models on (default: the --data set).")
     ] = None,
@@ -67,24 +48,7 @@ def project_command(
             help="Share of variance the kept eigen-directions explain (repeatable; default: 0.9, 0.99, 0.999).",
         ),
     ] = None,
-    data_root: DataRoot = None,
-    download: Download = False,
-    split: Split = "test",
-    max_samples: MaxSamples = None,
-    batch_size: BatchSize = 256,
-    workers: Workers = 0,
-    image_size: ImageSize = None,
-    grayscale_to_rgb: GrayscaleToRgb = False,
-    seed: Seed = 0,
-    input_column: InputColumn = None,
-    label_column: LabelColumn = None,
-    tokenizer: Tokenizer = None,
-    max_length: MaxLength = None,
-    arch: Arch = None,
-    arch_kwargs: ArchKwargs = None,
-    trust_pickle: TrustPickle = False,
-    trust_remote_code: TrustRemoteCode = False,
-    device: Device = "auto",
+    model_args: ModelArgs,
     layers: Layers = None,
     exclude: Exclude = None,
     output_format: Annotated[
@@ -102,42 +66,22 @@ def project_command(
     from satcli.core.projection import DEFAULT_DELTAS
     from satcli.data import open_data
     from satcli.engine.project import ProjectionOptions, project
-    from satcli.models import load_model, resolve_device
+    from satcli.models import resolve_device
     from satcli.render.projection import check_plot_path, plot_projection, projection_json, render_projection
 
     options = ProjectionOptions(tuple(delta or DEFAULT_DELTAS), tuple(layers or ()), tuple(exclude or ()))
     if plot is not None:
         check_plot_path(plot)
-    text = TextOptions(input_column, label_column, tokenizer, max_length, trust_remote_code)
 
     def options_for(data_split: str) -> DataOptions:
-        opts = data_options(
-            data_root,
-            download,
-            data_split,
-            max_samples,
-            batch_size,
-            workers,
-            image_size,
-            seed,
-            grayscale_to_rgb=grayscale_to_rgb,
-            text=text,
-        )
+        opts = data.options(model_args.trust_remote_code, split=data_split)
         return with_model_preprocessors(opts, model)  # a model directory's tokenizer / image processor
 
-    fit = open_data(data, options_for(split))
+    fit = open_data(data.data, options_for(data.split))
     evaluate = None
-    if eval_data is not None or (eval_split is not None and eval_split != split):
-        evaluate = open_data(eval_data or data, options_for(eval_split or split))
-    loaded = load_model(
-        model,
-        arch=arch,
-        arch_kwargs=arch_kwargs_dict(arch_kwargs),
-        trust_pickle=trust_pickle,
-        device=resolve_device(device),
-        trust_remote_code=trust_remote_code,
-        download=download,
-    )
+    if eval_data is not None or (eval_split is not None and eval_split != data.split):
+        evaluate = open_data(eval_data or data.data, options_for(eval_split or data.split))
+    loaded = model_args.loader(resolve_device(model_args.device), data.download)(model)
     with _progress(quiet, fit, evaluate or fit) as advance:
         report = project(loaded, fit, evaluate, options, advance)
     if output_format is CheckFormat.json:
