@@ -267,3 +267,15 @@ def test_excluding_the_head_keeps_it_the_output_layer(run_cli) -> None:
     assert cut["output_layer"] == full["output_layer"] == "net.17"
     for key in ("verdict", "tail", "average_saturation", "averaged_layers"):
         assert cut[key] == full[key], key
+
+
+def test_library_messages_name_no_flags_but_the_cli_does(run_cli) -> None:
+    """The library speaks of the batch size; the command line names --batch-size."""
+    from satcli.data import DataOptions, open_data
+    from satcli.errors import SatcliError
+
+    with pytest.raises(SatcliError) as info:
+        open_data("digits", DataOptions(batch_size=0))
+    assert "--" not in str(info.value) and "batch size" in str(info.value)
+    line = _one_line_error(run_cli("analyze", SENSIBLE, "--batch-size", "0", "--no-store", "-q"))
+    assert "--batch-size must be a positive integer" in line

@@ -130,11 +130,11 @@ def test_parse_layer_limit() -> None:
 
 
 def test_spec_validation() -> None:
-    with pytest.raises(SatcliError, match="--fail-on"):
+    with pytest.raises(SatcliError, match="verdict that fails the check"):
         GateSpec(fail_on="sometimes")
     with pytest.raises(SatcliError, match="--max-average"):
         GateSpec(max_average=2.0)
-    with pytest.raises(SatcliError, match="--max-tail"):
+    with pytest.raises(SatcliError, match="maximum tail length"):
         GateSpec(max_tail=-1)
 
 

@@ -186,9 +186,9 @@ def test_sequence_reductions_and_time_major_rnn() -> None:
 
 
 def test_bad_reduction_names() -> None:
-    with pytest.raises(SatcliError, match="--conv-method"):
+    with pytest.raises(SatcliError, match="conv reduction"):
         Reduction("median")
-    with pytest.raises(SatcliError, match="--sequence-method"):
+    with pytest.raises(SatcliError, match="sequence reduction"):
         Reduction(sequence_method="first")
 
 

@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.progress import Progress, TaskID
 
 from satcli.cli.app import EXIT_USAGE, app
-from satcli.cli.console import stderr_console, stdout_console
+from satcli.cli.console import stderr_console, stdout_console, with_flags
 from satcli.cli.groups import DataArgs, LayerArgs, ModelArgs, with_groups
 from satcli.cli.options import (
     ActivationsDtype,
@@ -186,7 +186,7 @@ class _Run:
                     continue
                 if isinstance(outcome, Failure):
                     failed += 1
-                    message = escape(f"{outcome.path}: {outcome.reason}")
+                    message = escape(with_flags(f"{outcome.path}: {outcome.reason}"))
                     err.print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False)
                     continue
                 results.append(outcome)

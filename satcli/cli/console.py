@@ -30,3 +30,27 @@ def stdout_console(**kwargs: Any) -> Console:
 def stderr_console(**kwargs: Any) -> Console:
     """The console for progress and messages on stderr."""
     return _Console(stderr=True, **kwargs)
+
+
+# Library messages speak of the thing, not of the flag (they are read from the Python API too); on the command
+# line the flag is named where a message points at one.
+FLAG_HINTS = (
+    ("or allow the download", "or pass --download"),
+    ("give no architecture for it", "drop --arch"),
+    ("run on the CPU", "use --device cpu"),
+    ("(check the layer selection)", "(check --layers / --exclude)"),
+    ("the batch size must", "--batch-size must"),
+    ("the number of data-loading workers must", "--workers must"),
+    ("the number of samples to use must", "--max-samples must"),
+    ("the image size must", "--image-size must"),
+    ("the variance threshold delta must", "--threshold (delta) must"),
+    ("bad architecture ", "bad --arch "),
+    ("bad architecture argument ", "bad --arch-kwargs item "),
+)
+
+
+def with_flags(message: str) -> str:
+    """The message with the command-line flag named where it speaks of one."""
+    for phrase, flag in FLAG_HINTS:
+        message = message.replace(phrase, flag)
+    return message

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from satcli.cli.app import EXIT_INTERNAL, EXIT_USAGE, app, tidy_help
+from satcli.cli.console import with_flags
 from satcli.errors import SatcliError, one_line
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a Unix tool killed by a closed pipe reports
@@ -60,7 +61,7 @@ def _run(argv: list[str] | None, err: Console) -> None:
     try:
         code = command.main(args=argv, prog_name="satcli", standalone_mode=False)
     except SatcliError as exc:
-        err.print(f"[bold red]error:[/] {escape(one_line(exc, limit=2000))}")
+        err.print(f"[bold red]error:[/] {escape(with_flags(one_line(exc, limit=2000)))}")
         sys.exit(EXIT_USAGE)
     except typer.TyperException as exc:  # usage errors from Typer's parser carry their exit code
         ctx = getattr(exc, "ctx", None)

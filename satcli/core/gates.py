@@ -44,9 +44,11 @@ class GateSpec:
 
     def __post_init__(self) -> None:
         if self.fail_on not in FAIL_ON_CHOICES:
-            raise SatcliError(f"--fail-on must be one of {', '.join(FAIL_ON_CHOICES)}, got {self.fail_on!r}")
+            raise SatcliError(
+                f"the verdict that fails the check must be one of {', '.join(FAIL_ON_CHOICES)}, got {self.fail_on!r}"
+            )
         if self.max_tail is not None and self.max_tail < 0:
-            raise SatcliError(f"--max-tail must be 0 or more, got {self.max_tail}")
+            raise SatcliError(f"the maximum tail length must be 0 or more, got {self.max_tail}")
         for name in ("max_average", "min_average"):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value <= 1.0:

@@ -201,13 +201,13 @@ def _one_line_errors(loader: DataLoader[Any]) -> Iterator[Any]:
 def _check_options(options: DataOptions) -> None:
     """Reject option values that cannot describe any data, before touching files."""
     if options.batch_size <= 0:
-        raise SatcliError(f"--batch-size must be a positive integer, got {options.batch_size}")
+        raise SatcliError(f"the batch size must be a positive integer, got {options.batch_size}")
     if options.workers < 0:
-        raise SatcliError(f"--workers must be 0 or more, got {options.workers}")
+        raise SatcliError(f"the number of data-loading workers must be 0 or more, got {options.workers}")
     if options.max_samples is not None and options.max_samples <= 0:
-        raise SatcliError(f"--max-samples must be a positive integer, got {options.max_samples}")
+        raise SatcliError(f"the number of samples to use must be a positive integer, got {options.max_samples}")
     if options.image_size is not None and options.image_size <= 0:
-        raise SatcliError(f"--image-size must be a positive integer, got {options.image_size}")
+        raise SatcliError(f"the image size must be a positive integer, got {options.image_size}")
     if options.max_length is not None and options.max_length <= 0:
         raise SatcliError(f"the maximum text length must be a positive integer, got {options.max_length}")
 

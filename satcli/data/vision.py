@@ -135,7 +135,7 @@ def _open_cifar(spec: str, name: str, options: DataOptions) -> DataSource:
         if not options.download:
             raise SatcliError(
                 f"{layout.title} not found: expected {folder}/{layout.listing} "
-                f"(extract {layout.archive} in {root}) or pass --download"
+                f"(extract {layout.archive} in {root}) or allow the download"
             )
         import torchvision.datasets
         from torchvision.datasets import utils
@@ -180,7 +180,7 @@ def _open_mnist(spec: str, name: str, options: DataOptions) -> DataSource:
         # torchvision's class wants all four files whichever split is read.
         raise SatcliError(
             f"{title} not found: expected {raw}/{{train,t10k}}-{{images-idx3,labels-idx1}}-ubyte "
-            "(the four original files, gunzipped) or pass --download"
+            "(the four original files, gunzipped) or allow the download"
         )
     try:
         loaded = source(str(root), train=options.split == "train", download=options.download)
@@ -214,7 +214,7 @@ def _open_svhn(spec: str, options: DataOptions) -> DataSource:
     path = root / filename
     if not path.is_file():
         if not options.download:
-            raise SatcliError(f"SVHN not found: expected {path} (the cropped-digits {filename}) or pass --download")
+            raise SatcliError(f"SVHN not found: expected {path} (the cropped-digits {filename}) or allow the download")
         from torchvision.datasets import utils
 
         _download("SVHN", utils.download_url, url, str(root), filename, md5)

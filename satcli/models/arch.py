@@ -24,9 +24,9 @@ def parse_arch_kwargs(items: Sequence[str]) -> dict[str, object]:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key.isidentifier():
-            raise SatcliError(f"bad --arch-kwarg {item!r}; expected KEY=VALUE, e.g. num_classes=10")
+            raise SatcliError(f"bad architecture argument {item!r}; expected KEY=VALUE, e.g. num_classes=10")
         if key in kwargs:
-            raise SatcliError(f"--arch-kwarg {key!r} is given more than once")
+            raise SatcliError(f"architecture argument {key!r} is given more than once")
         try:
             kwargs[key] = ast.literal_eval(raw.strip())
         except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
@@ -40,7 +40,7 @@ def build_arch(arch: str, kwargs: Mapping[str, object]) -> torch.nn.Module:
     if not sep and _is_torchvision_name(arch.strip()):  # a bare torchvision name, as the README calls --arch
         return _build_torchvision(arch.strip(), dict(kwargs))
     if not sep or not source.strip() or not name.strip():
-        raise SatcliError(f"bad --arch {arch!r}; use torchvision:NAME, timm:NAME or package.module:callable")
+        raise SatcliError(f"bad architecture {arch!r}; use torchvision:NAME, timm:NAME or package.module:callable")
     source, name = source.strip(), name.strip()
     if source == "torchvision":
         return _build_torchvision(name, dict(kwargs))
@@ -110,17 +110,17 @@ def _build_from_factory(arch: str, module_name: str, attr_path: str, kwargs: dic
     try:
         target: object = importlib.import_module(module_name)
     except Exception as exc:
-        raise SatcliError(f"cannot import {module_name!r} for --arch {arch}: {_reason(exc)}") from None
+        raise SatcliError(f"cannot import {module_name!r} for architecture {arch}: {_reason(exc)}") from None
     for part in attr_path.split("."):
         if not hasattr(target, part):
-            raise SatcliError(f"--arch {arch}: {module_name!r} has no attribute {attr_path!r}")
+            raise SatcliError(f"architecture {arch}: {module_name!r} has no attribute {attr_path!r}")
         target = getattr(target, part)
     if not callable(target):
-        raise SatcliError(f"--arch {arch}: {attr_path!r} is not callable")
+        raise SatcliError(f"architecture {arch}: {attr_path!r} is not callable")
     try:
         module = target(**kwargs)
     except Exception as exc:
-        raise SatcliError(f"--arch {arch}{_kwargs_text(kwargs)} failed: {_reason(exc)}") from None
+        raise SatcliError(f"architecture {arch}{_kwargs_text(kwargs)} failed: {_reason(exc)}") from None
     if not isinstance(module, torch.nn.Module):
-        raise SatcliError(f"--arch {arch} returned {type(module).__name__}, not a torch.nn.Module")
+        raise SatcliError(f"architecture {arch} returned {type(module).__name__}, not a torch.nn.Module")
     return module

@@ -20,7 +20,7 @@ def resolve_device(spec: str) -> torch.device:
     if match is None:
         raise SatcliError(f"unknown device {spec!r}; use auto, cpu, cuda or cuda:N")
     if not torch.cuda.is_available():
-        raise SatcliError(f"device {spec!r} requested but CUDA is not available here; use --device cpu")
+        raise SatcliError(f"device {spec!r} requested but CUDA is not available here; run on the CPU")
     if match.group(1) is None:
         return torch.device("cuda")
     index = int(match.group(1))

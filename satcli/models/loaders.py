@@ -71,7 +71,9 @@ def load_model(
     input_shape: tuple[int | None, ...] | None = None
     if kind == "export":
         if arch is not None:
-            raise SatcliError(f"{path} is a torch.export archive and carries its own graph; drop --arch")
+            raise SatcliError(
+                f"{path} is a torch.export archive and carries its own graph; give no architecture for it"
+            )
         fmt, (module, input_shape) = "export", _load_export(path, dev, trust_pickle)
     elif kind == "torchscript":
         script = _load_torchscript(path, dev)

@@ -64,11 +64,11 @@ def _into_arch(
     if mismatched:
         problems.append(f"shape mismatch for {_count(mismatched, 'key')}: {'; '.join(_first(mismatched))}")
     if problems:
-        raise SatcliError(f"{path} does not match --arch {arch}: {'; '.join(problems)}")
+        raise SatcliError(f"{path} does not match architecture {arch}: {'; '.join(problems)}")
     try:
         module.load_state_dict(state, strict=True)
     except Exception as exc:
-        raise SatcliError(f"{path} does not match --arch {arch}: {_reason(exc)}") from None
+        raise SatcliError(f"{path} does not match architecture {arch}: {_reason(exc)}") from None
     return module.to(dev).eval()
 
 

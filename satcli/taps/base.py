@@ -110,7 +110,7 @@ class Taps:
                     ran = [layer.name for layer in self.layers]
                     self.untracked = untracked(self._module, ran, *self._patterns)
         if first and not self.layers:
-            raise SatcliError("no tracked layer ran in the forward pass (check --layers / --exclude)")
+            raise SatcliError("no tracked layer ran in the forward pass (check the layer selection)")
 
 
 def discover(module: nn.Module | torch.jit.ScriptModule) -> list[Layer]:

@@ -24,10 +24,10 @@ class Reduction:
 
     def __post_init__(self) -> None:
         if self.conv_method not in CONV_METHODS:
-            raise SatcliError(f"--conv-method must be one of {', '.join(CONV_METHODS)}, got {self.conv_method!r}")
+            raise SatcliError(f"the conv reduction must be one of {', '.join(CONV_METHODS)}, got {self.conv_method!r}")
         if self.sequence_method not in SEQUENCE_METHODS:
             raise SatcliError(
-                f"--sequence-method must be one of {', '.join(SEQUENCE_METHODS)}, got {self.sequence_method!r}"
+                f"the sequence reduction must be one of {', '.join(SEQUENCE_METHODS)}, got {self.sequence_method!r}"
             )
 
     def name_for(self, layer: Layer, output_ndim: int) -> str:

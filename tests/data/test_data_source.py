@@ -61,11 +61,11 @@ def test_directory_without_folder_prefix_hints(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (DataOptions(batch_size=0), "--batch-size"),
-        (DataOptions(max_samples=0), "--max-samples"),
-        (DataOptions(max_samples=-3), "--max-samples"),
-        (DataOptions(workers=-1), "--workers"),
-        (DataOptions(image_size=0), "--image-size"),
+        (DataOptions(batch_size=0), "batch size"),
+        (DataOptions(max_samples=0), "number of samples"),
+        (DataOptions(max_samples=-3), "number of samples"),
+        (DataOptions(workers=-1), "workers"),
+        (DataOptions(image_size=0), "image size"),
     ],
 )
 def test_bad_options_are_rejected(options: DataOptions, message: str) -> None:

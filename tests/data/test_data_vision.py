@@ -78,12 +78,13 @@ def test_cifar_missing_files_say_where_to_put_them(tmp_path: Path) -> None:
     folder = tmp_path / "cifar-10-batches-py"
     expected = (
         f"CIFAR-10 not found: expected {folder}/{{data_batch_1..5,test_batch}} "
-        f"(extract cifar-10-python.tar.gz in {tmp_path}) or pass --download"
+        f"(extract cifar-10-python.tar.gz in {tmp_path}) or allow the download"
     )
     with pytest.raises(SatcliError) as caught:
         open_data("cifar10", DataOptions(root=tmp_path))
     assert str(caught.value) == expected
-    with pytest.raises(SatcliError, match=r"CIFAR-100 not found: .*cifar-100-python/\{train,test\}.*--download"):
+    missing = r"CIFAR-100 not found: .*cifar-100-python/\{train,test\}.*allow the download"
+    with pytest.raises(SatcliError, match=missing):
         open_data("cifar100", DataOptions(root=tmp_path))
 
 
@@ -173,7 +174,7 @@ def test_mnist_missing_files_say_where_to_put_them(tmp_path: Path) -> None:
     raw = tmp_path / "MNIST" / "raw"
     assert str(caught.value) == (
         f"MNIST not found: expected {raw}/{{train,t10k}}-{{images-idx3,labels-idx1}}-ubyte "
-        "(the four original files, gunzipped) or pass --download"
+        "(the four original files, gunzipped) or allow the download"
     )
     with pytest.raises(SatcliError, match=r"Fashion-MNIST not found: expected .*FashionMNIST/raw/"):
         open_data("fashion-mnist", DataOptions(root=tmp_path))
@@ -218,7 +219,7 @@ def test_svhn_extra_split_and_missing_file(tmp_path: Path) -> None:
         open_data("svhn", DataOptions(root=tmp_path, split="train"))
     assert str(caught.value) == (
         f"SVHN not found: expected {tmp_path / 'train_32x32.mat'} (the cropped-digits train_32x32.mat) "
-        "or pass --download"
+        "or allow the download"
     )
     with pytest.raises(SatcliError, match="valid splits: train, test, extra"):
         open_data("svhn", DataOptions(root=tmp_path, split="all"))

@@ -113,5 +113,5 @@ def test_resolve_device_unknown(spec: str) -> None:
 def test_a_bare_torchvision_name_is_accepted() -> None:
     module = build_arch("resnet18", {"num_classes": 7})
     assert isinstance(module, nn.Module) and module.fc.out_features == 7
-    with pytest.raises(SatcliError, match="bad --arch"):
+    with pytest.raises(SatcliError, match="bad architecture"):
         build_arch("resnt18", {})  # neither a torchvision name nor module:factory

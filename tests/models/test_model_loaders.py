@@ -69,7 +69,7 @@ def test_export_archive(tmp_path: Path, net: Net, x: torch.Tensor) -> None:
 def test_export_archive_refuses_arch(tmp_path: Path, net: Net, x: torch.Tensor) -> None:
     path = tmp_path / "net.pt2"
     torch.export.save(torch.export.export(net, (x,)), path)
-    with pytest.raises(SatcliError, match="drop --arch"):
+    with pytest.raises(SatcliError, match="give no architecture"):
         load_model(path, arch="torchvision:resnet18")
 
 
