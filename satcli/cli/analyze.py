@@ -20,13 +20,16 @@ from satcli.cli.console import stderr_console, stdout_console, with_flags
 from satcli.cli.groups import DataArgs, LayerArgs, ModelArgs, with_groups
 from satcli.cli.options import (
     ActivationsDtype,
+    AnalyzeFormat,
     Classes,
     MaxTail,
+    NoSort,
     OutputFormat,
     Quiet,
     Shard,
     TailThreshold,
     Threshold,
+    Trajectory,
     UnderThreshold,
     Wait,
     with_model_preprocessors,
@@ -89,27 +92,9 @@ def analyze_command(
     max_tail: MaxTail = None,
     under_threshold: UnderThreshold = None,
     storing: StoreArgs,
-    output_format: Annotated[
-        OutputFormat,
-        typer.Option(
-            "--format",
-            "-f",
-            help="table on the terminal; jsonl (one JSON object per checkpoint and line; json: the same) "
-            "or csv (one row per checkpoint and layer) on stdout.",
-        ),
-    ] = OutputFormat.table,
-    trajectory: Annotated[
-        bool,
-        typer.Option(
-            "--trajectory",
-            help="Print only a layers x checkpoints table of saturation (table format). Without it, several "
-            "checkpoints get that table after their own tables.",
-        ),
-    ] = False,
-    no_sort: Annotated[
-        bool,
-        typer.Option("--no-sort", help="Score in the order given, not in natural order (epoch_2 before epoch_10)."),
-    ] = False,
+    output_format: AnalyzeFormat = OutputFormat.table,
+    trajectory: Trajectory = False,
+    no_sort: NoSort = False,
     quiet: Quiet = False,
     shard: Shard = None,
 ) -> None:

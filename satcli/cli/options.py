@@ -350,3 +350,25 @@ GrayscaleToRgb = Annotated[
     bool,
     typer.Option("--grayscale-to-rgb", help="Repeat the channel of 1-channel images to 3, for models trained on RGB."),
 ]
+
+AnalyzeFormat = Annotated[
+    OutputFormat,
+    typer.Option(
+        "--format",
+        "-f",
+        help="table on the terminal; jsonl (one JSON object per checkpoint and line; json: the same) "
+        "or csv (one row per checkpoint and layer) on stdout.",
+    ),
+]
+Trajectory = Annotated[
+    bool,
+    typer.Option(
+        "--trajectory",
+        help="Print only a layers x checkpoints table of saturation (table format). Without it, several "
+        "checkpoints get that table after their own tables.",
+    ),
+]
+NoSort = Annotated[
+    bool,
+    typer.Option("--no-sort", help="Score in the order given, not in natural order (epoch_2 before epoch_10)."),
+]
