@@ -160,7 +160,8 @@ def interleaved(
 ) -> dict[str, list[float]]:
     """Wall times of each run, interleaved (A B C A B C ...), after `warmup` untimed rounds.
 
-    With `quiet`, every timed run waits first until the machine is idle (see wait_for_quiet).
+    With `quiet`, every timed run waits first until the machine is idle (see wait_for_quiet); without,
+    the load each run started under is still recorded in QUIET_LOG.
     """
     for _ in range(warmup):
         for fn in runs.values():
@@ -170,6 +171,8 @@ def interleaved(
         for name, fn in runs.items():
             if quiet:
                 wait_for_quiet()
+            else:
+                QUIET_LOG.append(busy_cpus())  # no waiting, but the load each run started under is still printed
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)

@@ -121,7 +121,10 @@ def main(argv: list[str] | None = None) -> int:
                     f"{k_last:>20}  {agree}"
                 )
     if h.QUIET_LOG:
-        print(f"\nother processes' load before each timed run: max {max(h.QUIET_LOG):.2f} CPUs")
+        print(
+            f"\nother processes' load before each timed run: max {max(h.QUIET_LOG):.2f} CPUs, "
+            f"median {h.median(h.QUIET_LOG):.2f}"
+        )
     return 0
 
 

@@ -1,6 +1,9 @@
 """satcli's analysis loop against a plain torch.no_grad() forward loop over the same batches.
 
-    python benchmarks/overhead.py [--samples 10000] [--repeats 3] [--vgg-divisor 4]
+    python benchmarks/overhead.py [--samples 10000] [--repeats 3] [--vgg-divisor 4] [--mlp-width 2048]
+                                  [--models vgg,mlp,wide] [--conv-methods mean,channelwise]
+
+--vgg-divisor 1 is the full-width VGG11 (64..512 channels).
 
 For a VGG11-style CNN (mean and channelwise reduction) and an MLP, with and without stored activations,
 every satcli run is a full ``satcli.pipeline.analyze`` with a StoreWriter to a temporary file (hooks,
@@ -32,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--float32", action="store_true", help="also time --precision float32 (channelwise, MLP)")
     parser.add_argument("--batch-size", type=int, default=h.BATCH_SIZE)
     parser.add_argument("--mlp-width", type=int, default=0, help="also an MLP 3072-W-W-W-10 of this width")
+    parser.add_argument("--models", default="vgg,mlp,wide", help="which of vgg, mlp (1024-512-256), wide (--mlp-width)")
+    parser.add_argument("--conv-methods", default="mean,channelwise", help="VGG reductions to time")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     h.BATCH_SIZE = args.batch_size
@@ -41,17 +46,18 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         data = h.random_data(args.samples, (3, 32, 32), work)
-        models = {
-            f"vgg11/{args.vgg_divisor}": ("vgg", h.loaded(h.vgg(args.vgg_divisor), "vgg")),
-            "mlp 3072-1024-512-256-10": ("mlp", h.loaded(h.mlp(), "mlp")),
-        }
-        if args.mlp_width:
+        wanted = set(args.models.split(","))
+        models = {}
+        if "vgg" in wanted:
+            models[f"vgg11/{args.vgg_divisor}"] = ("vgg", h.loaded(h.vgg(args.vgg_divisor), "vgg"))
+        if "mlp" in wanted:
+            models["mlp 3072-1024-512-256-10"] = ("mlp", h.loaded(h.mlp(), "mlp"))
+        if args.mlp_width and "wide" in wanted:
             w = args.mlp_width
             models[f"mlp 3072-{w}-{w}-{w}-10"] = ("mlp", h.loaded(h.mlp((w, w, w)), "mlp"))
         for label, (kind, model) in models.items():
-            configs = [("mean", True, "float64"), ("mean", False, "float64")]
-            if kind == "vgg":
-                configs += [("channelwise", True, "float64"), ("channelwise", False, "float64")]
+            methods = args.conv_methods.split(",") if kind == "vgg" else ["mean"]
+            configs = [(m, s, "float64") for m in methods for s in (True, False)]
             if args.float32:
                 configs += [("channelwise" if kind == "vgg" else "mean", True, "float32")]
             runs = {"plain": lambda model=model: h.plain_pass(model, data)}
@@ -88,7 +94,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{paired:6.2f}x {of_medians:11.2f}x  {verdict}"
         )
     if h.QUIET_LOG:
-        print(f"\nother processes' load before each timed run: max {max(h.QUIET_LOG):.2f} CPUs")
+        print(
+            f"\nother processes' load before each timed run: max {max(h.QUIET_LOG):.2f} CPUs, "
+            f"median {h.median(h.QUIET_LOG):.2f}"
+        )
     return 0
 
 
