@@ -94,3 +94,20 @@ def assert_plain_eval_module(loaded: LoadedModel) -> None:
     assert not isinstance(loaded.module, torch.jit.ScriptModule)
     assert not loaded.module.training
     assert loaded.format in FORMATS
+
+
+@pytest.fixture
+def net() -> Net:
+    torch.manual_seed(0)
+    return Net().eval()
+
+
+@pytest.fixture
+def x() -> torch.Tensor:
+    torch.manual_seed(1)
+    return torch.randn(3, 3, 8, 8)
+
+
+@pytest.fixture
+def arch_pkg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    yield from install_arch_pkg(tmp_path, monkeypatch)

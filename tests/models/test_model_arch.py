@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
-from model_helpers import (
+from model_helpers import (  # noqa: F401  (net, x, arch_pkg are fixtures)
     ARCH,
     Net,
+    arch_pkg,
     install_arch_pkg,
+    net,
+    x,
 )
 from torch import nn
 
@@ -20,24 +22,6 @@ from satcli.models import (
     parse_arch_kwargs,
     resolve_device,
 )
-
-
-@pytest.fixture
-def net() -> Net:
-    torch.manual_seed(0)
-    return Net().eval()
-
-
-@pytest.fixture
-def x() -> torch.Tensor:
-    torch.manual_seed(1)
-    return torch.randn(3, 3, 8, 8)
-
-
-@pytest.fixture
-def arch_pkg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    yield from install_arch_pkg(tmp_path, monkeypatch)
-
 
 # --- arch building -------------------------------------------------------------------------------
 

@@ -5,19 +5,21 @@ from __future__ import annotations
 import hashlib
 import os
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 import torchvision
-from model_helpers import (
+from model_helpers import (  # noqa: F401  (net, x, arch_pkg are fixtures)
     ARCH,
     Net,
     Wrap,
+    arch_pkg,
     assert_plain_eval_module,
     assert_same_outputs,
     install_arch_pkg,
+    net,
+    x,
 )
 from safetensors.torch import save_file
 
@@ -28,24 +30,6 @@ from satcli.models import (
     load_model,
     parse_arch_kwargs,
 )
-
-
-@pytest.fixture
-def net() -> Net:
-    torch.manual_seed(0)
-    return Net().eval()
-
-
-@pytest.fixture
-def x() -> torch.Tensor:
-    torch.manual_seed(1)
-    return torch.randn(3, 3, 8, 8)
-
-
-@pytest.fixture
-def arch_pkg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    yield from install_arch_pkg(tmp_path, monkeypatch)
-
 
 # --- formats -------------------------------------------------------------------------------------
 

@@ -5,42 +5,26 @@ from __future__ import annotations
 import io
 import pickle
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
-from model_helpers import (
+from model_helpers import (  # noqa: F401  (net, x, arch_pkg are fixtures)
     ARCH,
     Net,
     Trap,
+    arch_pkg,
     assert_plain_eval_module,
     assert_same_outputs,
     install_arch_pkg,
+    net,
+    x,
 )
 
 from satcli.errors import SatcliError
 from satcli.models import (
     load_model,
 )
-
-
-@pytest.fixture
-def net() -> Net:
-    torch.manual_seed(0)
-    return Net().eval()
-
-
-@pytest.fixture
-def x() -> torch.Tensor:
-    torch.manual_seed(1)
-    return torch.randn(3, 3, 8, 8)
-
-
-@pytest.fixture
-def arch_pkg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    yield from install_arch_pkg(tmp_path, monkeypatch)
-
 
 # --- pickles -------------------------------------------------------------------------------------
 
