@@ -211,3 +211,15 @@ def test_taps_see_outputs_before_in_place_activations() -> None:
             collected = dict((layer.name, t) for layer, t in taps.forward(x))
         torch.testing.assert_close(streamed[0], expected, msg=kind)
         torch.testing.assert_close(collected["0"], expected, msg=kind)
+
+
+def test_stored_rows_are_samples_only_when_each_input_gives_one() -> None:
+    """Masked tokens give (N_real, d) samples: their stored rows are per-input means, not the samples."""
+    import torch
+
+    from satcli.engine.run import _per_input
+
+    out = torch.zeros(4, 7, 5)
+    assert _per_input(torch.zeros(4, 5), torch.zeros(4, 5))
+    assert not _per_input(torch.zeros(4, 3, 3, 5), torch.zeros(4, 5, 3, 3))
+    assert not _per_input(torch.zeros(11, 5), out)  # 11 real tokens of 4 inputs

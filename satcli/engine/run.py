@@ -164,7 +164,7 @@ def batch_size(batch: Batch) -> int:
 
 def _per_input(samples: torch.Tensor, out: torch.Tensor) -> bool:
     """True when each input gives exactly one sample (so stored rows are the samples themselves)."""
-    return (samples.ndim == 2 and samples.shape[0] == out.shape[0]) or samples[:1].numel() == samples.shape[-1]
+    return samples.shape[0] == out.shape[0] and samples[:1].numel() == samples.shape[-1]
 
 
 def _layer_metas(seen: dict[str, _Seen]) -> list[LayerMeta]:
