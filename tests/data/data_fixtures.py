@@ -12,6 +12,9 @@ import struct
 from pathlib import Path
 
 import numpy as np
+import torch
+
+from satcli.data import NORMALIZATION, DataSource
 
 CIFAR10_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 
@@ -178,3 +181,15 @@ class OpenTrap:
 
     def __reduce__(self) -> tuple[object, tuple[str, str]]:
         return open, (str(self.marker), "w")
+
+
+def all_batches(source: DataSource) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every (x, y) of a source, concatenated."""
+    xs, ys = zip(*source.batches(), strict=True)
+    return torch.cat(xs), torch.cat(ys)
+
+
+def normalized(images: np.ndarray, scale: float, name: str) -> np.ndarray:
+    """(N, C, H, W) raw pixels normalized with a data set's per-channel constants, in float64."""
+    mean, std = (np.array(v, dtype=np.float64).reshape(1, -1, 1, 1) for v in NORMALIZATION[name])
+    return (images.astype(np.float64) / scale - mean) / std

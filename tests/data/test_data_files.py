@@ -10,29 +10,16 @@ import pytest
 import torch
 from data_fixtures import (
     SystemTrap,
+    all_batches,
+    normalized,
     write_png_folder,
 )
 
 from satcli.data import (
-    NORMALIZATION,
     DataOptions,
-    DataSource,
     open_data,
 )
 from satcli.errors import SatcliError
-
-
-def all_batches(source: DataSource) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every (x, y) of a source, concatenated."""
-    xs, ys = zip(*source.batches(), strict=True)
-    return torch.cat(xs), torch.cat(ys)
-
-
-def normalized(images: np.ndarray, scale: float, name: str) -> np.ndarray:
-    """(N, C, H, W) raw pixels normalized with a data set's per-channel constants, in float64."""
-    mean, std = (np.array(v, dtype=np.float64).reshape(1, -1, 1, 1) for v in NORMALIZATION[name])
-    return (images.astype(np.float64) / scale - mean) / std
-
 
 # ---------------------------------------------------------------------------------------------------------
 # folder:PATH

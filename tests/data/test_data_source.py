@@ -8,14 +8,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from data_fixtures import all_batches
 
 import satcli
 from satcli.data import (
     DIGITS_MEAN,
     DIGITS_STD,
-    NORMALIZATION,
     DataOptions,
-    DataSource,
     default_data_root,
     open_data,
 )
@@ -23,18 +22,6 @@ from satcli.data.common import _MemoryDataset
 from satcli.errors import SatcliError
 
 DIGITS_NPZ = Path(satcli.__file__).parent / "datasets" / "digits.npz"
-
-
-def all_batches(source: DataSource) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every (x, y) of a source, concatenated."""
-    xs, ys = zip(*source.batches(), strict=True)
-    return torch.cat(xs), torch.cat(ys)
-
-
-def normalized(images: np.ndarray, scale: float, name: str) -> np.ndarray:
-    """(N, C, H, W) raw pixels normalized with a data set's per-channel constants, in float64."""
-    mean, std = (np.array(v, dtype=np.float64).reshape(1, -1, 1, 1) for v in NORMALIZATION[name])
-    return (images.astype(np.float64) / scale - mean) / std
 
 
 # ---------------------------------------------------------------------------------------------------------
