@@ -49,7 +49,7 @@ def report_command(
     last average saturation, an early underparameterized flag and the step where saturation settled.
     -q is accepted as in analyze and check (report never shows a progress bar).
     """
-    from satcli.core.trajectory import TrajectoryRule, summarize
+    from satcli.core.trajectory import summarize
     from satcli.core.verdict import ThresholdOverrides
     from satcli.render.serialize import result_json, results_csv
     from satcli.render.summary import render_summary

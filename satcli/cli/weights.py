@@ -11,16 +11,11 @@ import typer
 
 from satcli.cli.app import app
 from satcli.cli.console import stdout_console
-from satcli.cli.options import Arch, ArchKwargs, TrustPickle, arch_kwargs_dict
+from satcli.cli.options import Arch, ArchKwargs, CheckFormat, TrustPickle, arch_kwargs_dict
 from satcli.errors import SatcliError
 
 if TYPE_CHECKING:
     from satcli.models import LoadedModel
-
-
-class Format(str, Enum):
-    table = "table"
-    json = "json"
 
 
 class Method(str, Enum):
@@ -31,7 +26,7 @@ class Method(str, Enum):
 Model = Annotated[
     Path, typer.Argument(help="Model file: .pt2, TorchScript, state dict or .safetensors.", show_default=False)
 ]
-OutFormat = Annotated[Format, typer.Option("--format", help="table | json.")]
+OutFormat = Annotated[CheckFormat, typer.Option("--format", help="table | json.")]
 Plot = Annotated[Path | None, typer.Option(help="Also save a figure to this file (.png, .pdf, .svg).")]
 
 
@@ -56,7 +51,7 @@ def svr_command(
     input_shape: Annotated[
         str | None, typer.Option(help="Per-sample input shape C,H,W for the one forward pass that orders layers.")
     ] = None,
-    output_format: OutFormat = Format.table,
+    output_format: OutFormat = CheckFormat.table,
     graphml: Annotated[Path | None, typer.Option(help="Write the graph of significant edges as GraphML.")] = None,
     plot: Plot = None,
     arch: Arch = None,
@@ -82,7 +77,7 @@ def svr_command(
         write_graphml(report, graphml)
     if plot is not None:
         plot_svr(report, plot)
-    if output_format is Format.json:
+    if output_format is CheckFormat.json:
         typer.echo(json.dumps(svr_json(report, str(model), loaded.format), indent=2))
     else:
         _print(svr_table(report, str(model), loaded.format))
@@ -91,7 +86,7 @@ def svr_command(
 @app.command("weights")
 def weights_command(
     model: Model,
-    output_format: OutFormat = Format.table,
+    output_format: OutFormat = CheckFormat.table,
     plot: Plot = None,
     arch: Arch = None,
     arch_kwargs: ArchKwargs = None,
@@ -109,7 +104,7 @@ def weights_command(
     if plot is not None:
         weights = layer_weights(loaded.module)
         plot_esd([(s, eigenvalues(weights[s.name].weight)) for s in found], plot)
-    if output_format is Format.json:
+    if output_format is CheckFormat.json:
         typer.echo(json.dumps(weights_json(found, str(model), loaded.format), indent=2))
     else:
         _print(weights_table(found, str(model), loaded.format))
