@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from satcli.analyses.base import LayerAnalysis
+from satcli.core.accumulator import BLOCK_BYTES
 from satcli.core.classes import class_spectra
 from satcli.core.state import ClassStats, LayerStats
 from satcli.taps.layers import Layer
@@ -28,6 +29,17 @@ class _ClassSums:
     unlabeled: int = 0
 
 
+@dataclass(frozen=True)
+class _Groups:
+    """A batch's labels by value: sorted `values`, each known sample's index into them, their counts."""
+
+    values: list[int]
+    inverse: torch.Tensor
+    counts: torch.Tensor
+    known: torch.Tensor | None  # None when every sample has a label
+    unlabeled: int
+
+
 class ClassesAnalysis(LayerAnalysis):
     """Per-class counts and float64 sums of `samples - shift` for every layer (C x d memory)."""
 
@@ -36,6 +48,7 @@ class ClassesAnalysis(LayerAnalysis):
     def __init__(self, device: torch.device | str | None = None) -> None:
         super().__init__(device)
         self.layers: dict[str, _ClassSums] = {}
+        self._last: tuple[torch.Tensor, _Groups] | None = None
 
     def update(self, layer: Layer, samples: torch.Tensor, labels: torch.Tensor | None) -> None:
         if labels is None:
@@ -50,15 +63,27 @@ class ClassesAnalysis(LayerAnalysis):
             if not bool(torch.isfinite(mean).all()):
                 return  # the saturation accumulator skips this batch too
             state = self.layers[layer.name] = _ClassSums(mean, [], _zeros(0, self.device), _zeros((0, d), self.device))
-        centered = x - weight * state.shift
-        if not bool(torch.isfinite(centered.sum()).item()):
+        centered = x.sub_(state.shift, alpha=weight)  # x is this call's own float64 copy
+        if not bool(torch.isfinite(centered.sum())):
             return
+        groups = self._groups(y)
+        state.unlabeled += weight * groups.unlabeled
+        rows = self._rows(state, groups.values)
+        state.counts.index_add_(0, rows, groups.counts * weight)
+        state.sums.index_add_(0, rows[groups.inverse], centered if groups.known is None else centered[groups.known])
+
+    def _groups(self, y: torch.Tensor) -> _Groups:
+        """The batch's labels grouped by value; every layer of a batch has the same labels, so it is kept."""
+        last = self._last
+        if last is not None and last[0].shape == y.shape and torch.equal(last[0], y):
+            return last[1]
         known = y >= 0
-        state.unlabeled += weight * int((~known).sum())
-        values, inverse = torch.unique(y[known], return_inverse=True)
-        rows = self._rows(state, values.tolist())
-        state.counts.index_add_(0, rows[inverse], torch.full(inverse.shape, float(weight), dtype=torch.float64))
-        state.sums.index_add_(0, rows[inverse], centered[known])
+        every = bool(known.all())
+        values, inverse, counts = torch.unique(y if every else y[known], return_inverse=True, return_counts=True)
+        unlabeled = 0 if every else int((~known).sum())
+        groups = _Groups(values.tolist(), inverse, counts.to(torch.float64), None if every else known, unlabeled)
+        self._last = (y.clone(), groups)
+        return groups
 
     def state(self) -> dict[str, object]:
         return {name: _as_class_stats(s) for name, s in self.layers.items()}
@@ -82,6 +107,7 @@ class ClassesAnalysis(LayerAnalysis):
 
     def reset(self) -> None:
         self.layers.clear()
+        self._last = None
 
     @staticmethod
     def score(stats: LayerStats, element: object) -> Mapping[str, object] | None:
@@ -106,16 +132,35 @@ def _per_input(samples: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tenso
     """(float64 rows, their labels, samples per row): an input's samples summed when they share its label.
 
     Channelwise and token samples (B, ..., d) all carry their input's label, so per-class sums only need
-    each input's float64 sum: B rows instead of a float64 copy of every position.
+    each input's float64 sum: B rows instead of a float64 copy of every position. The rows are always a
+    new tensor (the caller centres them in place).
     """
     d = samples.shape[-1]
     if samples.ndim > 2 and samples.shape[0] > 0:
         per_input = samples.shape[1:-1].numel()
         grid = labels.reshape(samples.shape[0], -1) if labels.numel() == samples.shape[0] * per_input else None
         if per_input > 1 and grid is not None and bool((grid == grid[:, :1]).all()):
-            rows = samples.sum(dim=tuple(range(1, samples.ndim - 1)), dtype=torch.float64)
-            return rows, grid[:, 0], per_input
-    return samples.reshape(-1, d).to(torch.float64), labels, 1
+            return input_sums(samples), grid[:, 0], per_input
+    rows = samples.reshape(-1, d)
+    return (rows.clone() if rows.dtype == torch.float64 else rows.to(torch.float64)), labels, 1
+
+
+def input_sums(samples: torch.Tensor) -> torch.Tensor:
+    """Each input's float64 sum of its (B, ..., d) samples, a few inputs at a time.
+
+    A reduction with a float64 result first converts its whole input: for the first conv layer of a
+    batch that is a float64 copy of batch x positions x d, freshly mapped memory whose page faults cost
+    ten times the sum itself. Blocks of about BLOCK_BYTES keep the conversion in reused memory.
+    """
+    lead = samples.shape[0]
+    dims = tuple(range(1, samples.ndim - 1))
+    step = max(1, BLOCK_BYTES // (8 * samples[0].numel()))
+    if step >= lead:
+        return samples.sum(dim=dims, dtype=torch.float64)
+    out = torch.empty(lead, samples.shape[-1], dtype=torch.float64, device=samples.device)
+    for start in range(0, lead, step):
+        torch.sum(samples[start : start + step], dim=dims, dtype=torch.float64, out=out[start : start + step])
+    return out
 
 
 def _zeros(shape: int | tuple[int, ...], device: torch.device) -> torch.Tensor:

@@ -5,6 +5,8 @@ shifted-sums update for the hot path."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from satcli.core.moments import Moments, covariance, merge_moments
@@ -15,6 +17,9 @@ BLOCK_BYTES = 1 << 20
 # Precision of the per-block Gram matrices: float64 (exact to rounding, the default) or float32 (2x less
 # arithmetic and memory traffic; sums stay float64 and blocks are short, see docs/method.md for its error).
 PRECISIONS = ("float64", "float32")
+
+# Below this many columns one full Gram GEMM is as fast as the lower triangle in panels.
+TRIANGLE_MIN_WIDTH = 32
 
 
 class CovarianceAccumulator:
@@ -29,6 +34,9 @@ class CovarianceAccumulator:
     mean this loses at most a few ulps; every batch is checked and, if its mean lies further from ``c``
     than its spread, ``c`` is moved to it first (an exact update of ``S``), so accuracy holds for any data
     order. Merging two accumulators uses the Chan merge of ``merge_moments``.
+
+    For wide layers only the lower triangle of ``S`` is computed (the rank-k update of BLAS ``syrk``, done
+    as GEMMs on row panels): about half the multiply-adds of a full Gram; ``moments`` mirrors it.
 
     With ``precision="float32"`` each block's shifted rows and Gram matrix are float32 (the shift rounded
     to float32, so the float64 sums stay exact sums around it) and each block's Gram is added to the
@@ -74,7 +82,7 @@ class CovarianceAccumulator:
         if self._cached is None:
             d, n = self.width, self._n
             col = self._sums[d, :d]
-            m2 = self._sums[:d, :d] - torch.outer(col, col) / n
+            m2 = _mirrored(self._sums[:d, :d]) - torch.outer(col, col) / n
             self._cached = Moments(n, self._shift + col / n, m2)
         return self._cached
 
@@ -205,7 +213,8 @@ class CovarianceAccumulator:
         return shift if self._dtype == torch.float64 else shift.to(self._dtype).to(torch.float64)
 
     def _batch_gram(self, x: torch.Tensor) -> torch.Tensor:
-        """Y^T Y for Y = [x - shift, 1] as float64, built in row blocks of at most BLOCK_BYTES."""
+        """Y^T Y for Y = [x - shift, 1] as float64 (lower triangle only when wide), in row blocks of at most
+        BLOCK_BYTES."""
         d = self.width
         lead = x.shape[0]
         per_lead = x.shape[1:-1].numel()
@@ -216,19 +225,45 @@ class CovarianceAccumulator:
             self._buffer = torch.ones(rows, d + 1, dtype=self._dtype, device=self.device)
         buffer = self._buffer
         shift = self._shift.to(self._dtype)
+        lower = d + 1 > TRIANGLE_MIN_WIDTH
         gram: torch.Tensor | None = None
+        block: torch.Tensor | None = None
         for start in range(0, lead, step):
             part = x[start : start + step]
             k = part.shape[:-1].numel()
             torch.sub(part, shift, out=buffer[:k, :d].view(part.shape))
             y = buffer[:k]
-            if self._dtype != torch.float64:
-                block = (y.T @ y).to(torch.float64)
-                gram = block if gram is None else gram.add_(block)
+            if self._dtype == torch.float64 and gram is None and not lower:
+                gram = y.T @ y
+            elif self._dtype == torch.float64:
+                if gram is None:
+                    gram = torch.zeros(d + 1, d + 1, dtype=torch.float64, device=self.device)
+                _add_gram(gram, y, lower)
             else:
-                gram = y.T @ y if gram is None else gram.addmm_(y.T, y)
+                if block is None:
+                    block = torch.empty(d + 1, d + 1, dtype=self._dtype, device=self.device)
+                _add_gram(block.zero_(), y, lower)
+                gram = block.to(torch.float64) if gram is None else gram.add_(block)
         assert gram is not None
         return gram
+
+
+def _add_gram(gram: torch.Tensor, y: torch.Tensor, lower: bool) -> None:
+    """gram += y^T y; with `lower`, only its lower triangle, in row panels (each one GEMM)."""
+    if not lower:
+        gram.addmm_(y.T, y)
+        return
+    width = y.shape[1]
+    panel = min(256, max(16, 1 << round(math.log2(width / 8))))
+    for top in range(0, width, panel):
+        bottom = min(width, top + panel)
+        gram[top:bottom, :bottom].addmm_(y[:, top:bottom].T, y[:, :bottom])
+
+
+def _mirrored(square: torch.Tensor) -> torch.Tensor:
+    """The symmetric matrix whose lower triangle is `square`'s (its upper one may be stale)."""
+    low = square.tril()
+    return low + low.tril(-1).T
 
 
 def _moved(m: Moments, device: torch.device) -> Moments:
