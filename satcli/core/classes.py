@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.linalg
 
 from satcli.core.state import ClassStats, LayerStats
 
@@ -88,8 +89,8 @@ def class_spectra(stats: LayerStats, classes: ClassStats) -> ClassSpectra:
     if total <= 0.0:
         return ClassSpectra(num, None, None, None, None, None, (*notes, "no variance (dead layer)"))
     rank_between, nc1 = _between_rank_and_nc1(classes, sigma_w)
-    edge = float(np.linalg.eigvalsh(sigma_w)[-1])
-    values_t = np.linalg.eigvalsh(sigma_t)
+    edge = _largest_eigenvalue(sigma_w)
+    values_t = _total_eigenvalues(stats, sigma_t, n)
     return ClassSpectra(
         num_classes=num,
         between_share=float(np.trace(sigma_b)) / total,
@@ -116,6 +117,21 @@ def _between_rank_and_nc1(classes: ClassStats, sigma_w: np.ndarray) -> tuple[int
     kept = values > RELATIVE_CUT * top if top > 0 else np.zeros_like(values, dtype=bool)
     v = vt[kept]
     return int(kept.sum()), float(np.sum((v @ sigma_w * v).sum(axis=1) / values[kept]))
+
+
+def _largest_eigenvalue(symmetric: np.ndarray) -> float:
+    """The largest eigenvalue alone (LAPACK's MRRR on the last index: no full set of eigenvalues)."""
+    d = symmetric.shape[0]
+    return float(scipy.linalg.eigh(symmetric, eigvals_only=True, subset_by_index=[d - 1, d - 1], driver="evr")[0])
+
+
+def _total_eigenvalues(stats: LayerStats, sigma_t: np.ndarray, n: float) -> np.ndarray:
+    """Eigenvalues of Sigma_T = M2 / n: the layer's covariance eigenvalues (of M2 / (n - 1)) rescaled, when
+    the saturation step computed them for these same samples, so the d x d decomposition runs once."""
+    values = np.asarray(stats.eigenvalues, dtype=np.float64)
+    if values.shape == (sigma_t.shape[0],) and stats.samples == n and n > 1:
+        return values * ((n - 1) / n)
+    return np.linalg.eigvalsh(sigma_t)
 
 
 def _notes(stats: LayerStats, classes: ClassStats) -> list[str]:
