@@ -22,7 +22,7 @@ def _inputs(x: np.ndarray, y: np.ndarray) -> tuple[LayerStats, ClassStats]:
     return stats, ClassStats(labels=labels, counts=counts, sums=sums, shift=shift, unlabeled=0)
 
 
-@pytest.mark.parametrize(("d", "num_classes"), [(12, 4), (40, 10), (6, 9)])
+@pytest.mark.parametrize(("d", "num_classes"), [(12, 4), (40, 10), (6, 9), (300, 10)])
 def test_nc1_rank_outliers_and_share_match_numpy(d: int, num_classes: int) -> None:
     rng = np.random.default_rng(d)
     y = rng.integers(0, num_classes, 3000)
@@ -45,3 +45,26 @@ def test_nc1_rank_outliers_and_share_match_numpy(d: int, num_classes: int) -> No
     assert got.between_share == pytest.approx(np.trace(sigma_b) / np.trace(sigma_t), rel=1e-10)
     edge = np.linalg.eigvalsh(sigma_w)[-1]
     assert got.outliers == int(np.sum(np.linalg.eigvalsh(sigma_t) > edge))
+
+
+@pytest.mark.parametrize("kind", ["spread", "low rank", "clustered top", "top orthogonal to ones"])
+def test_largest_eigenvalue_of_a_wide_layer_matches_numpy(kind: str) -> None:
+    """Wide layers take Sigma_W's largest eigenvalue from Lanczos; clustered tops fall back to LAPACK."""
+    from satcli.core.classes import LANCZOS_MIN_WIDTH, _largest_eigenvalue
+
+    d = LANCZOS_MIN_WIDTH + 200
+    rng = np.random.default_rng(7)
+    if kind == "spread":
+        a = rng.normal(size=(2 * d, d))
+        matrix = a.T @ a / (2 * d)
+    elif kind == "low rank":
+        a = rng.normal(size=(9, d))
+        matrix = a.T @ a
+    elif kind == "clustered top":
+        matrix = np.diag(np.r_[np.full(5, 3.0), np.linspace(0.0, 3.0 - 1e-7, d - 5)])
+    else:
+        v = np.zeros(d)
+        v[:2] = [2**-0.5, -(2**-0.5)]
+        matrix = 5.0 * np.outer(v, v) + np.diag(np.linspace(0.0, 1.0, d))
+    want = np.linalg.eigvalsh(matrix)[-1]
+    assert _largest_eigenvalue(matrix) == pytest.approx(want, rel=1e-12)

@@ -11,12 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg
+import scipy.sparse.linalg
 
 from satcli.core.state import ClassStats, LayerStats
 
 # Eigenvalues of Sigma_B at or below this share of its largest count as zero (rank and pseudo-inverse).
 RELATIVE_CUT = 1e-10
+
+# Above this width the largest eigenvalue of Sigma_W comes from Lanczos iterations instead of a full eigvalsh.
+LANCZOS_MIN_WIDTH = 256
 
 
 @dataclass(frozen=True)
@@ -120,9 +123,20 @@ def _between_rank_and_nc1(classes: ClassStats, sigma_w: np.ndarray) -> tuple[int
 
 
 def _largest_eigenvalue(symmetric: np.ndarray) -> float:
-    """The largest eigenvalue alone (LAPACK's MRRR on the last index: no full set of eigenvalues)."""
+    """The largest eigenvalue alone: Lanczos (ARPACK, to machine precision, from a fixed start vector) for
+    wide layers, where a full decomposition costs a second d x d tridiagonalization; LAPACK otherwise or
+    when Lanczos does not converge within a few restarts (clustered top eigenvalues)."""
     d = symmetric.shape[0]
-    return float(scipy.linalg.eigh(symmetric, eigvals_only=True, subset_by_index=[d - 1, d - 1], driver="evr")[0])
+    if d > LANCZOS_MIN_WIDTH:
+        start = np.random.default_rng(0).standard_normal(d)
+        try:
+            top = scipy.sparse.linalg.eigsh(
+                symmetric, k=1, which="LA", v0=start, tol=0, ncv=40, maxiter=30, return_eigenvectors=False
+            )
+            return float(top[0])
+        except scipy.sparse.linalg.ArpackError:
+            pass
+    return float(np.linalg.eigvalsh(symmetric)[-1])
 
 
 def _total_eigenvalues(stats: LayerStats, sigma_t: np.ndarray, n: float) -> np.ndarray:
