@@ -187,3 +187,21 @@ def test_non_finite_batch_in_the_narrow_path_is_not_accumulated() -> None:
     acc.update(bad)
     assert acc.nonfinite and acc.n == 100
     assert torch.isfinite(acc.compute()[2]).all()
+
+
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+def test_wide_path_moves_its_shift_while_recent_rows_are_pending(precision: str) -> None:
+    """Wide-layer batches accumulate over RECENT_ROWS rows before the sums see them; a drift in between
+    (each part far from the last) must fold them in before the shift moves."""
+    from satcli.core.accumulator import RECENT_ROWS
+
+    rng = np.random.default_rng(9)
+    width, batch = 48, 100
+    parts = [c + rng.normal(size=(RECENT_ROWS // 3, width)) * np.geomspace(1, 1e-2, width) for c in (0.0, 3e3, -1e3)]
+    x = np.concatenate(parts).astype(np.float32).astype(np.float64)
+    acc = CovarianceAccumulator(width, precision=precision)
+    for start in range(0, len(x), batch):
+        acc.update(torch.from_numpy(x[start : start + batch].astype(np.float32)))
+    mean_err, cov_err = _rel64(x, acc)
+    assert mean_err <= (1e-12 if precision == "float64" else 1e-5)
+    assert cov_err <= (1e-10 if precision == "float64" else 1e-5)

@@ -21,6 +21,13 @@ PRECISIONS = ("float64", "float32")
 # Below this many columns one full Gram GEMM is as fast as the lower triangle in panels.
 TRIANGLE_MIN_WIDTH = 32
 
+# A GEMM block has at least this many rows (fewer only when the batch has fewer): shorter GEMMs of wide
+# layers run far below the BLAS's speed.
+MIN_BLOCK_ROWS = 256
+
+# Wide layers' batches accumulate into one Gram matrix over this many rows before it is added to the sums.
+RECENT_ROWS = 8192
+
 
 class CovarianceAccumulator:
     """Streams batches of one layer into exact float64 moments on the activations' device.
@@ -36,7 +43,10 @@ class CovarianceAccumulator:
     order. Merging two accumulators uses the Chan merge of ``merge_moments``.
 
     For wide layers only the lower triangle of ``S`` is computed (the rank-k update of BLAS ``syrk``, done
-    as GEMMs on row panels): about half the multiply-adds of a full Gram; ``moments`` mirrors it.
+    as GEMMs on row panels): about half the multiply-adds of a full Gram; ``moments`` mirrors it. Their
+    batches (whose shift is checked before the GEMM) accumulate into a second (d+1, d+1) matrix over up to
+    RECENT_ROWS rows, added to ``S`` then: the GEMM accumulates over that many rows at most (as a long
+    batch's blocks do), never over the run, and the matrices are not cleared and added after each batch.
 
     With ``precision="float32"`` each block's shifted rows and Gram matrix are float32 (the shift rounded
     to float32, so the float64 sums stay exact sums around it) and each block's Gram is added to the
@@ -63,6 +73,8 @@ class CovarianceAccumulator:
         self._nonfinite = False
         self._pending: list[torch.Tensor] = []
         self._pending_rows = 0
+        self._recent: torch.Tensor | None = None
+        self._recent_rows = 0
 
     @property
     def nonfinite(self) -> bool:
@@ -79,6 +91,7 @@ class CovarianceAccumulator:
     def moments(self) -> Moments:
         """The samples seen as (n, float64 mean, float64 M2)."""
         self._flush()
+        self._add_recent()
         if self._cached is None:
             d, n = self.width, self._n
             col = self._sums[d, :d]
@@ -145,22 +158,39 @@ class CovarianceAccumulator:
                 self._shift = mean
             elif bool((torch.square(mean - self._shift) > self._variance()).any()):
                 self._move_shift(mean)
+        if d * d > nb:
+            # A wide layer, shift checked and batch finite already: straight into the recent sums.
+            if self._recent is None:
+                self._recent = torch.zeros_like(self._sums)
+            self._batch_gram(x, self._recent)
+            self._recent_rows += nb
+            self._n += nb
+            self._cached = None
+            if self._recent_rows >= RECENT_ROWS:
+                self._add_recent()
+            return
         # The batch's own sums, then one exact add: a GEMM accumulating straight into the large running
         # sums would round every term at their magnitude.
         batch = self._batch_gram(x)
-        if not checked:
-            diagonal = batch.diagonal()
-            if not bool(torch.isfinite(diagonal).all()):
-                self._nonfinite = True
-                return
-            col = batch[d, :d]
-            if bool((torch.square(col) / nb > 0.5 * diagonal[:d]).any()):
-                # The batch sits further from the shift than its own spread: re-centre, then redo it.
-                self._move_shift(self._representable(self._shift + col / nb))
-                batch = self._batch_gram(x)
+        diagonal = batch.diagonal()
+        if not bool(torch.isfinite(diagonal).all()):
+            self._nonfinite = True
+            return
+        col = batch[d, :d]
+        if bool((torch.square(col) / nb > 0.5 * diagonal[:d]).any()):
+            # The batch sits further from the shift than its own spread: re-centre, then redo it.
+            self._move_shift(self._representable(self._shift + col / nb))
+            batch = self._batch_gram(x)
         self._sums += batch
         self._n += nb
         self._cached = None
+
+    def _add_recent(self) -> None:
+        """Fold the recent rows' Gram matrix into the sums."""
+        if self._recent is not None and self._recent_rows:
+            self._sums += self._recent
+            self._recent.zero_()
+            self._recent_rows = 0
 
     def merge(self, other: CovarianceAccumulator) -> None:
         """Fold another accumulator of the same layer into this one (two halves, two processes)."""
@@ -195,10 +225,16 @@ class CovarianceAccumulator:
         """Per-column variance of the samples so far (population), for the drift check."""
         d, n = self.width, self._n
         col = self._sums[d, :d] / n
-        return self._sums.diagonal()[:d] / n - col * col
+        diagonal = self._sums.diagonal()[:d]
+        if self._recent_rows:
+            assert self._recent is not None
+            col = col + self._recent[d, :d] / n
+            diagonal = diagonal + self._recent.diagonal()[:d]
+        return diagonal / n - col * col
 
     def _move_shift(self, shift: torch.Tensor) -> None:
         """Re-express the sums around a new shift: S_xx - s delta^T - delta s^T + n delta delta^T."""
+        self._add_recent()
         d, n = self.width, self._n
         delta = shift - self._shift
         col = self._sums[d, :d].clone()
@@ -212,21 +248,22 @@ class CovarianceAccumulator:
         """The shift rounded to the block dtype, so that float32 blocks are centred on exactly it."""
         return shift if self._dtype == torch.float64 else shift.to(self._dtype).to(torch.float64)
 
-    def _batch_gram(self, x: torch.Tensor) -> torch.Tensor:
-        """Y^T Y for Y = [x - shift, 1] as float64 (lower triangle only when wide), in row blocks of at most
-        BLOCK_BYTES."""
+    def _batch_gram(self, x: torch.Tensor, into: torch.Tensor | None = None) -> torch.Tensor:
+        """Y^T Y for Y = [x - shift, 1] as float64 (lower triangle only when wide), in row blocks of about
+        BLOCK_BYTES (at least MIN_BLOCK_ROWS rows); added to `into` when given."""
         d = self.width
         lead = x.shape[0]
         per_lead = x.shape[1:-1].numel()
         itemsize = 8 if self._dtype == torch.float64 else 4
-        step = max(1, min(lead, BLOCK_BYTES // (itemsize * per_lead * (d + 1))))
+        step = max(1, -(-MIN_BLOCK_ROWS // per_lead), BLOCK_BYTES // (itemsize * per_lead * (d + 1)))
+        step = min(lead, step)
         rows = step * per_lead
         if self._buffer is None or self._buffer.shape[0] < rows:
             self._buffer = torch.ones(rows, d + 1, dtype=self._dtype, device=self.device)
         buffer = self._buffer
         shift = self._shift.to(self._dtype)
         lower = d + 1 > TRIANGLE_MIN_WIDTH
-        gram: torch.Tensor | None = None
+        gram = into
         block: torch.Tensor | None = None
         for start in range(0, lead, step):
             part = x[start : start + step]
@@ -262,8 +299,10 @@ def _add_gram(gram: torch.Tensor, y: torch.Tensor, lower: bool) -> None:
 
 def _mirrored(square: torch.Tensor) -> torch.Tensor:
     """The symmetric matrix whose lower triangle is `square`'s (its upper one may be stale)."""
-    low = square.tril()
-    return low + low.tril(-1).T
+    full = square.tril()
+    full = full + full.T
+    full.diagonal().mul_(0.5)  # doubled above; halving is exact
+    return full
 
 
 def _moved(m: Moments, device: torch.device) -> Moments:
