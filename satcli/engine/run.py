@@ -21,7 +21,7 @@ from satcli.core.state import CheckpointMeta, CheckpointState, LayerMeta, LayerS
 from satcli.data import Batch, DataSource
 from satcli.engine.nonfinite import NonFiniteCount, flag_unmeasured
 from satcli.engine.options import AnalysisOptions
-from satcli.engine.threads import single_blas_thread
+from satcli.engine.threads import scoring_threads
 from satcli.errors import DataError, SatcliError
 from satcli.models import LoadedModel
 from satcli.taps import Layer, input_rows, open_taps, sample_view
@@ -46,6 +46,7 @@ class _Seen:
     reduction: str
     per_input: bool
     calls: list[torch.Tensor]
+    width: int
 
 
 def build_analyses(options: AnalysisOptions, has_labels: bool, device: torch.device) -> list[Analysis]:
@@ -88,7 +89,7 @@ def analyze(
         entry = seen.get(layer.name)
         if entry is None:
             reduction = options.reduction.name_for(layer, out.ndim)
-            entry = seen[layer.name] = _Seen(layer, reduction, _per_input(samples, out), [])
+            entry = seen[layer.name] = _Seen(layer, reduction, _per_input(samples, out), [], int(samples.shape[-1]))
         labels = sample_labels(batch.labels, samples, int(out.shape[0]), batch.mask)
         measured, labels = nonfinite.finite_samples(layer.name, samples, labels)
         for analysis in analyses:
@@ -124,7 +125,7 @@ def analyze(
     untracked = [u.to_dict() for u in taps.untracked]
     learnt = {"nonfinite": nonfinite.to_dict(), "untracked": untracked, "output_layer": taps.output_layer}
     meta = replace(meta, options={**meta.options, **learnt})
-    with single_blas_thread():  # eigendecompositions: see engine/threads.py
+    with scoring_threads(max(e.width for e in seen.values())):  # eigendecompositions: see engine/threads.py
         state = _checkpoint_state(meta, seen, analyses, num_inputs, nonfinite)
         result = score_state(state, options.thresholds)
     if options.weight_spectra:
