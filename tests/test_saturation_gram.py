@@ -71,3 +71,23 @@ def test_the_eigen_step_reports_progress_per_layer(tmp_path) -> None:  # type: i
     source = open_data(str(tmp_path / "d.npz"), DataOptions(batch_size=8))
     score_checkpoint(loaded, source, AnalysisOptions(), None, on_batch=Advance())
     assert seen == [("inputs", 8, 0), ("inputs", 8, 0), ("inputs", 4, 0), ("eigen", 1, 2), ("eigen", 2, 2)]
+
+
+def test_more_samples_than_half_the_width_take_the_covariance_route(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between d/2 and d samples the n x n route saves little: the d x d covariance is decomposed."""
+    width, n = 50, 40
+    x = np.random.default_rng(4).normal(size=(n, width)) * np.linspace(2, 0.1, width)
+    sizes: list[int] = []
+    real = saturation.eigenvalues
+
+    def recording(cov: np.ndarray) -> np.ndarray:
+        sizes.append(int(np.asarray(cov).shape[0]))
+        return real(cov)
+
+    monkeypatch.setattr(saturation, "eigenvalues", recording)
+    analysis = SaturationAnalysis("cpu")
+    analysis.update(Layer("wide", "Linear", "dense", width), torch.from_numpy(x), None)
+    got = analysis.state()["wide"].eigenvalues
+    assert sizes == [width]
+    want = _reference(x)
+    np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-9 * want[0])

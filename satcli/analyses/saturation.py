@@ -26,8 +26,8 @@ class SaturationAnalysis(Analysis):
         self.accumulators: dict[str, CovarianceAccumulator] = {}
         # Told (layers done, layers in all) as each layer's eigenvalues are computed: the slow step of wide runs.
         self.on_eigen: Callable[[int, int], None] | None = None
-        # A wide layer's samples while it has no more of them than its width (at most d x d values, the
-        # covariance's own size): its eigenvalues then come from the small n x n Gram matrix instead.
+        # A wide layer's samples while it has at most half as many as its width (at most d x d / 2 values):
+        # its eigenvalues then come from the small n x n Gram matrix instead.
         self.few: dict[str, list[torch.Tensor] | None] = {}
 
     def update(self, layer: Layer, samples: torch.Tensor, labels: torch.Tensor | None) -> None:
@@ -41,7 +41,7 @@ class SaturationAnalysis(Analysis):
         kept = self.few.get(layer.name)
         if kept is not None:
             rows = samples.detach().reshape(-1, samples.shape[-1])
-            if acc.n >= acc.width or acc.nonfinite:
+            if 2 * acc.n > acc.width or acc.nonfinite:
                 self.few[layer.name] = None
             elif rows.shape[0]:
                 kept.append(rows.to(self.device, torch.float64))
@@ -72,12 +72,13 @@ class SaturationAnalysis(Analysis):
 def layer_stats(acc: CovarianceAccumulator, few: list[torch.Tensor] | None = None) -> LayerStats:
     """A layer's moments as float64 numpy, with the covariance's eigenvalues.
 
-    With `few` (every sample, fewer than the width) the eigenvalues come from the n x n Gram matrix of the
-    centered samples, which has the covariance's non-zero eigenvalues: n^3 work instead of d^3.
+    With `few` (every sample, at most half as many as the width) the eigenvalues come from the n x n Gram
+    matrix of the centered samples, which has the covariance's non-zero eigenvalues: n^3 work instead of
+    d^3. Closer to the width that saves little and building the Gram (n^2 d) costs more than it saves.
     """
     n, mean, cov = acc.compute()
     rows = torch.cat(few) if few else None
-    if rows is not None and rows.shape[0] == n and 1 < n < acc.width:
+    if rows is not None and rows.shape[0] == n and n > 1 and 2 * n <= acc.width:
         eigs = gram_eigenvalues(rows.cpu().numpy(), acc.width)
     else:
         eigs = eigenvalues(cov.cpu().numpy())
