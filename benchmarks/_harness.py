@@ -104,9 +104,14 @@ def satcli_pass(
     store_activations: bool = True,
     workdir: Path | None = None,
     precision: str = "float64",
+    classes: bool | None = None,
 ) -> CheckpointResult:
-    """satcli's whole analysis: hooks, reduction, accumulation, eigenvalues and an HDF5 store, committed."""
-    extra = {} if precision == "float64" else {"precision": precision}  # older satcli has no such option
+    """satcli's whole analysis: hooks, reduction, accumulation, eigenvalues and an HDF5 store, committed.
+
+    `classes=False` leaves out the class spectra (saturation only, what delve computes)."""
+    extra: dict[str, object] = {} if precision == "float64" else {"precision": precision}  # older satcli: none
+    if classes is not None:
+        extra["classes"] = classes
     options = AnalysisOptions(
         reduction=Reduction(conv_method=conv_method), store_activations=store_activations, **extra
     )

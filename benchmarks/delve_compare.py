@@ -91,13 +91,16 @@ def main(argv: list[str] | None = None) -> int:
             found: dict[str, object] = {}
             runs = {
                 "satcli": lambda m=method, f=found: f.__setitem__("satcli", h.satcli_pass(model, data, m, False, work)),
+                "satcli, saturation only": lambda m=method: h.satcli_pass(model, data, m, False, work, classes=False),
                 "delve": lambda m=method, f=found: f.__setitem__("delve", delve_pass(model.module, data, m, work)),
             }
             times = h.interleaved(runs, args.repeats, quiet=not args.no_wait)
             ratio = h.paired_ratio(times["satcli"], times["delve"])
+            alone = h.paired_ratio(times["satcli, saturation only"], times["delve"])
             print(
                 f"\n--conv-method {method}: satcli {h.median(times['satcli']):.2f} s, delve "
-                f"{h.median(times['delve']):.2f} s, satcli/delve = {ratio:.2f}x"
+                f"{h.median(times['delve']):.2f} s, satcli/delve = {ratio:.2f}x; saturation only (no class "
+                f"spectra, delve's work) {h.median(times['satcli, saturation only']):.2f} s = {alone:.2f}x"
             )
             ours = found["satcli"].layers
             theirs = list(found["delve"].values())  # delve names layers by path with '-'; same forward order here
