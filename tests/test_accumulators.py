@@ -205,4 +205,3 @@ def test_wide_path_moves_its_shift_while_recent_rows_are_pending(precision: str)
     mean_err, cov_err = _rel64(x, acc)
     assert mean_err <= (1e-12 if precision == "float64" else 1e-5)
     assert cov_err <= (1e-10 if precision == "float64" else 1e-5)
-
