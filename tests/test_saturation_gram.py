@@ -17,6 +17,20 @@ def _reference(x: np.ndarray) -> np.ndarray:
     return np.clip(scipy.linalg.eigvalsh(np.cov(x, rowvar=False))[::-1], 0, None)
 
 
+def _record_eigen_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of every matrix the saturation step decomposes from now on, in order."""
+    sizes: list[int] = []
+    real = saturation.eigenvalues
+
+    def recording(cov: np.ndarray) -> np.ndarray:
+        sizes.append(int(np.asarray(cov).shape[0]))
+        return real(cov)
+
+    monkeypatch.setattr(saturation, "eigenvalues", recording)
+    monkeypatch.setattr("satcli.core.spectral.eigenvalues", recording)
+    return sizes
+
+
 def test_gram_eigenvalues_match_the_covariance() -> None:
     x = np.random.default_rng(0).normal(size=(30, 200)) @ np.diag(np.linspace(3, 0.1, 200)) + 5.0
     got, want = gram_eigenvalues(x, 200), _reference(x)
@@ -29,15 +43,7 @@ def test_a_wide_layer_never_decomposes_its_d_by_d_covariance(monkeypatch: pytest
     width, n = 300, 40
     x = np.random.default_rng(1).normal(size=(n, 8)) @ np.random.default_rng(2).normal(size=(8, width))
     want = _reference(x)
-    sizes: list[int] = []
-    real = saturation.eigenvalues
-
-    def recording(cov: np.ndarray) -> np.ndarray:
-        sizes.append(int(np.asarray(cov).shape[0]))
-        return real(cov)
-
-    monkeypatch.setattr(saturation, "eigenvalues", recording)
-    monkeypatch.setattr("satcli.core.spectral.eigenvalues", recording)
+    sizes = _record_eigen_sizes(monkeypatch)
     analysis = SaturationAnalysis("cpu")
     layer = Layer("wide", "Linear", "dense", width)
     for part in np.array_split(x, 3):
@@ -77,14 +83,7 @@ def test_more_samples_than_half_the_width_take_the_covariance_route(monkeypatch:
     """Between d/2 and d samples the n x n route saves little: the d x d covariance is decomposed."""
     width, n = 50, 40
     x = np.random.default_rng(4).normal(size=(n, width)) * np.linspace(2, 0.1, width)
-    sizes: list[int] = []
-    real = saturation.eigenvalues
-
-    def recording(cov: np.ndarray) -> np.ndarray:
-        sizes.append(int(np.asarray(cov).shape[0]))
-        return real(cov)
-
-    monkeypatch.setattr(saturation, "eigenvalues", recording)
+    sizes = _record_eigen_sizes(monkeypatch)
     analysis = SaturationAnalysis("cpu")
     analysis.update(Layer("wide", "Linear", "dense", width), torch.from_numpy(x), None)
     got = analysis.state()["wide"].eigenvalues
