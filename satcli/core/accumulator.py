@@ -146,8 +146,8 @@ class CovarianceAccumulator:
         """Accumulate one (..., width) block of samples now."""
         d = self.width
         nb = x.shape[:-1].numel()
-        checked = self._n == 0 or d * d > nb
-        if checked:
+        wide = d * d > nb
+        if self._n == 0 or wide:
             # First batch, or a wide layer (its GEMM dwarfs one more pass over x): exact batch mean first.
             total = x.sum(dim=tuple(range(x.ndim - 1)), dtype=torch.float64)
             if not bool(torch.isfinite(total).all()):
@@ -158,8 +158,8 @@ class CovarianceAccumulator:
                 self._shift = mean
             elif bool((torch.square(mean - self._shift) > self._variance()).any()):
                 self._move_shift(mean)
-        if d * d > nb:
-            # A wide layer, shift checked and batch finite already: straight into the recent sums.
+        if wide:
+            # Shift checked and batch finite already: straight into the recent sums.
             if self._recent is None:
                 self._recent = torch.zeros_like(self._sums)
             self._batch_gram(x, self._recent)
@@ -263,25 +263,19 @@ class CovarianceAccumulator:
         buffer = self._buffer
         shift = self._shift.to(self._dtype)
         lower = d + 1 > TRIANGLE_MIN_WIDTH
-        gram = into
-        block: torch.Tensor | None = None
+        gram = torch.zeros(d + 1, d + 1, dtype=torch.float64, device=self.device) if into is None else into
+        # float32 blocks: each block's Gram in float32, then added to the float64 sums.
+        block = None if self._dtype == torch.float64 else torch.empty_like(gram, dtype=self._dtype)
         for start in range(0, lead, step):
             part = x[start : start + step]
             k = part.shape[:-1].numel()
             torch.sub(part, shift, out=buffer[:k, :d].view(part.shape))
             y = buffer[:k]
-            if self._dtype == torch.float64 and gram is None and not lower:
-                gram = y.T @ y
-            elif self._dtype == torch.float64:
-                if gram is None:
-                    gram = torch.zeros(d + 1, d + 1, dtype=torch.float64, device=self.device)
+            if block is None:
                 _add_gram(gram, y, lower)
             else:
-                if block is None:
-                    block = torch.empty(d + 1, d + 1, dtype=self._dtype, device=self.device)
                 _add_gram(block.zero_(), y, lower)
-                gram = block.to(torch.float64) if gram is None else gram.add_(block)
-        assert gram is not None
+                gram.add_(block)
         return gram
 
 
