@@ -168,26 +168,24 @@ def model_preprocessors(
 
 def load_tokenizer(path: Path | str, *, trust_remote_code: bool = False) -> Any:
     """The tokenizer in a model directory or tokenizer folder, or a one-line error."""
-    transformers = require("transformers", "hf")
-    with _quiet_transformers(transformers):
-        try:
-            return transformers.AutoTokenizer.from_pretrained(
-                Path(path), local_files_only=True, trust_remote_code=trust_remote_code
-            )
-        except Exception as exc:
-            raise SatcliError(f"cannot load a tokenizer from {path}: {_reason(exc)}") from None
+    return _from_pretrained("AutoTokenizer", "a tokenizer", path, trust_remote_code)
 
 
 def load_image_processor(path: Path | str, *, trust_remote_code: bool = False) -> Any:
     """The image processor in a model directory, or a one-line error."""
+    return _from_pretrained("AutoImageProcessor", "an image processor", path, trust_remote_code)
+
+
+def _from_pretrained(auto_class: str, what: str, path: Path | str, trust_remote_code: bool) -> Any:
+    """`transformers.<auto_class>.from_pretrained` on local files only; any failure as a one-line error."""
     transformers = require("transformers", "hf")
     with _quiet_transformers(transformers):
         try:
-            return transformers.AutoImageProcessor.from_pretrained(
+            return getattr(transformers, auto_class).from_pretrained(
                 Path(path), local_files_only=True, trust_remote_code=trust_remote_code
             )
         except Exception as exc:
-            raise SatcliError(f"cannot load an image processor from {path}: {_reason(exc)}") from None
+            raise SatcliError(f"cannot load {what} from {path}: {_reason(exc)}") from None
 
 
 def _model_class(transformers: ModuleType, config: Any, trust_remote_code: bool) -> Any:
