@@ -166,6 +166,27 @@ def test_strided_channels_last_view_equals_rows() -> None:
     assert mean_err <= 1e-12 and cov_err <= 1e-10
 
 
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+@pytest.mark.parametrize(("width", "spatial"), [(5, (7, 3)), (40, (16, 16)), (36, (3, 4, 5))])
+def test_channelwise_view_of_a_contiguous_output_matches_numpy(
+    width: int, spatial: tuple[int, ...], precision: str
+) -> None:
+    """Channelwise samples of an (N, C, ...) output are read in the output's own order into (C+1, rows)
+    blocks: same moments as the copied rows, over several blocks per batch (the 16x16 case), the lower
+    triangle (C >= 32), 3-D convolutions and batches far from the first one's mean (the shift moves)."""
+    gen = torch.Generator().manual_seed(width)
+    scale = torch.logspace(0.5, -2.0, width).view(1, width, *(1,) * len(spatial))
+    outputs = [torch.randn(30, width, *spatial, generator=gen) * scale + offset for offset in (0.0, 400.0, -50.0)]
+    acc = CovarianceAccumulator(width, precision=precision)
+    for out in outputs:
+        acc.update(out.movedim(1, -1))
+    assert True in acc._buffers and False not in acc._buffers  # the (C+1, rows) blocks were the ones used
+    rows = np.concatenate([out.movedim(1, -1).reshape(-1, width).double().numpy() for out in outputs])
+    mean_err, cov_err = _rel64(rows, acc)
+    assert mean_err <= (1e-12 if precision == "float64" else 1e-6)
+    assert cov_err <= (1e-10 if precision == "float64" else 1e-5)
+
+
 def test_update_after_merge_and_float16(activations: np.ndarray) -> None:
     reference = np.cov(activations.astype(np.float64), rowvar=False)
     first, second = _feed(activations[:300], 50), _feed(activations[300:600], 50)

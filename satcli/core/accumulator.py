@@ -35,8 +35,9 @@ class CovarianceAccumulator:
     State: a shift ``c`` (the mean of the first batch, moved when the data drift away from it) and the
     float64 sums ``S = sum [x - c, 1]^T [x - c, 1]`` of size (d+1, d+1), which hold the shifted Gram
     matrix, the shifted column sums and n. Each block of rows costs one conversion pass (activation
-    dtype to float64, subtracting ``c``, straight from any strided view such as a channels-last conv
-    output) into a reused cache-sized buffer and one float64 GEMM. ``moments`` turns the sums into
+    dtype to float64, subtracting ``c``, straight from any strided view; the channelwise view of a contiguous
+    NCHW conv output is read in its own order into a transposed block) into a reused cache-sized buffer and
+    one float64 GEMM. ``moments`` turns the sums into
     (n, mean, M2) with ``M2 = S_xx - s s^T / n``. With ``c`` within one standard deviation of the data's
     mean this loses at most a few ulps; every batch is checked and, if its mean lies further from ``c``
     than its spread, ``c`` is moved to it first (an exact update of ``S``), so accuracy holds for any data
@@ -60,7 +61,7 @@ class CovarianceAccumulator:
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.precision = precision
         self._dtype = torch.float64 if precision == "float64" else torch.float32
-        self._buffer: torch.Tensor | None = None
+        self._buffers: dict[bool, torch.Tensor] = {}
         self.reset()
 
     def reset(self) -> None:
@@ -258,9 +259,10 @@ class CovarianceAccumulator:
         step = max(1, -(-MIN_BLOCK_ROWS // per_lead), BLOCK_BYTES // (itemsize * per_lead * (d + 1)))
         step = min(lead, step)
         rows = step * per_lead
-        if self._buffer is None or self._buffer.shape[0] < rows:
-            self._buffer = torch.ones(rows, d + 1, dtype=self._dtype, device=self.device)
-        buffer = self._buffer
+        # A channelwise view of a contiguous (N, C, ...) output is read in the output's own order into a
+        # (d+1, rows) block (no transposing gather), whose Gram is the same GEMM on the transposed view.
+        channels_first = x.ndim > 2 and not x.is_contiguous() and x.movedim(-1, 1).is_contiguous()
+        buffer = self._block_buffer(rows, channels_first)
         shift = self._shift.to(self._dtype)
         lower = d + 1 > TRIANGLE_MIN_WIDTH
         gram = torch.zeros(d + 1, d + 1, dtype=torch.float64, device=self.device) if into is None else into
@@ -269,14 +271,29 @@ class CovarianceAccumulator:
         for start in range(0, lead, step):
             part = x[start : start + step]
             k = part.shape[:-1].numel()
-            torch.sub(part, shift, out=buffer[:k, :d].view(part.shape))
-            y = buffer[:k]
+            if channels_first:
+                n = part.shape[0]
+                source = part.movedim(-1, 1).reshape(n, d, -1)
+                torch.sub(source, shift.view(1, d, 1), out=buffer[:d, :k].view(d, n, -1).movedim(0, 1))
+                y = buffer[:, :k].T
+            else:
+                torch.sub(part, shift, out=buffer[:k, :d].view(part.shape))
+                y = buffer[:k]
             if block is None:
                 _add_gram(gram, y, lower)
             else:
                 _add_gram(block.zero_(), y, lower)
                 gram.add_(block)
         return gram
+
+    def _block_buffer(self, rows: int, channels_first: bool) -> torch.Tensor:
+        """The reused block of shifted rows with its column of ones: (rows, d+1), or (d+1, rows) when
+        `channels_first`; grown when a block needs more rows."""
+        held = self._buffers.get(channels_first)
+        if held is None or held.shape[int(channels_first)] < rows:
+            shape = (self.width + 1, rows) if channels_first else (rows, self.width + 1)
+            held = self._buffers[channels_first] = torch.ones(shape, dtype=self._dtype, device=self.device)
+        return held
 
 
 def _add_gram(gram: torch.Tensor, y: torch.Tensor, lower: bool) -> None:
