@@ -17,20 +17,16 @@ from rich.progress import Progress, TaskID
 
 from satcli.cli.app import EXIT_USAGE, app
 from satcli.cli.console import stderr_console, stdout_console, with_flags
-from satcli.cli.groups import DataArgs, LayerArgs, ModelArgs, with_groups
+from satcli.cli.groups import DataArgs, LayerArgs, ModelArgs, ThresholdArgs, with_groups
 from satcli.cli.options import (
     ActivationsDtype,
     AnalyzeFormat,
     Classes,
-    MaxTail,
     NoSort,
     OutputFormat,
     Quiet,
     Shard,
-    TailThreshold,
-    Threshold,
     Trajectory,
-    UnderThreshold,
     Wait,
     with_model_preprocessors,
 )
@@ -87,10 +83,7 @@ def analyze_command(
             "--weight-spectra", help="Add each layer's weight-spectrum alpha and stable rank (data-free, as `weights`)."
         ),
     ] = False,
-    threshold: Threshold = None,
-    tail_threshold: TailThreshold = None,
-    max_tail: MaxTail = None,
-    under_threshold: UnderThreshold = None,
+    thresholds: ThresholdArgs,
     storing: StoreArgs,
     output_format: AnalyzeFormat = OutputFormat.table,
     trajectory: Trajectory = False,
@@ -103,7 +96,6 @@ def analyze_command(
     Several checkpoints share one decoded data set and print as each finishes; one that fails is reported on
     stderr and skipped, and the exit code is then 2.
     """
-    from satcli.core.verdict import ThresholdOverrides, Thresholds
     from satcli.data import open_data
     from satcli.engine.distributed import launched_ranks, local_device
     from satcli.engine.sweep import order_checkpoints
@@ -114,7 +106,7 @@ def analyze_command(
     if storing.store is not None and storing.no_store:
         raise SatcliError(f"--store {storing.store} and --no-store contradict each other; give one of them")
     options = layer.analysis_options(
-        thresholds=ThresholdOverrides(threshold, tail_threshold, max_tail, under_threshold).apply(Thresholds()),
+        thresholds=thresholds.thresholds(),
         store_activations=not storing.no_activations,
         activations_dtype=storing.activations_dtype.value,
         classes=classes,

@@ -14,17 +14,9 @@ from rich.console import Console
 from satcli.cli.analyze import progress_bar, warn_notes
 from satcli.cli.app import EXIT_FAILED, EXIT_USAGE, app
 from satcli.cli.console import stderr_console, stdout_console
-from satcli.cli.groups import DataArgs, LayerArgs, ModelArgs, with_groups
-from satcli.cli.options import (
-    AllowUndersampled,
-    CheckFormat,
-    FailOn,
-    Quiet,
-    TailThreshold,
-    Threshold,
-    UnderThreshold,
-    with_model_preprocessors,
-)
+from satcli.cli.groups import DataArgs, LayerArgs, ModelArgs, ThresholdArgs, with_groups
+from satcli.cli.options import AllowUndersampled, CheckFormat, FailOn, Quiet, with_model_preprocessors
+from satcli.errors import SatcliError
 
 if TYPE_CHECKING:
     from satcli.core import gates
@@ -33,10 +25,17 @@ if TYPE_CHECKING:
     from satcli.engine.options import AnalysisOptions
     from satcli.models import LoadedModel
 
-if TYPE_CHECKING:
-    from satcli.core.results import CheckpointResult
-    from satcli.models import LoadedModel
-from satcli.errors import SatcliError
+
+@dataclass
+class GateThresholdArgs(ThresholdArgs):
+    """The verdict's thresholds, where the max tail is also a gate."""
+
+    max_tail: Annotated[
+        int | None,
+        typer.Option(
+            min=0, help="Fail when the tail is longer than this (also the verdict's max tail). Unset: 2, or as stored."
+        ),
+    ] = None
 
 
 @app.command("check")
@@ -72,15 +71,7 @@ def check_command(
         list[str] | None,
         typer.Option(metavar="PATTERN=X", help="Fail when a layer matching the glob is below X (repeatable)."),
     ] = None,
-    max_tail: Annotated[
-        int | None,
-        typer.Option(
-            min=0, help="Fail when the tail is longer than this (also the verdict's max tail). Unset: 2, or as stored."
-        ),
-    ] = None,
-    threshold: Threshold = None,
-    tail_threshold: TailThreshold = None,
-    under_threshold: UnderThreshold = None,
+    thresholds: GateThresholdArgs,
     data: DataArgs,
     model: ModelArgs,
     layer: LayerArgs,
@@ -96,12 +87,11 @@ def check_command(
     By default any verdict but balanced fails. Stores are re-scored, at their stored thresholds unless set.
     An inconclusive verdict (most layers undersampled, nothing measured) is not gated and exits 2.
     """
-    from satcli.core.verdict import ThresholdOverrides, Thresholds
     from satcli.store.rescore import looks_like_store, rescore_refs
 
-    spec = _gate_spec(fail_on, max_tail, max_average, min_average, max_saturation, min_saturation)
-    overrides = ThresholdOverrides(threshold, tail_threshold, max_tail, under_threshold)
-    options = layer.analysis_options(thresholds=overrides.apply(Thresholds()), store_activations=False)
+    spec = _gate_spec(fail_on, thresholds.max_tail, max_average, min_average, max_saturation, min_saturation)
+    overrides = thresholds.overrides()
+    options = layer.analysis_options(thresholds=thresholds.thresholds(), store_activations=False)
     out, err = stdout_console(), stderr_console()
     models = _ModelScorer(data, model, options, err, quiet)
     failed = checked = inconclusive = 0

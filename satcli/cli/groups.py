@@ -35,6 +35,7 @@ from satcli.cli.options import (
     Layers,
     MaxLength,
     MaxSamples,
+    MaxTail,
     OnNonfinite,
     OnNonfiniteOption,
     Precision,
@@ -43,16 +44,20 @@ from satcli.cli.options import (
     SequenceMethod,
     SequenceMethodOption,
     Split,
+    TailThreshold,
     TextOptions,
+    Threshold,
     Tokenizer,
     TrustPickle,
     TrustRemoteCode,
+    UnderThreshold,
     Workers,
     arch_kwargs_dict,
     data_options,
 )
 
 if TYPE_CHECKING:
+    from satcli.core.verdict import ThresholdOverrides, Thresholds
     from satcli.data import DataOptions
     from satcli.models import LoadedModel
 
@@ -145,6 +150,28 @@ class LayerArgs:
             on_nonfinite=self.on_nonfinite.value,
             **extra,
         )
+
+
+@dataclass
+class ThresholdArgs:
+    """The verdict's thresholds; an unset one keeps the default, or a store's recorded value when re-scoring."""
+
+    threshold: Threshold = None
+    tail_threshold: TailThreshold = None
+    max_tail: MaxTail = None
+    under_threshold: UnderThreshold = None
+
+    def overrides(self) -> ThresholdOverrides:
+        """The thresholds that were given, for Thresholds or a store's recorded ones."""
+        from satcli.core.verdict import ThresholdOverrides
+
+        return ThresholdOverrides(self.threshold, self.tail_threshold, self.max_tail, self.under_threshold)
+
+    def thresholds(self) -> Thresholds:
+        """The default Thresholds with the given ones applied (a fresh analysis has none recorded)."""
+        from satcli.core.verdict import Thresholds
+
+        return self.overrides().apply(Thresholds())
 
 
 def with_groups(command: F) -> F:

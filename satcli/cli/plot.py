@@ -8,10 +8,12 @@ from typing import Annotated
 import typer
 
 from satcli.cli.app import app
-from satcli.cli.options import CheckpointKeys, MaxTail, TailThreshold, Threshold, UnderThreshold
+from satcli.cli.groups import ThresholdArgs, with_groups
+from satcli.cli.options import CheckpointKeys
 
 
 @app.command("plot")
+@with_groups
 def plot_command(
     stores: Annotated[
         list[str],
@@ -24,23 +26,20 @@ def plot_command(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Image to write; the suffix picks the format (.png, .svg, .pdf).")
     ],
+    *,
     checkpoint: CheckpointKeys = None,
-    threshold: Threshold = None,
-    tail_threshold: TailThreshold = None,
-    max_tail: MaxTail = None,
-    under_threshold: UnderThreshold = None,
+    thresholds: ThresholdArgs,
 ) -> None:
     """Plot saturation from a store: bars per layer for one checkpoint, a layers x checkpoints heatmap for several.
 
     Needs matplotlib (pip install 'satcli\\[plot]'). Numbers are re-scored from the store, as by report.
     """
-    from satcli.core.verdict import ThresholdOverrides
     from satcli.render.plot import plot_results
     from satcli.store.rescore import parse_store_ref, rescore_refs
 
     # Heavy modules (h5py, numpy) load here, not at start-up: --version and --help must stay fast.
 
-    overrides = ThresholdOverrides(threshold, tail_threshold, max_tail, under_threshold)
+    overrides = thresholds.overrides()
     results = [result for _, result in rescore_refs(stores, overrides, checkpoint or [])]
     source = ", ".join(dict.fromkeys(parse_store_ref(text).path.name for text in stores))
     written = plot_results(results, output, source)

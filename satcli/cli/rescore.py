@@ -10,31 +10,27 @@ import typer
 
 from satcli.cli.app import app
 from satcli.cli.console import stdout_console
+from satcli.cli.groups import ThresholdArgs, with_groups
 from satcli.cli.options import (
     CheckpointKeys,
     CompareFormat,
     EarlyCheckpoints,
-    MaxTail,
     Quiet,
     ReportFormat,
     SettleTolerance,
     SettleWindow,
     StoreRefs,
-    TailThreshold,
-    Threshold,
-    UnderThreshold,
 )
 from satcli.core.trajectory import TrajectoryRule
 
 
 @app.command("report")
+@with_groups
 def report_command(
     stores: StoreRefs,
+    *,
     checkpoint: CheckpointKeys = None,
-    threshold: Threshold = None,
-    tail_threshold: TailThreshold = None,
-    max_tail: MaxTail = None,
-    under_threshold: UnderThreshold = None,
+    thresholds: ThresholdArgs,
     output_format: Annotated[
         ReportFormat, typer.Option("--format", "-f", help="table, or json / jsonl (one object per line) / csv.")
     ] = ReportFormat.table,
@@ -50,14 +46,13 @@ def report_command(
     -q is accepted as in analyze and check (report never shows a progress bar).
     """
     from satcli.core.trajectory import summarize
-    from satcli.core.verdict import ThresholdOverrides
     from satcli.render.serialize import result_json, results_csv
     from satcli.render.summary import render_summary
     from satcli.render.table import render_result
     from satcli.store.rescore import rescore_refs
 
     del quiet
-    overrides = ThresholdOverrides(threshold, tail_threshold, max_tail, under_threshold)
+    overrides = thresholds.overrides()
     results = [result for _, result in rescore_refs(stores, overrides, checkpoint or [])]
     if output_format is ReportFormat.table:
         out = stdout_console()
@@ -77,24 +72,22 @@ def report_command(
 
 
 @app.command("compare")
+@with_groups
 def compare_command(
     stores: StoreRefs,
-    threshold: Threshold = None,
-    tail_threshold: TailThreshold = None,
-    max_tail: MaxTail = None,
-    under_threshold: UnderThreshold = None,
+    *,
+    thresholds: ThresholdArgs,
     output_format: Annotated[
         CompareFormat, typer.Option("--format", "-f", help="table, or json / csv on stdout.")
     ] = CompareFormat.table,
 ) -> None:
     """Per-layer saturation of stored checkpoints side by side, with the change from the first one."""
     from satcli.core.compare import compare
-    from satcli.core.verdict import ThresholdOverrides
     from satcli.render.compare import comparison_csv, comparison_json, comparison_table
     from satcli.render.text import fitted, natural_width
     from satcli.store.rescore import rescore_refs
 
-    overrides = ThresholdOverrides(threshold, tail_threshold, max_tail, under_threshold)
+    overrides = thresholds.overrides()
     comparison = compare(rescore_refs(stores, overrides))
     if output_format is CompareFormat.table:
         out = stdout_console()
