@@ -187,6 +187,25 @@ def test_channelwise_view_of_a_contiguous_output_matches_numpy(
     assert cov_err <= (1e-10 if precision == "float64" else 1e-5)
 
 
+def test_wide_channelwise_batches_are_summed_in_blocks_exactly() -> None:
+    """A wide layer (d*d > samples per batch) sums each batch in float64 a few inputs at a time before its
+    Gram: several blocks per batch, against numpy; a non-finite value in the last block still leaves the
+    batch out."""
+    gen = torch.Generator().manual_seed(3)
+    width = 80  # 80 x 80 > 64 inputs x 8 x 8 positions; 25 inputs per 1 MiB float64 block
+    outputs = [torch.randn(64, width, 8, 8, generator=gen) * 2 + offset for offset in (5.0, 5.5, -300.0)]
+    acc = CovarianceAccumulator(width)
+    for out in outputs:
+        acc.update(out.movedim(1, -1))
+    bad = outputs[0].clone()
+    bad[-1, 3, 2, 2] = float("inf")
+    acc.update(bad.movedim(1, -1))
+    assert acc.nonfinite
+    rows = np.concatenate([out.movedim(1, -1).reshape(-1, width).double().numpy() for out in outputs])
+    mean_err, cov_err = _rel64(rows, acc)
+    assert mean_err <= 1e-12 and cov_err <= 1e-10
+
+
 def test_update_after_merge_and_float16(activations: np.ndarray) -> None:
     reference = np.cov(activations.astype(np.float64), rowvar=False)
     first, second = _feed(activations[:300], 50), _feed(activations[300:600], 50)

@@ -150,7 +150,7 @@ class CovarianceAccumulator:
         wide = d * d > nb
         if self._n == 0 or wide:
             # First batch, or a wide layer (its GEMM dwarfs one more pass over x): exact batch mean first.
-            total = x.sum(dim=tuple(range(x.ndim - 1)), dtype=torch.float64)
+            total = _column_sums(x)
             if not bool(torch.isfinite(total).all()):
                 self._nonfinite = True
                 return
@@ -306,6 +306,20 @@ def _add_gram(gram: torch.Tensor, y: torch.Tensor, lower: bool) -> None:
     for top in range(0, width, panel):
         bottom = min(width, top + panel)
         gram[top:bottom, :bottom].addmm_(y[:, top:bottom].T, y[:, :bottom])
+
+
+def _column_sums(x: torch.Tensor) -> torch.Tensor:
+    """The float64 sum of every column of a (..., d) tensor, a few leading rows at a time: a float64
+    reduction converts its whole input first, and a batch-sized float64 copy is freshly mapped memory
+    whose page faults cost ten times the sum (1.2 ms in blocks, 16 ms at once for a 256 x 256 x 8 x 8 batch)."""
+    dims = tuple(range(x.ndim - 1))
+    step = max(1, BLOCK_BYTES // (8 * x[0].numel()))
+    if step >= x.shape[0]:
+        return x.sum(dim=dims, dtype=torch.float64)
+    total = torch.zeros(x.shape[-1], dtype=torch.float64, device=x.device)
+    for start in range(0, x.shape[0], step):
+        total += x[start : start + step].sum(dim=dims, dtype=torch.float64)
+    return total
 
 
 def _mirrored(square: torch.Tensor) -> torch.Tensor:
