@@ -35,10 +35,10 @@ class CovarianceAccumulator:
     State: a shift ``c`` (the mean of the first batch, moved when the data drift away from it) and the
     float64 sums ``S = sum [x - c, 1]^T [x - c, 1]`` of size (d+1, d+1), which hold the shifted Gram
     matrix, the shifted column sums and n. Each block of rows costs one conversion pass (activation
-    dtype to float64, subtracting ``c``, straight from any strided view; the channelwise view of a contiguous
-    NCHW conv output is read in its own order into a transposed block) into a reused cache-sized buffer and
-    one float64 GEMM. ``moments`` turns the sums into
-    (n, mean, M2) with ``M2 = S_xx - s s^T / n``. With ``c`` within one standard deviation of the data's
+    dtype to float64, subtracting ``c``, straight from any strided view; the channelwise view of a
+    contiguous NCHW conv output is read in its own order into a transposed block) into a reused
+    cache-sized buffer and one float64 GEMM. ``moments`` turns the sums into (n, mean, M2) with
+    ``M2 = S_xx - s s^T / n``. With ``c`` within one standard deviation of the data's
     mean this loses at most a few ulps; every batch is checked and, if its mean lies further from ``c``
     than its spread, ``c`` is moved to it first (an exact update of ``S``), so accuracy holds for any data
     order. Merging two accumulators uses the Chan merge of ``merge_moments``.
