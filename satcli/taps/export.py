@@ -3,7 +3,7 @@ module's output node (found through nn_module_stack metadata) and removed afterw
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 
@@ -123,19 +123,38 @@ class _GraphTap(nn.Module):
 
 
 @contextmanager
-def graph_taps(gm: torch.fx.GraphModule, wanted: set[str]) -> Iterator[Runner]:
-    sinks: list[Sink] = []
-    inserted: list[tuple[str, torch.fx.Node]] = []
-    first_input = _first_layer_input(gm)
+def modules_after_layers(
+    gm: torch.fx.GraphModule, wanted: set[str], prefix: str, make: Callable[[Layer], nn.Module], *, rewire: bool
+) -> Iterator[None]:
+    """Call a new submodule ``make(layer)`` on the output node of every wanted layer of the graph; with
+    `rewire`, the output's later uses read the submodule's result instead. All undone on exit."""
+    inserted: list[tuple[str, torch.fx.Node, torch.fx.Node]] = []
     try:
         for i, (layer, out) in enumerate(graph_groups(gm)):
             if layer.name not in wanted:
                 continue
-            name = f"_satcli_tap_{i}"
-            gm.add_submodule(name, _GraphTap(layer, sinks))
+            name = f"{prefix}{i}"
+            gm.add_submodule(name, make(layer))
             with gm.graph.inserting_after(out):
-                inserted.append((name, gm.graph.call_module(name, (out,))))
+                node = gm.graph.call_module(name, (out,))
+            inserted.append((name, out, node))
+            if rewire:
+                out.replace_all_uses_with(node, delete_user_cb=lambda user, node=node: user is not node)
         gm.recompile()
+        yield
+    finally:
+        for name, out, node in reversed(inserted):
+            node.replace_all_uses_with(out)  # no uses unless rewired
+            gm.graph.erase_node(node)
+            gm.delete_submodule(name)
+        gm.recompile()
+
+
+@contextmanager
+def graph_taps(gm: torch.fx.GraphModule, wanted: set[str]) -> Iterator[Runner]:
+    sinks: list[Sink] = []
+    first_input = _first_layer_input(gm)
+    with modules_after_layers(gm, wanted, "_satcli_tap_", lambda layer: _GraphTap(layer, sinks), rewire=False):
 
         def run(x: Inputs, sink: Sink) -> None:
             fired: list[str] = []
@@ -156,11 +175,6 @@ def graph_taps(gm: torch.fx.GraphModule, wanted: set[str]) -> Iterator[Runner]:
                 sinks.pop()
 
         yield run
-    finally:
-        for name, node in inserted:
-            gm.graph.erase_node(node)
-            gm.delete_submodule(name)
-        gm.recompile()
 
 
 def _mismatch(exc: Exception, x: Inputs, fired: list[str], first_input: tuple[str, str, str] | None) -> SatcliError:

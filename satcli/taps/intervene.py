@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import torch
 from torch import nn
 
 from satcli.errors import ModelError, SatcliError, one_line
-from satcli.taps.export import graph_groups
+from satcli.taps.export import graph_groups, modules_after_layers
 from satcli.taps.layers import Inputs, Layer, call_model, describe_inputs
 from satcli.taps.script_intervene import script_replacer
 
@@ -94,7 +95,9 @@ def intervene(
         module.train(False)
     try:
         if graph:
-            with _graph_interventions(module, {layer.name for layer in layers}, active):  # type: ignore[arg-type]
+            wanted = {layer.name for layer in layers}
+            replacing = partial(_GraphIntervention, active=active)
+            with modules_after_layers(module, wanted, "_satcli_intervene_", replacing, rewire=True):  # type: ignore[arg-type]
                 yield Intervention(module, active)
         else:
             with _hook_interventions(module, {layer.name: layer for layer in layers}, active):
@@ -139,26 +142,3 @@ class _GraphIntervention(nn.Module):
     def forward(self, value: torch.Tensor) -> torch.Tensor:
         transform = self.active.get(self.layer.name)
         return value if transform is None else transform(self.layer, value)
-
-
-@contextmanager
-def _graph_interventions(gm: torch.fx.GraphModule, wanted: set[str], active: dict[str, Transform]) -> Iterator[None]:
-    inserted: list[tuple[str, torch.fx.Node, torch.fx.Node]] = []
-    try:
-        for i, (layer, out) in enumerate(graph_groups(gm)):
-            if layer.name not in wanted:
-                continue
-            name = f"_satcli_intervene_{i}"
-            gm.add_submodule(name, _GraphIntervention(layer, active))
-            with gm.graph.inserting_after(out):
-                node = gm.graph.call_module(name, (out,))
-            inserted.append((name, out, node))
-            out.replace_all_uses_with(node, delete_user_cb=lambda user, node=node: user is not node)
-        gm.recompile()
-        yield
-    finally:
-        for name, out, node in reversed(inserted):
-            node.replace_all_uses_with(out)
-            gm.graph.erase_node(node)
-            gm.delete_submodule(name)
-        gm.recompile()
