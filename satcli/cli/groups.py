@@ -102,24 +102,32 @@ class DataArgs:
 
 
 @dataclass
-class ModelArgs:
-    """How a model file becomes a module, and where it runs."""
+class ModelFileArgs:
+    """How a model file becomes a module: the architecture a state dict needs, and the pickle opt-in."""
 
     arch: Arch = None
     arch_kwargs: ArchKwargs = None
     trust_pickle: TrustPickle = False
+
+    def load(self, path: Path | str, **options: Any) -> LoadedModel:
+        """load_model with these options (`options`: the loader's other keywords, e.g. device)."""
+        from satcli.models import load_model
+
+        kwargs = arch_kwargs_dict(self.arch_kwargs)
+        return load_model(path, arch=self.arch, arch_kwargs=kwargs, trust_pickle=self.trust_pickle, **options)
+
+
+@dataclass
+class ModelArgs(ModelFileArgs):
+    """How a model file becomes a module, and where it runs."""
+
     trust_remote_code: TrustRemoteCode = False
     device: Device = "auto"
 
     def loader(self, device: Any = None, download: bool = False) -> Callable[[Path | str], LoadedModel]:
         """load_model with these options (`device`: a resolved device instead of the option's text)."""
-        from satcli.models import load_model
-
         return partial(
-            load_model,
-            arch=self.arch,
-            arch_kwargs=arch_kwargs_dict(self.arch_kwargs),
-            trust_pickle=self.trust_pickle,
+            self.load,
             device=self.device if device is None else device,
             trust_remote_code=self.trust_remote_code,
             download=download,

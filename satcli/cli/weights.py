@@ -5,17 +5,15 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from satcli.cli.app import app
 from satcli.cli.console import stdout_console
-from satcli.cli.options import Arch, ArchKwargs, CheckFormat, TrustPickle, arch_kwargs_dict
+from satcli.cli.groups import ModelFileArgs, with_groups
+from satcli.cli.options import CheckFormat
 from satcli.errors import SatcliError
-
-if TYPE_CHECKING:
-    from satcli.models import LoadedModel
 
 
 class Method(str, Enum):
@@ -30,20 +28,15 @@ OutFormat = Annotated[CheckFormat, typer.Option("--format", help="table | json."
 Plot = Annotated[Path | None, typer.Option(help="Also save a figure to this file (.png, .pdf, .svg).")]
 
 
-def _load(model: Path, arch: str | None, arch_kwargs: list[str] | None, trust_pickle: bool) -> LoadedModel:
-    from satcli.models import load_model
-
-    kwargs = arch_kwargs_dict(arch_kwargs)
-    return load_model(model, arch=arch, arch_kwargs=kwargs, trust_pickle=trust_pickle, device="cpu")
-
-
 def _print(renderable: object) -> None:
     stdout_console(highlight=False).print(renderable)
 
 
 @app.command("svr")
+@with_groups
 def svr_command(
     model: Model,
+    *,
     sigma: Annotated[float, typer.Option(help="Significance of an edge in sigma (p = 1 - Phi(sigma)).")] = 3.0,
     max_modes: Annotated[int, typer.Option(help="Spectral neurons per layer (top singular values).")] = 128,
     method: Annotated[Method, typer.Option(help="svr | cosvr (kernel positions on the output side).")] = Method.svr,
@@ -54,9 +47,7 @@ def svr_command(
     output_format: OutFormat = CheckFormat.table,
     graphml: Annotated[Path | None, typer.Option(help="Write the graph of significant edges as GraphML.")] = None,
     plot: Plot = None,
-    arch: Arch = None,
-    arch_kwargs: ArchKwargs = None,
-    trust_pickle: TrustPickle = False,
+    loading: ModelFileArgs,
 ) -> None:
     """Singular Value Representation: significant links between spectral neurons of consecutive layers."""
     from satcli.render.weight_plots import plot_svr
@@ -65,7 +56,7 @@ def svr_command(
     from satcli.weights.graphml import write_graphml
     from satcli.weights.report import svr_report
 
-    loaded = _load(model, arch, arch_kwargs, trust_pickle)
+    loaded = loading.load(model, device="cpu")
     shape = parse_shape(input_shape) if input_shape else None
     try:
         report = svr_report(
@@ -84,13 +75,13 @@ def svr_command(
 
 
 @app.command("weights")
+@with_groups
 def weights_command(
     model: Model,
+    *,
     output_format: OutFormat = CheckFormat.table,
     plot: Plot = None,
-    arch: Arch = None,
-    arch_kwargs: ArchKwargs = None,
-    trust_pickle: TrustPickle = False,
+    loading: ModelFileArgs,
 ) -> None:
     """Weight spectra per layer: norms, stable rank and WeightWatcher's power-law alpha with its reading."""
     from satcli.render.weight_plots import plot_esd
@@ -99,7 +90,7 @@ def weights_command(
     from satcli.weights.matrices import layer_weights
     from satcli.weights.report import weights_report
 
-    loaded = _load(model, arch, arch_kwargs, trust_pickle)
+    loaded = loading.load(model, device="cpu")
     found = weights_report(loaded.module)
     if plot is not None:
         weights = layer_weights(loaded.module)
