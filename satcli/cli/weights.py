@@ -86,15 +86,13 @@ def weights_command(
     """Weight spectra per layer: norms, stable rank and WeightWatcher's power-law alpha with its reading."""
     from satcli.render.weight_plots import plot_esd
     from satcli.render.weights import weights_json, weights_table
-    from satcli.weights.esd import eigenvalues
-    from satcli.weights.matrices import layer_weights
     from satcli.weights.report import weights_report
 
     loaded = loading.load(model, device="cpu")
-    found = weights_report(loaded.module)
+    with_eigenvalues = weights_report(loaded.module)
+    found = [spectrum for spectrum, _ in with_eigenvalues]
     if plot is not None:
-        weights = layer_weights(loaded.module)
-        plot_esd([(s, eigenvalues(weights[s.name].weight)) for s in found], plot)
+        plot_esd(with_eigenvalues, plot)
     if output_format is CheckFormat.json:
         typer.echo(json.dumps(weights_json(found, str(model), loaded.format), indent=2))
     else:

@@ -99,9 +99,10 @@ def reading(alpha: float) -> str:
     return "well trained"
 
 
-def layer_spectrum(name: str, type_: str, weight: np.ndarray) -> LayerSpectrum:
-    """All metrics of one layer's weight (dense or conv, see the module docstring)."""
-    evals = eigenvalues(weight)
+def layer_spectrum(name: str, type_: str, weight: np.ndarray, evals: np.ndarray | None = None) -> LayerSpectrum:
+    """All metrics of one layer's weight (dense or conv, see the module docstring); `evals`: its
+    ``eigenvalues`` when already computed."""
+    evals = eigenvalues(weight) if evals is None else evals
     top, total = float(evals[-1]) if evals.size else 0.0, float(evals.sum())
     fit: PowerLawFit | None = None
     positive = int(np.count_nonzero(evals > EVALS_THRESHOLD))
@@ -130,13 +131,14 @@ def layer_spectrum(name: str, type_: str, weight: np.ndarray) -> LayerSpectrum:
     )
 
 
-def spectra(
-    module: nn.Module | torch.jit.ScriptModule, layer_names: Sequence[str] | None = None
-) -> list[LayerSpectrum]:
-    """LayerSpectrum of every dense/conv tracked layer (or of the named ones), in discovery order."""
-    weights = layer_weights(module)
-    names = list(weights) if layer_names is None else [n for n in layer_names if n in weights]
-    return [layer_spectrum(n, weights[n].type, weights[n].weight) for n in names]
+def spectra(module: nn.Module | torch.jit.ScriptModule) -> list[tuple[LayerSpectrum, np.ndarray]]:
+    """LayerSpectrum of every dense/conv tracked layer in discovery order, each with its eigenvalues (a plot
+    of the spectra needs them)."""
+    found = []
+    for name, layer in layer_weights(module).items():
+        evals = eigenvalues(layer.weight)
+        found.append((layer_spectrum(name, layer.type, layer.weight, evals), evals))
+    return found
 
 
 def layer_weight_spectra(module: nn.Module | torch.jit.ScriptModule, layer_names: Sequence[str]) -> dict[str, dict]:

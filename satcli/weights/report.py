@@ -113,8 +113,8 @@ def _pair(
     return pair_svr(first, second, n, z_u, z_v, sigma)
 
 
-def weights_report(module: nn.Module | torch.jit.ScriptModule) -> list[LayerSpectrum]:
-    """Weight spectra of every dense/conv tracked layer; refuses a model without one."""
+def weights_report(module: nn.Module | torch.jit.ScriptModule) -> list[tuple[LayerSpectrum, np.ndarray]]:
+    """Weight spectra of every dense/conv tracked layer, each with its eigenvalues; refuses a model without one."""
     found = spectra(module)
     if not found:
         raise SatcliError("no Linear or Conv layer with a weight matrix in the model")
