@@ -36,3 +36,16 @@ def test_importtime_of_version_lists_no_torch() -> None:
     imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "|" in line}
     assert "satcli.cli" in imported  # the probe really measured satcli's imports
     assert not {m for m in imported if m.split(".")[0] in HEAVY}
+
+
+def test_a_pyproject_naming_an_architecture_factory_imports_no_heavy_module(tmp_path) -> None:
+    """The configuration puts the pyproject's folder on the import path for a module:factory architecture;
+    doing so must not load torch for commands such as `report --help` that never load a model."""
+    (tmp_path / "pyproject.toml").write_text('[tool.satcli]\narch = "mymod:make"\n')
+    probe = PROBE.format(heavy=HEAVY).replace("print(", "print('folder:' + str(sys.path[0])); print(", 1)
+    done = subprocess.run(
+        [sys.executable, "-c", probe, "report", "--help"], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    lines = done.stdout.strip().splitlines()
+    assert lines[-1] == "heavy:"
+    assert f"folder:{tmp_path}" in lines  # the configuration did run and put the folder first

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from satcli.cli.options import ConvMethod, FailOn, SequenceMethod
 from satcli.errors import SatcliError
+from satcli.importpath import import_from
 
 # The choices as the options define them (not imported from taps/core: that would load torch at start-up).
 CONV_METHODS = tuple(m.value for m in ConvMethod)
@@ -131,8 +132,6 @@ def _arch_spec(value: object, base: Path) -> str:
     text = _text(value)
     source, sep, _ = text.partition(":")
     if sep and source not in ("torchvision", "timm"):
-        from satcli.models.arch import import_from  # not at start-up: it loads torch
-
         import_from(str(base))
     return text
 

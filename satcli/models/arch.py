@@ -6,13 +6,12 @@ import ast
 import difflib
 import importlib
 import inspect
-import os
-import sys
 from collections.abc import Mapping, Sequence
 
 import torch
 
 from satcli.errors import SatcliError
+from satcli.importpath import import_from
 from satcli.models.hf import require
 from satcli.models.util import _kwargs_text, _reason
 
@@ -94,15 +93,6 @@ def _build_timm(name: str, kwargs: dict[str, object]) -> torch.nn.Module:
         return timm.create_model(name, pretrained=False, **kwargs)
     except Exception as exc:
         raise SatcliError(f"cannot build timm:{name}{_kwargs_text(kwargs)}: {_reason(exc)}") from None
-
-
-def import_from(folder: str | None = None) -> None:
-    """Put a folder (default: the current one) first on the import path, as `python -m` does, so code named
-    by an architecture or a trusted pickle imports the same way whether satcli runs as `satcli` or
-    `python -m satcli`."""
-    folder = os.path.abspath(folder or os.getcwd())
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
 
 
 def _build_from_factory(arch: str, module_name: str, attr_path: str, kwargs: dict[str, object]) -> torch.nn.Module:

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from satcli.errors import SatcliError
-from satcli.models.arch import import_from
+from satcli.importpath import import_from
 from satcli.models.detect import _detect_format, file_sha256
 from satcli.models.device import _as_device
 from satcli.models.hf import _EXPECTED, HF_PREFIX, is_hf_model_dir, load_hf_model, model_dir_sha256, resolve_model_dir
