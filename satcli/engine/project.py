@@ -33,7 +33,7 @@ from satcli.data import DataSource
 from satcli.engine.options import AnalysisOptions
 from satcli.engine.run import analyze, batch_size, on_device
 from satcli.models import LoadedModel
-from satcli.taps import CONV, Layer, Reduction, open_taps
+from satcli.taps import CONV, Layer, Reduction
 from satcli.taps.intervene import Intervention, Transform, intervene
 
 # The samples a projection acts on: every spatial position of a convolution, every real token of a sequence.
@@ -108,7 +108,8 @@ def project(
         for x in state.layers
     ]
     layers = [Layer(x.meta.name, x.meta.type, x.meta.kind, x.meta.width, x.meta.order) for x in state.layers]
-    output = _output_layer(model, fit, options, layers)
+    # The model's last tracked layer that ran, whatever the selection (the fit pass records it).
+    output = str(state.meta.options.get("output_layer") or layers[-1].name)
     plan = _plan(spaces, options.deltas, output)
     variants = list(dict.fromkeys(v for v in plan.values() if v))
     projectors = {
@@ -146,17 +147,6 @@ def fit_state(
     analyze(model, fit, run_options, [catcher])
     assert catcher.state is not None
     return catcher.state
-
-
-def _output_layer(model: LoadedModel, fit: DataSource, options: ProjectionOptions, layers: list[Layer]) -> str:
-    """The model's output layer (the last tracked layer executed): the last fitted one unless a layer
-    selection may have left it out, then found from one batch through every layer."""
-    if not options.include and not options.exclude:
-        return layers[-1].name
-    with open_taps(model.module) as taps:
-        batch = on_device(next(iter(fit.iter_batches())), model.device)
-        taps.stream(batch.inputs, lambda layer, out: None)
-        return taps.layers[-1].name
 
 
 def _plan(

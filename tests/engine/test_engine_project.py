@@ -260,3 +260,6 @@ def test_a_layer_selection_keeps_the_models_output_layer_out_of_all(tmp_path: Pa
     assert [(layer.name, layer.output) for layer in report.layers] == [("big", False), ("out", True)]
     everything = [r for r in report.results if r.scope == "all"]
     assert len(everything) == 1 and set(everything[0].k) == {"big"}  # type: ignore[arg-type]
+    # A selection without the output layer: the fit pass still knows it, and no selected layer is taken for it.
+    alone = project(loaded(Dense()), data, None, ProjectionOptions((0.9,), include=("big",)))
+    assert [(layer.name, layer.output) for layer in alone.layers] == [("big", False)]
