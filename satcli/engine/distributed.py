@@ -19,11 +19,11 @@ from torch.utils.data import Subset
 from satcli.analyses.merge import merge_states
 from satcli.analyses.score import score_state
 from satcli.core.results import CheckpointResult
-from satcli.core.state import CheckpointMeta, CheckpointState, LayerMeta
+from satcli.core.state import CheckpointState
 from satcli.data import DataSource
 from satcli.engine.options import AnalysisOptions
 from satcli.engine.run import Observer, analyze
-from satcli.engine.sweep import ProgressObserver
+from satcli.engine.sweep import ProgressObserver, StateObserver
 from satcli.errors import SatcliError, one_line
 from satcli.models import LoadedModel
 
@@ -116,24 +116,6 @@ def process_group(device: torch.device) -> Iterator[None]:
         yield
     finally:
         dist.destroy_process_group()
-
-
-class StateObserver:
-    """Keeps the engine's final state (the float64 elements other processes need)."""
-
-    wants_rows = False
-
-    def __init__(self) -> None:
-        self.state: CheckpointState | None = None
-
-    def started(self, meta: CheckpointMeta, layers: Sequence[LayerMeta]) -> None:
-        pass
-
-    def batch(self, rows: dict[str, torch.Tensor], labels: torch.Tensor | None, count: int) -> None:
-        pass
-
-    def finished(self, state: CheckpointState, result: CheckpointResult) -> None:
-        self.state = state
 
 
 def gather_objects(value: object) -> list[object]:

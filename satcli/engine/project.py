@@ -27,11 +27,11 @@ from satcli.core.projection import (
     check_deltas,
     fit_eigenspace,
 )
-from satcli.core.results import CheckpointResult
-from satcli.core.state import CheckpointMeta, CheckpointState, LayerMeta
+from satcli.core.state import CheckpointState
 from satcli.data import DataSource
 from satcli.engine.options import AnalysisOptions
-from satcli.engine.run import analyze, batch_size, on_device
+from satcli.engine.run import Observer, analyze, batch_size, on_device
+from satcli.engine.sweep import ProgressObserver, StateObserver
 from satcli.models import LoadedModel
 from satcli.taps import CONV, Layer, Reduction
 from satcli.taps.intervene import Intervention, Transform, intervene
@@ -57,26 +57,6 @@ Progress = Callable[[str, int], None]
 
 # A variant: the k of every projected layer (layer name -> k), in forward order.
 _Variant = tuple[tuple[str, int], ...]
-
-
-class _StateCatcher:
-    """An engine observer that keeps the finished run's state (moments of every layer)."""
-
-    wants_rows = False
-
-    def __init__(self, advance: Callable[[int], None] | None = None) -> None:
-        self.state: CheckpointState | None = None
-        self._advance = advance
-
-    def started(self, meta: CheckpointMeta, layers: Sequence[LayerMeta]) -> None:
-        pass
-
-    def batch(self, rows: dict[str, torch.Tensor], labels: torch.Tensor | None, count: int) -> None:
-        if self._advance is not None:
-            self._advance(count)
-
-    def finished(self, state: CheckpointState, result: CheckpointResult) -> None:
-        self.state = state
 
 
 def project(
@@ -136,7 +116,8 @@ def fit_state(
     model: LoadedModel, fit: DataSource, options: ProjectionOptions, advance: Callable[[int], None] | None = None
 ) -> CheckpointState:
     """One engine pass over the fit data: exact float64 moments of every tracked layer's projection samples."""
-    catcher = _StateCatcher(advance)
+    capture = StateObserver()
+    observers: list[Observer] = [capture] + ([] if advance is None else [ProgressObserver(advance)])
     run_options = AnalysisOptions(
         reduction=FIT_REDUCTION,
         include=options.include,
@@ -144,9 +125,9 @@ def fit_state(
         store_activations=False,
         classes=False,
     )
-    analyze(model, fit, run_options, [catcher])
-    assert catcher.state is not None
-    return catcher.state
+    analyze(model, fit, run_options, observers)
+    assert capture.state is not None
+    return capture.state
 
 
 def _plan(

@@ -154,6 +154,24 @@ def score_checkpoint(
     return replace(result, store=str(target))
 
 
+class StateObserver:
+    """Keeps the engine's final state (the float64 elements other processes need)."""
+
+    wants_rows = False
+
+    def __init__(self) -> None:
+        self.state: CheckpointState | None = None
+
+    def started(self, meta: CheckpointMeta, layers: Sequence[LayerMeta]) -> None:
+        pass
+
+    def batch(self, rows: dict[str, torch.Tensor], labels: torch.Tensor | None, count: int) -> None:
+        pass
+
+    def finished(self, state: CheckpointState, result: CheckpointResult) -> None:
+        self.state = state
+
+
 class ProgressObserver:
     """Calls `advance(number of inputs)` after every batch, and `on_eigen(done, total)` per layer's eigenvalues."""
 
