@@ -193,22 +193,22 @@ class Monitor:
 
     def state_dict(self) -> dict[str, object]:
         """The exact float64 state (tensors and plain values, so torch.save(weights_only=True) can hold it)."""
-        stats = self._saturation.state()
-        return {
-            "version": STATE_VERSION,
-            "num_inputs": self._num_inputs,
-            "layers": [
-                {
-                    **meta.__dict__,
-                    "samples": int(stats[name].samples),  # type: ignore[attr-defined]
-                    "mean": torch.from_numpy(np.asarray(stats[name].mean)),  # type: ignore[attr-defined]
-                    "m2": torch.from_numpy(np.asarray(stats[name].m2)),  # type: ignore[attr-defined]
-                    "nonfinite": bool(stats[name].nonfinite),  # type: ignore[attr-defined]
-                }
-                for name, meta in self._metas.items()
-                if name in stats
-            ],
-        }
+        # The accumulators' moments as they are: no eigendecomposition (a state to merge needs none).
+        accumulators = self._saturation.accumulators
+        layers = []
+        for name, meta in self._metas.items():
+            if name in accumulators:
+                moments = accumulators[name].moments
+                layers.append(
+                    {
+                        **meta.__dict__,
+                        "samples": int(moments.n),
+                        "mean": moments.mean.cpu(),
+                        "m2": moments.m2.cpu(),
+                        "nonfinite": bool(accumulators[name].nonfinite),
+                    }
+                )
+        return {"version": STATE_VERSION, "num_inputs": self._num_inputs, "layers": layers}
 
     def load_state_dict(self, state: dict[str, object]) -> None:
         """Replace the recorded state by a state_dict()."""
