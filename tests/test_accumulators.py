@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from satcli.core.accumulator import CovarianceAccumulator
+from satcli.core.accumulator import CovarianceAccumulator, float64_sums
 from satcli.core.moments import Moments, batch_moments, covariance, merge_moments
 from satcli.core.spectral import eigenvalues, intrinsic_dimension
 
@@ -204,6 +204,20 @@ def test_wide_channelwise_batches_are_summed_in_blocks_exactly() -> None:
     rows = np.concatenate([out.movedim(1, -1).reshape(-1, width).double().numpy() for out in outputs])
     mean_err, cov_err = _rel64(rows, acc)
     assert mean_err <= 1e-12 and cov_err <= 1e-10
+
+
+def test_float64_sums_over_blocks_match_numpy() -> None:
+    """Sums over every sample dim, or per input, of a channelwise view spanning 7 blocks of inputs."""
+    gen = torch.Generator().manual_seed(11)
+    x = (torch.randn(40, 300, 8, 8, generator=gen) * 3 + 1e3).movedim(1, -1)  # 6 inputs per 1 MiB block
+    rows = x.double().numpy()
+    per_input = float64_sums(x, per_input=True)
+    assert per_input.dtype == torch.float64 and per_input.shape == (40, 300)
+    np.testing.assert_allclose(per_input.numpy(), rows.sum(axis=(1, 2)), rtol=1e-13)
+    np.testing.assert_allclose(float64_sums(x).numpy(), rows.sum(axis=(0, 1, 2)), rtol=1e-13)
+    flat = torch.randn(5, 3, dtype=torch.float64, generator=gen)
+    copied = float64_sums(flat, per_input=True)
+    assert torch.equal(copied, flat) and copied.data_ptr() != flat.data_ptr()  # rows are their own sums, copied
 
 
 def test_update_after_merge_and_float16(activations: np.ndarray) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from satcli.analyses.base import LayerAnalysis
-from satcli.core.accumulator import BLOCK_BYTES
+from satcli.core.accumulator import float64_sums
 from satcli.core.classes import class_spectra
 from satcli.core.state import ClassStats, LayerStats
 from satcli.taps.layers import Layer
@@ -140,27 +140,9 @@ def _per_input(samples: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tenso
         per_input = samples.shape[1:-1].numel()
         grid = labels.reshape(samples.shape[0], -1) if labels.numel() == samples.shape[0] * per_input else None
         if per_input > 1 and grid is not None and bool((grid == grid[:, :1]).all()):
-            return input_sums(samples), grid[:, 0], per_input
+            return float64_sums(samples, per_input=True), grid[:, 0], per_input
     rows = samples.reshape(-1, d)
     return (rows.clone() if rows.dtype == torch.float64 else rows.to(torch.float64)), labels, 1
-
-
-def input_sums(samples: torch.Tensor) -> torch.Tensor:
-    """Each input's float64 sum of its (B, ..., d) samples, a few inputs at a time.
-
-    A reduction with a float64 result first converts its whole input: for the first conv layer of a
-    batch that is a float64 copy of batch x positions x d, freshly mapped memory whose page faults cost
-    ten times the sum itself. Blocks of about BLOCK_BYTES keep the conversion in reused memory.
-    """
-    lead = samples.shape[0]
-    dims = tuple(range(1, samples.ndim - 1))
-    step = max(1, BLOCK_BYTES // (8 * samples[0].numel()))
-    if step >= lead:
-        return samples.sum(dim=dims, dtype=torch.float64)
-    out = torch.empty(lead, samples.shape[-1], dtype=torch.float64, device=samples.device)
-    for start in range(0, lead, step):
-        torch.sum(samples[start : start + step], dim=dims, dtype=torch.float64, out=out[start : start + step])
-    return out
 
 
 def _zeros(shape: int | tuple[int, ...], device: torch.device) -> torch.Tensor:

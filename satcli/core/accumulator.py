@@ -150,7 +150,7 @@ class CovarianceAccumulator:
         wide = d * d > nb
         if self._n == 0 or wide:
             # First batch, or a wide layer (its GEMM dwarfs one more pass over x): exact batch mean first.
-            total = _column_sums(x)
+            total = float64_sums(x)
             if not bool(torch.isfinite(total).all()):
                 self._nonfinite = True
                 return
@@ -308,18 +308,19 @@ def _add_gram(gram: torch.Tensor, y: torch.Tensor, lower: bool) -> None:
         gram[top:bottom, :bottom].addmm_(y[:, top:bottom].T, y[:, :bottom])
 
 
-def _column_sums(x: torch.Tensor) -> torch.Tensor:
-    """The float64 sum of every column of a (..., d) tensor, a few leading rows at a time: a float64
-    reduction converts its whole input first, and a batch-sized float64 copy is freshly mapped memory
-    whose page faults cost ten times the sum (1.2 ms in blocks, 16 ms at once for a 256 x 256 x 8 x 8 batch)."""
-    dims = tuple(range(x.ndim - 1))
+def float64_sums(x: torch.Tensor, per_input: bool = False) -> torch.Tensor:
+    """float64 sums of a (B, ..., d) tensor over every sample dim (with `per_input`, over all but B: one row
+    per input), a few inputs at a time. A float64 reduction converts its whole input first, and a
+    batch-sized float64 copy is freshly mapped memory whose page faults cost ten times the sum (1.2 ms in
+    blocks, 16 ms at once for a 256 x 256 x 8 x 8 batch)."""
+    dims = tuple(range(1 if per_input else 0, x.ndim - 1))
+    if not dims:
+        return x.to(torch.float64, copy=True)  # (B, d) per input: each row is its own sum
     step = max(1, BLOCK_BYTES // (8 * x[0].numel()))
-    if step >= x.shape[0]:
-        return x.sum(dim=dims, dtype=torch.float64)
-    total = torch.zeros(x.shape[-1], dtype=torch.float64, device=x.device)
-    for start in range(0, x.shape[0], step):
-        total += x[start : start + step].sum(dim=dims, dtype=torch.float64)
-    return total
+    parts = [x[start : start + step].sum(dim=dims, dtype=torch.float64) for start in range(0, x.shape[0], step)]
+    if per_input:
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+    return parts[0] if len(parts) == 1 else torch.stack(parts).sum(dim=0)
 
 
 def _mirrored(square: torch.Tensor) -> torch.Tensor:
