@@ -90,3 +90,19 @@ def test_more_samples_than_half_the_width_take_the_covariance_route(monkeypatch:
     assert sizes == [width]
     want = _reference(x)
     np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-9 * want[0])
+
+
+def test_a_non_finite_batch_among_few_samples_is_left_out_of_the_eigenvalues() -> None:
+    """A NaN batch (not accumulated) while the rows are still kept: the eigenvalues are those of the finite
+    rows, never of rows the accumulator did not count."""
+    width = 300
+    x = np.random.default_rng(5).normal(size=(40, 6)) @ np.random.default_rng(6).normal(size=(6, width))
+    analysis = SaturationAnalysis("cpu")
+    layer = Layer("wide", "Linear", "dense", width)
+    bad = np.full((5, width), np.nan)
+    for part in (x[:20], bad, x[20:]):
+        analysis.update(layer, torch.from_numpy(part), None)
+    stats = analysis.state()["wide"]
+    want = _reference(x)
+    assert stats.samples == 40 and stats.nonfinite
+    np.testing.assert_allclose(stats.eigenvalues, want, rtol=1e-8, atol=1e-9 * want[0])

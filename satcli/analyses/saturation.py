@@ -40,8 +40,11 @@ class SaturationAnalysis(Analysis):
         acc.update(samples)
         kept = self.few.get(layer.name)
         if kept is not None:
+            # Counted here, not read from the accumulator (reading it would flush its grouped small batches);
+            # a batch the accumulator left out as non-finite makes the counts differ, and layer_stats then
+            # takes the covariance route.
             rows = samples.detach().reshape(-1, samples.shape[-1])
-            if 2 * acc.n > acc.width or acc.nonfinite:
+            if 2 * (sum(r.shape[0] for r in kept) + rows.shape[0]) > acc.width:
                 self.few[layer.name] = None
             elif rows.shape[0]:
                 kept.append(rows.to(self.device, torch.float64))
