@@ -241,14 +241,9 @@ def progress_bar(err: Console, quiet: bool, path: Path, total: int) -> Iterator[
 def warn_notes(result: CheckpointResult, err: Console) -> None:
     """Each warning about a finished checkpoint (inputs left out, ...) as one stderr line."""
     from satcli.render.notes import result_notes
-    from satcli.taps.untracked import SCRIPT_FIX
 
     for note in result_notes(result):
-        note = note.replace(SCRIPT_FIX, CLI_SCRIPT_FIX)
-        err.print(f"[yellow]warning:[/] {escape(note)}", soft_wrap=True, highlight=False)
-
-
-CLI_SCRIPT_FIX = "pass --arch MODULE:FACTORY (or a torchvision name) to load the weights into the Python model"
+        err.print(f"[yellow]warning:[/] {escape(with_flags(note))}", soft_wrap=True, highlight=False)
 
 
 def default_store_path(model: Path) -> Path:

@@ -46,6 +46,11 @@ FLAG_HINTS = (
     ("the variance threshold delta must", "--threshold (delta) must"),
     ("bad architecture ", "bad --arch "),
     ("bad architecture argument ", "bad --arch-kwargs item "),
+    # taps.untracked.SCRIPT_FIX, the fix for layers a TorchScript graph hides
+    (
+        "load the weights into the model's Python class (an architecture) instead of the TorchScript archive",
+        "pass --arch MODULE:FACTORY (or a torchvision name) to load the weights into the Python model",
+    ),
 )
 
 

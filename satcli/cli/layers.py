@@ -8,9 +8,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from satcli.cli.analyze import CLI_SCRIPT_FIX
 from satcli.cli.app import app
-from satcli.cli.console import stdout_console
+from satcli.cli.console import stdout_console, with_flags
 from satcli.cli.groups import ModelArgs, with_groups
 from satcli.cli.options import (
     DataRoot,
@@ -95,6 +94,7 @@ def layers_command(
 
 def _print_layers(title: str, found: list[Any], missing: list[Any]) -> None:
     """The layer table, then the untracked layers grouped by reason and fix."""
+    from satcli.render.notes import grouped_untracked
     from satcli.render.text import fitted, natural_width
 
     table = Table(box=None, header_style="bold", pad_edge=False)
@@ -106,17 +106,7 @@ def _print_layers(title: str, found: list[Any], missing: list[Any]) -> None:
     out.print(title, soft_wrap=True)
     with fitted(out, natural_width(out, table)):
         out.print(table)
-    groups: dict[tuple[str, str], list[str]] = {}
-    for layer in missing:
-        groups.setdefault((layer.reason, layer.fix), []).append(f"{layer.name} ({layer.type})")
-    for (reason, fix), names in groups.items():
+    for (reason, fix), names in grouped_untracked(layer.to_dict() for layer in missing).items():
         out.print(f"untracked (not measured): {', '.join(names)}", soft_wrap=True)
         out.print(f"  why: {reason}", soft_wrap=True)
-        out.print(f"  fix: {_cli_fix(fix)}", soft_wrap=True)
-
-
-def _cli_fix(fix: str) -> str:
-    """The fix in command-line words."""
-    from satcli.taps.untracked import SCRIPT_FIX
-
-    return CLI_SCRIPT_FIX if fix == SCRIPT_FIX else fix
+        out.print(f"  fix: {with_flags(fix)}", soft_wrap=True)

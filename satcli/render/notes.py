@@ -5,6 +5,8 @@ Plain one-line strings, so the CLI prints them and the Python API can log or ign
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 from satcli.core.results import CheckpointResult
 from satcli.render.text import plural
 
@@ -32,15 +34,20 @@ def untracked_notes(result: CheckpointResult) -> list[str]:
     entries = result.options.get("untracked")
     if not isinstance(entries, list) or not entries:
         return []
-    by_reason: dict[tuple[str, str], list[str]] = {}
-    for entry in entries:
-        key = (str(entry.get("reason")), str(entry.get("fix")))
-        by_reason.setdefault(key, []).append(f"{entry.get('name')} ({entry.get('type')})")
     notes = []
-    for (reason, fix), names in by_reason.items():
+    for (reason, fix), names in grouped_untracked(entries).items():
         shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
         notes.append(f"{result.model}: {plural(len(names), 'layer')} not tracked, {reason}: {shown}; fix: {fix}")
     return notes
+
+
+def grouped_untracked(entries: Iterable[Mapping[str, object]]) -> dict[tuple[str, str], list[str]]:
+    """'name (type)' of untracked modules (their recorded dicts) grouped by (reason, fix), in first-seen order."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for entry in entries:
+        key = (str(entry.get("reason")), str(entry.get("fix")))
+        groups.setdefault(key, []).append(f"{entry.get('name')} ({entry.get('type')})")
+    return groups
 
 
 def result_notes(result: CheckpointResult) -> list[str]:
