@@ -46,6 +46,10 @@ FLAG_HINTS = (
     ("the variance threshold delta must", "--threshold (delta) must"),
     ("bad architecture ", "bad --arch "),
     ("bad architecture argument ", "bad --arch-kwargs item "),
+    (
+        "its per-sample input shape is unknown",
+        "its per-sample input shape is unknown; pass --input-shape C,H,W (e.g. 1,8,8)",
+    ),
     # taps.untracked.SCRIPT_FIX, the fix for layers a TorchScript graph hides
     (
         "load the weights into the model's Python class (an architecture) instead of the TorchScript archive",

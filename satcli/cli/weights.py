@@ -13,7 +13,6 @@ from satcli.cli.app import app
 from satcli.cli.console import stdout_console
 from satcli.cli.groups import ModelFileArgs, with_groups
 from satcli.cli.options import CheckFormat
-from satcli.errors import SatcliError
 
 
 class Method(str, Enum):
@@ -52,18 +51,15 @@ def svr_command(
     """Singular Value Representation: significant links between spectral neurons of consecutive layers."""
     from satcli.render.weight_plots import plot_svr
     from satcli.render.weights import svr_json, svr_table
-    from satcli.weights.chain import InputShapeNeeded, parse_shape
+    from satcli.weights.chain import parse_shape
     from satcli.weights.graphml import write_graphml
     from satcli.weights.report import svr_report
 
     loaded = loading.load(model, device="cpu")
     shape = parse_shape(input_shape) if input_shape else None
-    try:
-        report = svr_report(
-            loaded.module, input_shape=shape, method=method.value, sigma=sigma, max_modes=max_modes, fold_bn=fold_bn
-        )
-    except InputShapeNeeded as exc:
-        raise SatcliError(f"{exc}; pass --input-shape C,H,W (e.g. 1,8,8)") from None
+    report = svr_report(
+        loaded.module, input_shape=shape, method=method.value, sigma=sigma, max_modes=max_modes, fold_bn=fold_bn
+    )
     if graphml is not None:
         write_graphml(report, graphml)
     if plot is not None:

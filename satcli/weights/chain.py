@@ -39,10 +39,6 @@ _ADDS = frozenset({"add", "iadd", "sub", "isub", "radd", "rsub"})
 _CATS = frozenset({"cat", "concat", "concatenate", "stack", "hstack", "vstack"})
 
 
-class InputShapeNeeded(SatcliError):
-    """A plain module has to run once to give its layer order, and its input shape is not known."""
-
-
 @dataclass(frozen=True)
 class Link:
     """A composing pair: ``src`` feeds ``dst``; ``positions`` is z of a flatten (1 otherwise)."""
@@ -88,9 +84,7 @@ def resolve_input_shape(
         sub = None
     if isinstance(sub, nn.Linear):
         return (sub.in_features,)
-    raise InputShapeNeeded(
-        "the layer order of this model needs one forward pass, but its per-sample input shape is unknown"
-    )
+    raise SatcliError("the layer order of this model needs one forward pass, but its per-sample input shape is unknown")
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
