@@ -18,7 +18,7 @@ _SCRIPT_OPS = {
 }
 
 
-def _attr_path(value: torch._C.Value) -> str | None:
+def attr_path(value: torch._C.Value) -> str | None:
     parts = []
     node = value.node()
     while node.kind() == "prim::GetAttr":
@@ -39,7 +39,7 @@ def script_tapped_values(sm: torch.jit.ScriptModule) -> tuple[torch._C.Graph, li
         if cls is None:
             continue
         inputs = list(node.inputs())
-        path = _attr_path(inputs[1]) if len(inputs) > 1 else None
+        path = attr_path(inputs[1]) if len(inputs) > 1 else None
         if path is None or not path.endswith(".weight"):
             continue
         if cls == "Conv":

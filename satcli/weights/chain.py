@@ -69,14 +69,10 @@ class Chain:
     source: str
 
 
-def resolve_input_shape(
-    module: nn.Module, given: Sequence[int] | None, known: Sequence[int | None] | None
-) -> tuple[int, ...]:
-    """The per-sample input shape for one forward pass: the given one, the archive's, or a first Linear's."""
+def resolve_input_shape(module: nn.Module, given: Sequence[int] | None) -> tuple[int, ...]:
+    """The per-sample input shape for one forward pass: the given one, or a first Linear's."""
     if given:
         return tuple(int(d) for d in given)
-    if known and len(known) > 1 and all(isinstance(d, int) for d in known[1:]):
-        return tuple(int(d) for d in known[1:])  # type: ignore[arg-type]
     first = next(iter(discover(module)), None)
     try:
         sub = module.get_submodule(first.name) if first is not None else None
@@ -108,7 +104,7 @@ def layer_calls(
         calls = graph_calls(module)
         if calls:
             return calls, "exported graph"
-    shape = resolve_input_shape(module, input_shape, None)
+    shape = resolve_input_shape(module, input_shape)
     return trace_module(module, shape, device), f"one forward pass on input {shape}"
 
 

@@ -27,11 +27,6 @@ class LayerWeight:
     def channels_out(self) -> int:
         return int(self.weight.shape[0])
 
-    @property
-    def kernel_positions(self) -> int:
-        """z of a convolution: the number of kernel positions (1 for a dense layer)."""
-        return int(np.prod(self.weight.shape[2:])) if self.weight.ndim > 2 else 1
-
 
 @dataclass(frozen=True)
 class BatchNorm:

@@ -4,17 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from satcli.taps.script import attr_path
 from satcli.weights.graph import BN_OPS, LAYER_OPS, Call, Node, batch_norm_from, op_name
 from satcli.weights.matrices import named_tensors
-
-
-def _attr_path(value: torch._C.Value) -> str | None:
-    parts = []
-    node = value.node()
-    while node.kind() == "prim::GetAttr":
-        parts.append(node.s("name"))
-        node = node.input().node()
-    return ".".join(reversed(parts)) if parts and node.kind() == "prim::Param" else None
 
 
 def script_calls(sm: torch.jit.ScriptModule) -> list[Call]:
@@ -31,8 +23,8 @@ def script_calls(sm: torch.jit.ScriptModule) -> list[Call]:
         kind = op_name(ts.kind())
         ins = list(ts.inputs())
         feeders = _script_inputs(ins, made)
-        if kind in LAYER_OPS and len(ins) > 1 and (_attr_path(ins[1]) or "").endswith(".weight"):
-            layer = str(_attr_path(ins[1]))[: -len(".weight")]
+        if kind in LAYER_OPS and len(ins) > 1 and (attr_path(ins[1]) or "").endswith(".weight"):
+            layer = str(attr_path(ins[1]))[: -len(".weight")]
             calls.append(Call(layer, made.get(ins[0].unique()) or Node("unknown")))
             made[ts.output().unique()] = Node("layer", shape=_script_shape(ts.output()), layer=layer)
             continue
@@ -44,7 +36,7 @@ def script_calls(sm: torch.jit.ScriptModule) -> list[Call]:
         elif kind in ("view", "reshape") and _flat_view(ins):
             node.meta["dims"] = (1, -1)
         if kind in BN_OPS:
-            path = [_attr_path(v) for v in ins[1:5]]
+            path = [attr_path(v) for v in ins[1:5]]
             found = [tensors.get(p) if p else None for p in path]
             var_path = path[3] or "batch_norm"
             label = var_path.rsplit(".", 1)[0]

@@ -74,8 +74,7 @@ def top_modes(matrix: np.ndarray, max_modes: int) -> Modes:
 
 def threshold(z: int, n: int, sigma: float) -> float:
     """The significance threshold ``chi2_z^-1(1 - p) / (z n)`` with ``p = 1 - Phi(sigma)``."""
-    p = float(stats.norm.sf(sigma))
-    return float(stats.chi2.isf(p, z)) / (z * n)
+    return float(stats.chi2.isf(tail_probability(sigma), z)) / (z * n)
 
 
 def tail_probability(sigma: float) -> float:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from satcli.errors import SatcliError
+from satcli.errors import SatcliError, one_line
 from satcli.taps import layer_kind
 from satcli.weights.graph import Call, Node, batch_norm_from, op_name, shape_of
 from satcli.weights.matrices import BatchNorm, named_tensors
@@ -120,8 +120,9 @@ def trace_module(module: nn.Module, input_shape: tuple[int, ...], device: torch.
     except SatcliError:
         raise
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SatcliError(f"one forward pass on an input of shape {tuple(x.shape)} failed: {reason}") from None
+        raise SatcliError(
+            f"one forward pass on an input of shape {tuple(x.shape)} failed: {one_line(exc, limit=2000)}"
+        ) from None
     finally:
         module.train(was_training)
     return calls

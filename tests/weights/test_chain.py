@@ -100,9 +100,8 @@ def test_channel_mixing_ops_and_grouped_convolutions_break_the_chain() -> None:
 
 def test_input_shape_comes_from_the_caller_or_a_first_linear_layer() -> None:
     mlp = nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 4))
-    assert resolve_input_shape(mlp, None, None) == (64,)
-    assert resolve_input_shape(mlp, (1, 8, 8), None) == (1, 8, 8)
-    assert resolve_input_shape(mlp, None, (None, 3, 4, 4)) == (3, 4, 4)
+    assert resolve_input_shape(mlp, None) == (64,)
+    assert resolve_input_shape(mlp, (1, 8, 8)) == (1, 8, 8)
     with pytest.raises(SatcliError, match="input shape is unknown"):
         model_chain(Residual(), None, torch.device("cpu"))
     assert parse_shape("1,8,8") == (1, 8, 8)
