@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,7 +10,7 @@ import torch
 from torch import nn
 
 from satcli.errors import SatcliError
-from satcli.taps import CONV, DENSE, discover
+from satcli.taps import CONV, DENSE, Layer, discover
 
 SVR_METHODS = ("svr", "cosvr")
 
@@ -55,14 +56,17 @@ def as_float64(t: torch.Tensor) -> np.ndarray:
     return t.detach().to("cpu", torch.float64).numpy()
 
 
-def layer_weights(module: nn.Module | torch.jit.ScriptModule) -> dict[str, LayerWeight]:
-    """Weights of the dense and conv tracked layers, keyed by the names ``analyze`` uses.
+def layer_weights(
+    module: nn.Module | torch.jit.ScriptModule, layers: Sequence[Layer] | None = None
+) -> dict[str, LayerWeight]:
+    """Weights of the dense and conv tracked layers (`layers`: the module's, when already discovered), keyed
+    by the names ``analyze`` uses.
 
     Recurrent layers have no single weight matrix and are left out (callers name them as skipped).
     """
     tensors = named_tensors(module)
     found: dict[str, LayerWeight] = {}
-    for layer in discover(module):
+    for layer in discover(module) if layers is None else layers:
         if layer.kind not in (CONV, DENSE):
             continue
         weight = tensors.get(f"{layer.name}.weight")

@@ -61,8 +61,9 @@ def model_chain(
     module: nn.Module | torch.jit.ScriptModule, input_shape: Sequence[int] | None, device: torch.device
 ) -> tuple[Chain, dict[str, LayerWeight]]:
     """The layer chain of a loaded module and its dense/conv weights."""
-    weights = layer_weights(module)
-    recurrent = [layer.name for layer in discover(module) if layer.kind == RECURRENT]
+    layers = discover(module)  # for a TorchScript module an inlined copy of its graph: once
+    weights = layer_weights(module, layers)
+    recurrent = [layer.name for layer in layers if layer.kind == RECURRENT]
     calls, source = layer_calls(module, input_shape, device)
     return build_chain(calls, weights, source, recurrent), weights
 
