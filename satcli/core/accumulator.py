@@ -83,11 +83,6 @@ class CovarianceAccumulator:
         self._flush()
         return self._nonfinite
 
-    @nonfinite.setter
-    def nonfinite(self, value: bool) -> None:
-        self._flush()
-        self._nonfinite = value
-
     @property
     def moments(self) -> Moments:
         """The samples seen as (n, float64 mean, float64 M2)."""

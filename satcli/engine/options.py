@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from satcli.core.accumulator import PRECISIONS
 from satcli.core.verdict import Thresholds
+from satcli.engine.nonfinite import POLICIES
 from satcli.errors import SatcliError
 from satcli.taps import Reduction
 
 ACTIVATION_DTYPES = ("float32", "float16")
-PRECISIONS = ("float64", "float32")
-# skip: leave inputs/samples with NaN or inf out of every statistic (counted); fail: stop at the first one.
-NONFINITE_POLICIES = ("skip", "fail")
 
 
 @dataclass(frozen=True)
@@ -37,10 +36,8 @@ class AnalysisOptions:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise SatcliError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if self.on_nonfinite not in NONFINITE_POLICIES:
-            raise SatcliError(
-                f"the non-finite policy must be one of {', '.join(NONFINITE_POLICIES)}, got {self.on_nonfinite!r}"
-            )
+        if self.on_nonfinite not in POLICIES:
+            raise SatcliError(f"the non-finite policy must be one of {', '.join(POLICIES)}, got {self.on_nonfinite!r}")
         if self.activations_dtype not in ACTIVATION_DTYPES:
             raise SatcliError(
                 f"activations dtype must be one of {', '.join(ACTIVATION_DTYPES)}, got {self.activations_dtype!r}"
