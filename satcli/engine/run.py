@@ -46,7 +46,6 @@ class _Seen:
     reduction: str
     per_input: bool
     calls: list[torch.Tensor]
-    width: int
 
 
 def build_analyses(options: AnalysisOptions, has_labels: bool, device: torch.device) -> list[Analysis]:
@@ -89,7 +88,7 @@ def analyze(
         entry = seen.get(layer.name)
         if entry is None:
             reduction = options.reduction.name_for(layer, out.ndim)
-            entry = seen[layer.name] = _Seen(layer, reduction, _per_input(samples, out), [], int(samples.shape[-1]))
+            entry = seen[layer.name] = _Seen(layer, reduction, _per_input(samples, out), [])
         labels = sample_labels(batch.labels, samples, int(out.shape[0]), batch.mask)
         measured, labels = nonfinite.finite_samples(layer.name, samples, labels)
         for analysis in analyses:
@@ -125,7 +124,8 @@ def analyze(
     untracked = [u.to_dict() for u in taps.untracked]
     learnt = {"nonfinite": nonfinite.to_dict(), "untracked": untracked, "output_layer": taps.output_layer}
     meta = replace(meta, options={**meta.options, **learnt})
-    with scoring_threads(max(e.width for e in seen.values())):  # eigendecompositions: see engine/threads.py
+    widest = max(int(e.layer.width or 0) for e in seen.values())
+    with scoring_threads(widest):  # eigendecompositions: see engine/threads.py
         state = _checkpoint_state(meta, seen, analyses, num_inputs, nonfinite)
         result = score_state(state, options.thresholds)
     if options.weight_spectra:
