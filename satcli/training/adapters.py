@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from satcli.core.verdict import Thresholds
 from satcli.data import Batch
+from satcli.engine.options import AnalysisOptions
 from satcli.errors import DataError, SatcliError
 from satcli.models import LoadedModel
+from satcli.taps import Reduction
 
 PYTHON_DATA = "python"
 
@@ -102,3 +105,24 @@ class PythonBatches:
             yield first
         for item in self._items:
             yield as_batch(item)
+
+
+def analysis_options(
+    delta: float,
+    conv_method: str,
+    layers: Sequence[str] | None,
+    sequence_method: str = "mean",
+    *,
+    exclude: Sequence[str] | None = None,
+    classes: bool | None = None,
+) -> AnalysisOptions:
+    """The engine options the Python API's and the Monitor's keyword arguments stand for (the CLI's defaults
+    otherwise); no activations are stored."""
+    return AnalysisOptions(
+        reduction=Reduction(conv_method, sequence_method),
+        include=tuple(layers or ()),
+        exclude=tuple(exclude or ()),
+        thresholds=Thresholds(delta=delta),
+        store_activations=False,
+        classes=classes,
+    )

@@ -25,15 +25,13 @@ from torch import nn
 from satcli.analyses.saturation import SaturationAnalysis
 from satcli.analyses.score import score_state
 from satcli.core.state import CheckpointMeta, CheckpointState, LayerMeta, LayerState, LayerStats
-from satcli.core.verdict import Thresholds
 from satcli.engine.distributed import gather_objects
-from satcli.engine.options import AnalysisOptions
 from satcli.errors import SatcliError
 from satcli.store.merge import write_state
 from satcli.store.writer import StoreWriter
-from satcli.taps import Layer, Reduction, sample_view
+from satcli.taps import Layer, sample_view
 from satcli.taps.passive import PassiveTaps
-from satcli.training.adapters import module_device, module_sha256
+from satcli.training.adapters import analysis_options, module_device, module_sha256
 from satcli.training.result import Result
 
 STATE_VERSION = 1
@@ -62,14 +60,7 @@ class Monitor:
             raise SatcliError(f"every must be a positive integer, got {every}")
         self.module = module
         self.store = None if store is None else Path(store)
-        self.options = AnalysisOptions(
-            reduction=Reduction(conv_method, sequence_method),
-            include=tuple(layers or ()),
-            exclude=tuple(exclude or ()),
-            thresholds=Thresholds(delta=delta),
-            store_activations=False,
-            classes=False,
-        )
+        self.options = analysis_options(delta, conv_method, layers, sequence_method, exclude=exclude, classes=False)
         self.every = every
         self._taps = PassiveTaps(module, self._observe, self._count, self.options.include, self.options.exclude)
         self._saturation = SaturationAnalysis(module_device(module))
