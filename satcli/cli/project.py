@@ -67,11 +67,12 @@ def project_command(
     from satcli.data import open_data
     from satcli.engine.project import ProjectionOptions, project
     from satcli.models import resolve_device
-    from satcli.render.projection import check_plot_path, plot_projection, projection_json, render_projection
+    from satcli.render.plot import check_image_path
+    from satcli.render.projection import plot_projection, projection_json, render_projection
 
     options = ProjectionOptions(tuple(delta or DEFAULT_DELTAS), tuple(layers or ()), tuple(exclude or ()))
     if plot is not None:
-        check_plot_path(plot)
+        check_image_path(plot)
 
     def options_for(data_split: str) -> DataOptions:
         opts = data.options(model_args.trust_remote_code, split=data_split)

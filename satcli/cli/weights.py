@@ -49,12 +49,15 @@ def svr_command(
     loading: ModelFileArgs,
 ) -> None:
     """Singular Value Representation: significant links between spectral neurons of consecutive layers."""
+    from satcli.render.plot import check_image_path
     from satcli.render.weight_plots import plot_svr
     from satcli.render.weights import svr_json, svr_table
     from satcli.weights.chain import parse_shape
     from satcli.weights.graphml import write_graphml
     from satcli.weights.report import svr_report
 
+    if plot is not None:
+        check_image_path(plot)  # before any work
     loaded = loading.load(model, device="cpu")
     shape = parse_shape(input_shape) if input_shape else None
     report = svr_report(
@@ -80,10 +83,13 @@ def weights_command(
     loading: ModelFileArgs,
 ) -> None:
     """Weight spectra per layer: norms, stable rank and WeightWatcher's power-law alpha with its reading."""
+    from satcli.render.plot import check_image_path
     from satcli.render.weight_plots import plot_esd
     from satcli.render.weights import weights_json, weights_table
     from satcli.weights.report import weights_report
 
+    if plot is not None:
+        check_image_path(plot)  # before any work
     loaded = loading.load(model, device="cpu")
     with_eigenvalues = weights_report(loaded.module)
     found = [spectrum for spectrum, _ in with_eigenvalues]

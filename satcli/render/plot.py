@@ -12,7 +12,7 @@ import importlib
 import math
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -64,14 +64,23 @@ def plot_results(results: Sequence[CheckpointResult], output: Path, source: str 
     return save_figure(fig, Path(output))
 
 
-def save_figure(fig: Any, output: Path) -> Path:
-    """Save through a temp file beside `output` and rename, so a failed save leaves no half-written image."""
+def check_image_path(output: Path, supported: Mapping[str, str] | None = None) -> None:
+    """Refuse an image path a figure could not be written to (unknown type, missing folder); commands call it
+    before any work. `supported`: the figure's file types (default: those of a new figure)."""
+    if supported is None:
+        figure_class, canvas_class = matplotlib_classes()
+        supported = canvas_class(figure_class()).get_supported_filetypes()
     suffix = output.suffix.lower().lstrip(".")
-    supported = fig.canvas.get_supported_filetypes()
     if suffix not in supported:
         raise SatcliError(f"cannot write {output}: unknown image type {suffix!r}; use one of {', '.join(supported)}")
     if not output.parent.is_dir():
         raise SatcliError(f"cannot write {output}: directory {output.parent} does not exist")
+
+
+def save_figure(fig: Any, output: Path) -> Path:
+    """Save through a temp file beside `output` and rename, so a failed save leaves no half-written image."""
+    check_image_path(output, fig.canvas.get_supported_filetypes())
+    suffix = output.suffix.lower().lstrip(".")
     temp = output.with_name(f".{output.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     try:
         fig.savefig(temp, format=suffix, dpi=DPI)

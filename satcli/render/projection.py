@@ -14,7 +14,6 @@ from rich.table import Table
 from rich.text import Text
 
 from satcli.core.projection import ProjectionReport, ProjectionResult
-from satcli.errors import SatcliError
 from satcli.render.plot import matplotlib_classes, save_figure
 from satcli.render.text import NOT_AVAILABLE, plural
 
@@ -94,17 +93,6 @@ def _legend(report: ProjectionReport) -> str:
         f"||f_P(x) - f(x)|| / ||f(x)|| over the evaluation set · fit on {plural(report.fit_inputs, 'input')}, "
         f"evaluated on {plural(report.eval_inputs, 'input')}"
     )
-
-
-def check_plot_path(output: Path) -> None:
-    """Refuse, before any work, an image path the plot could not be written to (missing folder, unknown type)."""
-    figure_class, canvas_class = matplotlib_classes()
-    supported = canvas_class(figure_class()).get_supported_filetypes()
-    suffix = output.suffix.lower().lstrip(".")
-    if suffix not in supported:
-        raise SatcliError(f"cannot write {output}: unknown image type {suffix!r}; use one of {', '.join(supported)}")
-    if not output.parent.is_dir():
-        raise SatcliError(f"cannot write {output}: directory {output.parent} does not exist")
 
 
 def plot_projection(report: ProjectionReport, output: Path) -> Path:

@@ -108,3 +108,16 @@ def test_cli_methods_are_the_library_methods() -> None:
     from satcli.weights.matrices import SVR_METHODS
 
     assert tuple(m.value for m in Method) == SVR_METHODS
+
+
+@pytest.mark.parametrize("command", ["svr", "weights"])
+def test_a_bad_plot_path_is_refused_before_any_work(
+    run_cli, sensible_files: dict[str, Path], tmp_path: Path, command: str
+) -> None:
+    graph = tmp_path / "g.graphml"
+    extra = ["--graphml", str(graph)] if command == "svr" else []
+    result = run_cli(command, *_args(sensible_files, "export"), *extra, "--plot", str(tmp_path / "x.nope"))
+    assert result.code == 2 and result.stdout == ""
+    assert result.stderr.strip().startswith("error: cannot write") and "unknown image type 'nope'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not graph.exists()  # refused before the analysis wrote anything
