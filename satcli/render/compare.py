@@ -14,7 +14,7 @@ from rich.text import Text
 
 from satcli.core.compare import Column, Comparison, change_pp
 from satcli.core.spectral import LayerScore
-from satcli.render.text import format_percent
+from satcli.render.text import column_blocks, format_percent
 
 MISSING = "-"
 
@@ -75,16 +75,8 @@ def _blocks(comparison: Comparison, width: int | None) -> list[list[Column]]:
         return [others]
     names = [*comparison.layers, "average", "tail", "verdict"]
     fixed = max(len(n) for n in names) + _column_width(base)
-    blocks: list[list[Column]] = [[]]
-    used = fixed
-    for c in others:
-        need = _column_width(c) + max(len(f"Δ {c.label}-{base.label}"), 6) + 1
-        if blocks[-1] and used + need > width:
-            blocks.append([])
-            used = fixed
-        blocks[-1].append(c)
-        used += need
-    return blocks
+    needs = [_column_width(c) + max(len(f"Δ {c.label}-{base.label}"), 6) + 1 for c in others]
+    return [others[block.start : block.stop] for block in column_blocks(fixed, needs, width)]
 
 
 def _column_width(c: Column) -> int:

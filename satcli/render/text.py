@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.measure import Measurement
@@ -121,3 +121,18 @@ def fitted(console: Console, width: int) -> Iterator[Console]:
         yield console
     finally:
         console.width = saved
+
+
+def column_blocks(fixed: int, widths: Sequence[int], total: int, gap: int = 0) -> list[range]:
+    """Consecutive ranges of columns (each `gap` + its width wide) that fit in `total` cells next to `fixed`
+    ones, at least one column per block: a wide table split into tables that fit the terminal."""
+    blocks: list[range] = []
+    start, used = 0, fixed
+    for i, width in enumerate(widths):
+        if i > start and used + gap + width > total:
+            blocks.append(range(start, i))
+            start, used = i, fixed
+        used += gap + width
+    if widths:
+        blocks.append(range(start, len(widths)))
+    return blocks

@@ -17,6 +17,7 @@ from satcli.core.verdict import BALANCED, Verdict
 from satcli.render.text import (
     MARK_OUTPUT,
     PERCENT_CELLS,
+    column_blocks,
     fitted,
     format_percent,
     plural,
@@ -111,20 +112,6 @@ def always_output(name: str, results: Sequence[CheckpointResult]) -> bool:
     return all(r.verdict.output_layer == name for r in having)
 
 
-def _trajectory_blocks(label_width: int, widths: Sequence[int], total: int) -> list[range]:
-    """Consecutive column ranges, each as wide as fits in `total` cells next to the label column (at least one)."""
-    blocks: list[range] = []
-    start, used = 0, label_width
-    for i, width in enumerate(widths):
-        if i > start and used + TRAJECTORY_GAP + width > total:
-            blocks.append(range(start, i))
-            start, used = i, label_width
-        used += TRAJECTORY_GAP + width
-    if widths:
-        blocks.append(range(start, len(widths)))
-    return blocks
-
-
 def _trajectory_legend(results: Sequence[CheckpointResult]) -> str:
     t = results[0].verdict.thresholds
     return (
@@ -175,7 +162,7 @@ def _print_trajectory(
             data,
         )
     )
-    for number, block in enumerate(_trajectory_blocks(label_width, widths, console.width)):
+    for number, block in enumerate(column_blocks(label_width, widths, console.width, TRAJECTORY_GAP)):
         if number:
             console.print()
         table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 0, 0, 0), header_style="bold")
