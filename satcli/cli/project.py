@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -22,7 +23,7 @@ from satcli.cli.options import (
 )
 
 if TYPE_CHECKING:
-    from satcli.data import DataOptions, DataSource
+    from satcli.data import DataSource
 
 
 @app.command("project")
@@ -74,14 +75,12 @@ def project_command(
     if plot is not None:
         check_image_path(plot)
 
-    def options_for(data_split: str) -> DataOptions:
-        opts = data.options(model_args.trust_remote_code, split=data_split)
-        return with_model_preprocessors(opts, model)  # a model directory's tokenizer / image processor
-
-    fit = open_data(data.data, options_for(data.split))
+    # A model directory's tokenizer / image processor, loaded once for both data sets.
+    fit_options = with_model_preprocessors(data.options(model_args.trust_remote_code), model)
+    fit = open_data(data.data, fit_options)
     evaluate = None
     if eval_data is not None or (eval_split is not None and eval_split != data.split):
-        evaluate = open_data(eval_data or data.data, options_for(eval_split or data.split))
+        evaluate = open_data(eval_data or data.data, replace(fit_options, split=eval_split or data.split))
     loaded = model_args.loader(resolve_device(model_args.device), data.download)(model)
     with _progress(quiet, fit, evaluate or fit) as advance:
         report = project(loaded, fit, evaluate, options, advance)
