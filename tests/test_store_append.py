@@ -77,5 +77,11 @@ def test_append_refuses_other_files_and_other_schemas(tmp_path: Path) -> None:
         f.attrs["schema_version"] = 3
     with pytest.raises(SatcliError, match="newer satcli"):
         StoreWriter(newer, append=True)
+    damaged = tmp_path / "damaged.h5"
+    shutil.copyfile(FIXTURE_V1, damaged)
+    with h5py.File(damaged, "r+") as f:
+        del f["checkpoints"]
+    with pytest.raises(SatcliError, match="damaged satcli store: it has no checkpoints group"):
+        StoreWriter(damaged, append=True)
     assert foreign.read_text() == "hello"
     assert temp_files(tmp_path) == []

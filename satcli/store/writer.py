@@ -80,11 +80,12 @@ class StoreWriter:
         self._locked = False
         acquire(self.path, wait=wait)
         self._locked = True
-        self._append_to = 0  # with append: how many checkpoint groups the store already has
+        self._appending = False  # adding to an existing store (its groups are read when committing)
         try:
             remove_stale_temps(self.path)
             if append and self.path.exists():
-                self._append_to = _existing_checkpoints(self.path)
+                _check_existing(self.path)
+                self._appending = True
             self._file = h5py.File(self.temp_path, "x")
         except BaseException as exc:
             self.abort()
@@ -167,7 +168,7 @@ class StoreWriter:
                 self._current.close()
             file.close()
             self._file = None
-            if self._append_to:
+            if self._appending:
                 self._copy_into_store()
             else:
                 _fsync(self.temp_path)
@@ -200,12 +201,11 @@ class StoreWriter:
         """
         with h5py.File(self.temp_path, "r") as source, _open_retrying(self.path, "r+") as store:
             checkpoints = store["checkpoints"]
-            start = max(self._append_to, len(checkpoints))
+            start = len(checkpoints)
             for offset, key in enumerate(sorted(source["checkpoints"].keys(), key=int)):
                 group = source["checkpoints"][key]
                 name = f"{start + offset:04d}"
-                checkpoints.copy(group, name)
-                checkpoints[name].attrs["complete"] = bool(group.attrs["complete"])
+                checkpoints.copy(group, name)  # attributes, `complete` included, come along
                 store.flush()
             # Older schemas are upgraded in place: each group keeps its own schema_version.
             store.attrs.update({**self._attrs, "schema_version": SCHEMA_VERSION, "satcli_version": satcli.__version__})
@@ -229,14 +229,12 @@ class StoreWriter:
             os.close(fd)
 
 
-def _existing_checkpoints(path: Path) -> int:
-    """Number of checkpoint groups in the store at `path` (at least 1, so 0 can mean "a new store").
-
-    Refuses foreign, damaged and newer stores before anything is written.
-    """
+def _check_existing(path: Path) -> None:
+    """Refuse a foreign, damaged or newer store at `path` before anything is written."""
     try:
         with open_store(path) as file:
-            return max(1, len(file["checkpoints"]))
+            if not isinstance(file.get("checkpoints"), h5py.Group):
+                raise SatcliError(f"{path} is a damaged satcli store: it has no checkpoints group")
     except OSError as exc:
         raise SatcliError(f"cannot add to store {path}: {exc}") from exc
 
