@@ -18,10 +18,9 @@ from types import ModuleType
 from typing import Any
 
 from satcli.core.results import CheckpointResult
-from satcli.core.spectral import LayerScore
 from satcli.core.verdict import Verdict
 from satcli.errors import SatcliError
-from satcli.render.text import format_percent
+from satcli.render.text import between_share, format_percent
 from satcli.render.trajectory import always_output, checkpoint_labels, short_verdict, trajectory_layers
 
 MISSING_MATPLOTLIB = "plotting needs matplotlib: pip install -e '.[plot]' in the satcli checkout"
@@ -93,12 +92,6 @@ def save_figure(fig: Any, output: Path) -> Path:
     return output
 
 
-def _between_share(layer: LayerScore) -> float | None:
-    """tr Sigma_B / tr Sigma_T of a layer when class spectra were computed."""
-    value = layer.extras.get("classes", {}).get("between_share")
-    return value if isinstance(value, float) else None
-
-
 def _percent(x: float | None) -> float:
     return math.nan if x is None or not math.isfinite(x) else 100.0 * x
 
@@ -150,8 +143,9 @@ def _bars(figure_class: Any, result: CheckpointResult, label: str) -> Any:
             zorder=4,
             bbox=LABEL_BOX,
         )
-    between = [_percent(_between_share(layer)) for layer in result.layers]
-    if any(not math.isnan(v) for v in between):
+    between = [_percent(between_share(layer)) for layer in result.layers]
+    with_classes = any(not math.isnan(v) for v in between)
+    if with_classes:
         ax.plot(range(n), between, color=BETWEEN, marker="o", lw=1.2, zorder=5, label="between-class share (classes)")
     if verdict.average is not None:
         ax.axhline(
@@ -174,9 +168,7 @@ def _bars(figure_class: Any, result: CheckpointResult, label: str) -> Any:
             tick.set_horizontalalignment("center")
     ax.set_xlim(-0.6, n - 0.4)
     ax.set_ylim(0, 110)
-    ax.set_ylabel(
-        "saturation, between-class share (%)" if any(not math.isnan(v) for v in between) else "saturation (%)"
-    )
+    ax.set_ylabel("saturation, between-class share (%)" if with_classes else "saturation (%)")
     ax.set_xlabel("layer (forward order; hatched: output layer, not averaged)")
     ax.grid(axis="y", alpha=0.3, zorder=0)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)

@@ -21,6 +21,7 @@ from satcli.render.text import (
     MARK_TAIL,
     NOT_AVAILABLE,
     SaturationBar,
+    between_share,
     fitted,
     format_percent,
     natural_width,
@@ -112,7 +113,7 @@ def _layer_table(result: CheckpointResult) -> Table:
         table.add_column("st.rank", justify="right", no_wrap=True)
     table.add_column("flags", overflow="fold")
     for index, layer in enumerate(result.layers, start=1):
-        between = [_between_cell(layer)] if classes else []
+        between = [format_percent(between_share(layer))] if classes else []
         between += _weight_cells(layer) if weights else []
         table.add_row(
             str(index),
@@ -126,12 +127,6 @@ def _layer_table(result: CheckpointResult) -> Table:
             _flags_text(layer, result.verdict),
         )
     return table
-
-
-def _between_cell(layer: LayerScore) -> str:
-    """The share of the layer's variance that separates the classes (tr Sigma_B / tr Sigma_T)."""
-    share = layer.extras.get("classes", {}).get("between_share")
-    return format_percent(share if isinstance(share, float) else None)
 
 
 def _weight_cells(layer: LayerScore) -> list[str]:

@@ -10,7 +10,7 @@ from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.measure import Measurement
 from rich.text import Text
 
-from satcli.core.spectral import FLAG_DEAD, FLAG_NONFINITE
+from satcli.core.spectral import FLAG_DEAD, FLAG_NONFINITE, LayerScore
 from satcli.core.verdict import BALANCED, OVER, UNDER, Verdict
 
 BAR_CELLS = 20
@@ -55,6 +55,13 @@ def format_percent(x: float | None) -> str:
 def threshold_percent(x: float) -> str:
     """A threshold as a percentage without float noise: 0.2 -> "20%", 0.125 -> "12.5%"."""
     return f"{x * 100:.10g}%"
+
+
+def between_share(layer: LayerScore) -> float | None:
+    """tr Sigma_B / tr Sigma_T of a layer (the share of its variance that separates the classes), when class
+    spectra were computed."""
+    share = layer.extras.get("classes", {}).get("between_share")
+    return share if isinstance(share, float) else None
 
 
 def plural(n: int, word: str) -> str:
