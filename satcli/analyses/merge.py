@@ -57,3 +57,8 @@ def merge_states(parts: Sequence[CheckpointState], meta: CheckpointMeta | None =
         merged,
         total,
     )
+
+
+def distributed_record(parts: Sequence[CheckpointState]) -> dict[str, object]:
+    """What the JSON and the store say about a run split over processes or shards (merged in this order)."""
+    return {"world_size": len(parts), "samples_per_rank": [part.num_inputs for part in parts]}

@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Subset
 
-from satcli.analyses.merge import merge_states
+from satcli.analyses.merge import distributed_record, merge_states
 from satcli.analyses.score import score_state
 from satcli.core.results import CheckpointResult
 from satcli.core.state import CheckpointState
@@ -125,11 +125,6 @@ def gather_objects(value: object) -> list[object]:
     out: list[object] = [None] * dist.get_world_size()
     dist.all_gather_object(out, value)
     return out
-
-
-def distributed_record(parts: Sequence[CheckpointState]) -> dict[str, object]:
-    """What the JSON and the store say about a split run."""
-    return {"world_size": len(parts), "samples_per_rank": [part.num_inputs for part in parts]}
 
 
 def merged_checkpoint(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from satcli.analyses.merge import merge_states
+from satcli.analyses.merge import distributed_record, merge_states
 from satcli.analyses.score import score_state
 from satcli.core.results import CheckpointResult
 from satcli.core.state import CheckpointState
@@ -136,7 +136,7 @@ def _write_merged(
     states = [c.state() for c in chosen]
     meta = chosen[0].meta
     if not checkpoint:
-        record = {"world_size": len(parts), "samples_per_rank": [s.num_inputs for s in states], "via": "shards"}
+        record = {**distributed_record(states), "via": "shards"}
         meta = replace(meta, options={**meta.options, "distributed": record})
     state = (
         merge_states(states, meta) if len(states) > 1 else CheckpointState(meta, states[0].layers, states[0].num_inputs)
