@@ -206,7 +206,6 @@ def _print_check(
 ) -> None:
     """Failing gates on stderr, then the summary (stdout for table, stderr for json) or one JSON record."""
     from satcli.core import gates
-    from satcli.render.serialize import result_json
     from satcli.render.table import render_result
 
     as_json = output_format is CheckFormat.json
@@ -216,10 +215,7 @@ def _print_check(
         if not gate.passed:
             typer.echo(gate.line(label), err=True)
     if as_json:
-        record = json.loads(result_json(result))
-        record.update(target=label, passed=gates.passed(results), gates=[g.to_dict() for g in results])
-        sys.stdout.write(json.dumps(record, allow_nan=False, ensure_ascii=False) + "\n")
-        sys.stdout.flush()
+        _write_record(label, result, gates.passed(results), [g.to_dict() for g in results])
     typer.echo(gates.summary(label, results, result.verdict), err=as_json)
 
 
@@ -227,16 +223,22 @@ def _print_inconclusive(
     label: str, result: CheckpointResult, output_format: CheckFormat, verbose: bool, out: Console
 ) -> None:
     """An ungated checkpoint: the reason on stderr (what would make it gateable), JSON with passed null."""
-    from satcli.render.serialize import result_json
     from satcli.render.table import render_result
 
     verdict = result.verdict
     hint = "add inputs, or pass --allow-undersampled to gate it anyway" if verdict.undersampled else "nothing to gate"
     if output_format is CheckFormat.json:
-        record = json.loads(result_json(result))
-        record.update(target=label, passed=None, gates=[])
-        sys.stdout.write(json.dumps(record, allow_nan=False, ensure_ascii=False) + "\n")
-        sys.stdout.flush()
+        _write_record(label, result, None, [])
     elif verbose:
         render_result(result, out)
     typer.echo(f"ERROR {label}: verdict {verdict.label}: {hint}", err=True)
+
+
+def _write_record(label: str, result: CheckpointResult, passed: bool | None, gate_records: list[dict]) -> None:
+    """One JSON line on stdout: the checkpoint's result with the target, whether it passed and its gates."""
+    from satcli.render.serialize import result_json
+
+    record = json.loads(result_json(result))
+    record.update(target=label, passed=passed, gates=gate_records)
+    sys.stdout.write(json.dumps(record, allow_nan=False, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
