@@ -26,7 +26,6 @@ from satcli.cli.options import (
     data_options,
     with_model_preprocessors,
 )
-from satcli.errors import SatcliError
 
 
 @app.command("layers")
@@ -61,7 +60,7 @@ def layers_command(
 
     from satcli.data import open_data
     from satcli.engine.run import on_device
-    from satcli.taps import discover, open_taps, select
+    from satcli.taps import chosen_layers, open_taps
     from satcli.taps.untracked import Untracked, untracked
 
     spec = model if model.startswith("hf:") else Path(model)
@@ -69,7 +68,7 @@ def layers_command(
     include, leave_out = tuple(layers or ()), tuple(exclude or ())
     missing: list[Untracked] = []
     if data is None:
-        found = select(discover(loaded.module), include, leave_out)
+        _, found = chosen_layers(loaded.module, include, leave_out)
         if isinstance(loaded.module, torch.jit.ScriptModule):  # what a graph cannot tap is known without running it
             missing = untracked(loaded.module, [layer.name for layer in found], include, leave_out)
         order_note = (
@@ -87,8 +86,6 @@ def layers_command(
             found = taps.layers
             missing = taps.untracked
         order_note = "forward order"
-    if not found:
-        raise SatcliError("no trackable layers (Conv1d/2d/3d, Linear, LSTM, GRU) match")
     _print_layers(f"{model} ({loaded.format}): {len(found)} trackable layers, {order_note}", found, missing)
 
 

@@ -1,6 +1,6 @@
 """Layer taps: find the tracked layers of a model and capture their outputs batch by batch."""
 
-from satcli.taps.base import Taps, discover, open_taps
+from satcli.taps.base import Taps, chosen_layers, discover, open_taps
 from satcli.taps.layers import CONV, DENSE, RECURRENT, TRACKED, Layer, Sink, layer_kind, select
 from satcli.taps.reduce import (
     CONV_METHODS,
@@ -23,6 +23,7 @@ __all__ = [
     "Reduction",
     "Sink",
     "Taps",
+    "chosen_layers",
     "discover",
     "input_rows",
     "layer_kind",

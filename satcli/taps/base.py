@@ -17,6 +17,7 @@ from satcli.errors import SatcliError
 from satcli.taps.export import graph_groups, graph_taps
 from satcli.taps.hooks import hook_taps
 from satcli.taps.layers import (
+    TRACKED,
     Captured,
     Inputs,
     Layer,
@@ -128,16 +129,27 @@ def discover(module: nn.Module | torch.jit.ScriptModule) -> list[Layer]:
     return layers
 
 
+def chosen_layers(
+    module: nn.Module | torch.jit.ScriptModule,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    error: type[SatcliError] = SatcliError,
+) -> tuple[list[Layer], list[Layer]]:
+    """(every tracked layer, the selected ones); refuses a model without any, or a selection matching none."""
+    declared = discover(module)
+    chosen = select(declared, include, exclude)
+    if not chosen:
+        what = f"no trackable layers ({', '.join(TRACKED)})" if not declared else "no layer matches"
+        raise error(f"{what} in the model{pattern_note(include, exclude)}")
+    return declared, chosen
+
+
 @contextmanager
 def open_taps(
     module: nn.Module | torch.jit.ScriptModule, include: Sequence[str] = (), exclude: Sequence[str] = ()
 ) -> Iterator[Taps]:
     """Tap the selected layers of a model for the duration of the block; always untaps and restores mode."""
-    declared = discover(module)
-    chosen = select(declared, include, exclude)
-    if not chosen:
-        what = "no trackable layers (Conv1d/2d/3d, Linear, LSTM, GRU)" if not declared else "no layer matches"
-        raise SatcliError(f"{what} in the model{pattern_note(include, exclude)}")
+    declared, chosen = chosen_layers(module, include, exclude)
     selected = {layer.name for layer in chosen}
     # Every declared layer is tapped so the output layer is the model's own last one whatever the selection.
     wanted = {layer.name for layer in declared}

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from satcli.errors import ModelError
-from satcli.taps.base import discover
-from satcli.taps.layers import Layer, pattern_note, select
+from satcli.taps.base import chosen_layers
+from satcli.taps.layers import Layer
 from satcli.taps.reduce import output_width
 
 # Called with the layer (width and forward order fixed at its first call), its detached output, and the
@@ -39,11 +39,7 @@ class PassiveTaps:
     ) -> None:
         if isinstance(module, torch.jit.ScriptModule) or not isinstance(module, nn.Module):
             raise ModelError(f"passive taps need a plain torch.nn.Module, got {type(module).__name__}")
-        declared = discover(module)
-        self.chosen = select(declared, include, exclude)
-        if not self.chosen:
-            what = "no trackable layers (Conv1d/2d/3d, Linear, LSTM, GRU)" if not declared else "no layer matches"
-            raise ModelError(f"{what} in the model{pattern_note(include, exclude)}")
+        _, self.chosen = chosen_layers(module, include, exclude, ModelError)
         self.module = module
         self.layers: dict[str, Layer] = {}
         self._sink = sink
