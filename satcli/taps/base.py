@@ -155,7 +155,7 @@ def open_taps(
     wanted = {layer.name for layer in declared}
     patterns = (tuple(include), tuple(exclude))
     was_training = module.training
-    _set_training(module, False)
+    set_training(module, False)
     try:
         if isinstance(module, torch.jit.ScriptModule):
             yield Taps(chosen, script_runner(module, wanted), module, patterns, selected)
@@ -166,11 +166,11 @@ def open_taps(
             with hook_taps(module, {layer.name: layer for layer in declared}) as run:
                 yield Taps(chosen, run, module, patterns, selected)
     finally:
-        _set_training(module, was_training)
+        set_training(module, was_training)
 
 
-def _set_training(module: nn.Module, mode: bool) -> None:
-    # Exported graphs fix their mode at export time and refuse train()/eval().
+def set_training(module: nn.Module | torch.jit.ScriptModule, mode: bool) -> None:
+    """module.train(mode), except for exported graphs: they fix their mode at export time and refuse it."""
     if isinstance(module, torch.fx.GraphModule) and graph_groups(module):
         return
     module.train(mode)

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from satcli.errors import ModelError, SatcliError, one_line
+from satcli.taps.base import set_training
 from satcli.taps.export import graph_groups, modules_after_layers
 from satcli.taps.layers import Inputs, Layer, call_model, describe_inputs
 from satcli.taps.script_intervene import script_replacer
@@ -80,31 +81,22 @@ def intervene(
     TorchScript models take only transforms with an ``affine(device)`` method (see script_intervene.py).
     """
     active: dict[str, Transform] = {}
-    if isinstance(module, torch.jit.ScriptModule):
-        was_training = module.training
-        module.train(False)
-        try:
+    was_training = module.training
+    set_training(module, False)
+    try:
+        if isinstance(module, torch.jit.ScriptModule):
             runner = script_replacer(module, layers, device or torch.device("cpu"))
             yield Intervention(module, active, runner)  # type: ignore[arg-type]
-        finally:
-            module.train(was_training)
-        return
-    graph = isinstance(module, torch.fx.GraphModule) and bool(graph_groups(module))
-    was_training = module.training
-    if not graph:  # exported graphs fix their mode at export time and refuse train()/eval()
-        module.train(False)
-    try:
-        if graph:
+        elif isinstance(module, torch.fx.GraphModule) and graph_groups(module):
             wanted = {layer.name for layer in layers}
             replacing = partial(_GraphIntervention, active=active)
-            with modules_after_layers(module, wanted, "_satcli_intervene_", replacing, rewire=True):  # type: ignore[arg-type]
+            with modules_after_layers(module, wanted, "_satcli_intervene_", replacing, rewire=True):
                 yield Intervention(module, active)
         else:
             with _hook_interventions(module, {layer.name: layer for layer in layers}, active):
                 yield Intervention(module, active)
     finally:
-        if not graph:
-            module.train(was_training)
+        set_training(module, was_training)
 
 
 @contextmanager
