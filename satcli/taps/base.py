@@ -49,15 +49,13 @@ class Taps:
         self,
         layers: list[Layer],
         run: Runner,
-        module: nn.Module | torch.jit.ScriptModule | None = None,
+        module: nn.Module | torch.jit.ScriptModule,
         patterns: tuple[tuple[str, ...], tuple[str, ...]] = ((), ()),
-        selected: set[str] | None = None,
     ) -> None:
         self._declared = layers
-        # Layers tapped only to know the model's forward order (left out by the selection): never sunk.
-        self._selected = selected
-        self._order: dict[str, None] = {}
-        # The model's last tracked layer in forward order, whatever the selection (set after the first batch).
+        # `run` taps every tracked layer, to know the model's output layer; only the selected ones are sunk.
+        self._selected = {layer.name for layer in layers}
+        # The model's last tracked layer in forward order, whatever the selection (set during the first batch).
         self.output_layer: str | None = None
         self._run = run
         self._fixed: dict[str, Layer] = {}
@@ -84,10 +82,13 @@ class Taps:
         first = not self.layers
         fixed = self._fixed
 
+        ran: set[str] = set()
+
         def tap(layer: Layer, t: torch.Tensor) -> None:
-            if first:
-                self._order.setdefault(layer.name)
-            if self._selected is not None and layer.name not in self._selected:
+            if first and layer.name not in ran:  # a module called again keeps its first place
+                ran.add(layer.name)
+                self.output_layer = layer.name
+            if layer.name not in self._selected:
                 return
             known = fixed.get(layer.name)
             if known is None:
@@ -106,10 +107,7 @@ class Taps:
         finally:
             if first:
                 self.layers = list(fixed.values())
-                self.output_layer = next(reversed(self._order), None)
-                if self._module is not None:
-                    ran = [layer.name for layer in self.layers]
-                    self.untracked = untracked(self._module, ran, *self._patterns)
+                self.untracked = untracked(self._module, [layer.name for layer in self.layers], *self._patterns)
         if first and not self.layers:
             raise SatcliError("no tracked layer ran in the forward pass (check the layer selection)")
 
@@ -150,7 +148,6 @@ def open_taps(
 ) -> Iterator[Taps]:
     """Tap the selected layers of a model for the duration of the block; always untaps and restores mode."""
     declared, chosen = chosen_layers(module, include, exclude)
-    selected = {layer.name for layer in chosen}
     # Every declared layer is tapped so the output layer is the model's own last one whatever the selection.
     wanted = {layer.name for layer in declared}
     patterns = (tuple(include), tuple(exclude))
@@ -158,13 +155,13 @@ def open_taps(
     set_training(module, False)
     try:
         if isinstance(module, torch.jit.ScriptModule):
-            yield Taps(chosen, script_runner(module, wanted), module, patterns, selected)
+            yield Taps(chosen, script_runner(module, wanted), module, patterns)
         elif isinstance(module, torch.fx.GraphModule) and graph_groups(module):
             with graph_taps(module, wanted) as run:
-                yield Taps(chosen, run, module, patterns, selected)
+                yield Taps(chosen, run, module, patterns)
         else:
             with hook_taps(module, {layer.name: layer for layer in declared}) as run:
-                yield Taps(chosen, run, module, patterns, selected)
+                yield Taps(chosen, run, module, patterns)
     finally:
         set_training(module, was_training)
 
