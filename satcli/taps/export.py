@@ -27,7 +27,7 @@ from satcli.taps.layers import (
 _RNN_OPS = ("aten.lstm", "aten.gru")
 
 
-def _tracked_entry(node: torch.fx.Node) -> tuple[str, str, str] | None:
+def tracked_entry(node: torch.fx.Node) -> tuple[str, str, str] | None:
     """(stack key, module path, class name) of the innermost tracked module a graph node belongs to."""
     stack = node.meta.get("nn_module_stack") or {}
     for key, (path, type_name) in reversed(list(stack.items())):
@@ -44,7 +44,7 @@ def graph_groups(gm: torch.fx.GraphModule) -> list[tuple[Layer, torch.fx.Node]]:
     for node in gm.graph.nodes:
         if node.op != "call_function":
             continue
-        entry = _tracked_entry(node)
+        entry = tracked_entry(node)
         if entry is not None:
             groups.setdefault(entry[0], []).append(node)
             info[entry[0]] = (entry[1], entry[2])
@@ -196,7 +196,7 @@ def _first_layer_input(gm: torch.fx.GraphModule) -> tuple[str, str, str] | None:
     """Name, class and expected input shape of the first tracked layer of an exported graph."""
     for layer, _out in graph_groups(gm):
         for node in gm.graph.nodes:
-            entry = _tracked_entry(node) if node.op == "call_function" else None
+            entry = tracked_entry(node) if node.op == "call_function" else None
             if entry is None or entry[1] != layer.name:
                 continue
             arg = node.args[0] if node.args else None

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from satcli.taps.export import tracked_entry
 from satcli.taps.layers import TRACKED, Layer, layer_kind, select
 
 SCRIPT_REASON = "inside control flow or a fused op of the TorchScript graph, which cannot be tapped"
@@ -70,12 +71,9 @@ def _graph_candidates(gm: torch.fx.GraphModule) -> list[tuple[str, str]]:
     """Tracked-type modules an exported graph's nodes name in their module stacks (innermost tracked one)."""
     found: dict[str, str] = {}
     for node in gm.graph.nodes:
-        stack = node.meta.get("nn_module_stack") or {}
-        for path, type_name in reversed(list(stack.values())):
-            cls = str(type_name).rsplit(".", 1)[-1]
-            if cls in TRACKED and path:
-                found.setdefault(str(path), cls)
-                break
+        entry = tracked_entry(node)
+        if entry is not None:
+            found.setdefault(entry[1], entry[2])
     return list(found.items())
 
 
