@@ -90,9 +90,6 @@ class PassiveTaps:
                 if layer is None:
                     width = output_width(t, declared)
                     layer = self.layers[declared.name] = replace(declared, width=width, order=len(self.layers))
-                mask = self._mask
-                if mask is not None and (t.ndim != 3 or tuple(mask.shape) != tuple(t.shape[:2])):
-                    mask = None
-                self._sink(layer, t, mask)
+                self._sink(layer, t, self._mask)  # sample_view uses it only where it fits the (B, T) samples
 
         return hook
