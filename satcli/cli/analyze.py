@@ -144,7 +144,7 @@ class _Run:
         self, source: Any, shard: str | None, device: Any, output_format: OutputFormat, trajectory: bool
     ) -> tuple[list[CheckpointResult] | None, int]:
         """(results, failures), or (None, 0) on a torchrun rank other than 0 (it prints and writes nothing)."""
-        from satcli.cli.split import split_run
+        from satcli.engine.split import split_run
         from satcli.engine.sweep import Failure, score_checkpoints
         from satcli.render.trajectory import render_trajectory
 
