@@ -19,7 +19,7 @@ from torch import nn
 from satcli.errors import ModelError, SatcliError, one_line
 from satcli.taps.base import set_training
 from satcli.taps.export import graph_groups, modules_after_layers
-from satcli.taps.layers import Inputs, Layer, call_model, describe_inputs
+from satcli.taps.layers import Inputs, Layer, call_model, describe_inputs, layout_hint
 from satcli.taps.script_intervene import script_replacer
 
 # Replaces one tracked output: called with the layer and its output tensor, returns the tensor to use instead.
@@ -50,7 +50,7 @@ class Intervention:
         except Exception as exc:
             raise ModelError(
                 f"model and data do not fit: the forward pass failed on a data batch of shape "
-                f"{describe_inputs(x)}: {one_line(exc, last=self._script is not None)}"
+                f"{describe_inputs(x)}: {one_line(exc, last=self._script is not None)}{layout_hint(x)}"
             ) from exc
         finally:
             self._active.clear()
