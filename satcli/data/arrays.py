@@ -157,7 +157,7 @@ def _open_arrays(spec: str, path: Path, options: DataOptions) -> DataSource:
     details = [f"{input_key}/{label_key}" if labels is not None else f"{input_key}, unlabeled"]
     transform: Callable[[torch.Tensor], torch.Tensor]
     if is_token_ids(inputs):
-        inputs, transform = inputs.to(torch.int64), _TokenIds()
+        transform = _TokenIds()  # int64 per batch; the array keeps its own (often smaller) integer type
         details.append("token ids")
     else:
         scale = 255.0 if inputs.dtype == torch.uint8 else 1.0
