@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -13,6 +14,9 @@ from satcli.cli.app import app
 from satcli.cli.console import stdout_console
 from satcli.cli.groups import ModelFileArgs, with_groups
 from satcli.cli.options import CheckFormat
+
+if TYPE_CHECKING:
+    from satcli.models import LoadedModel
 
 
 class Method(str, Enum):
@@ -27,8 +31,21 @@ OutFormat = Annotated[CheckFormat, typer.Option("--format", help="table | json."
 Plot = Annotated[Path | None, typer.Option(help="Also save a figure to this file (.png, .pdf, .svg).")]
 
 
-def _print(renderable: object) -> None:
-    stdout_console(highlight=False).print(renderable)
+def _load(model: Path, loading: ModelFileArgs, plot: Path | None) -> LoadedModel:
+    """The model on the CPU, once a --plot path is known to be writable (refused before any work)."""
+    from satcli.render.plot import check_image_path
+
+    if plot is not None:
+        check_image_path(plot)
+    return loading.load(model, device="cpu")
+
+
+def _show(output_format: CheckFormat, document: Callable[[], object], table: Callable[[], object]) -> None:
+    """The report as indented JSON or as a table on stdout."""
+    if output_format is CheckFormat.json:
+        typer.echo(json.dumps(document(), indent=2))
+    else:
+        stdout_console(highlight=False).print(table())
 
 
 @app.command("svr")
@@ -49,16 +66,13 @@ def svr_command(
     loading: ModelFileArgs,
 ) -> None:
     """Singular Value Representation: significant links between spectral neurons of consecutive layers."""
-    from satcli.render.plot import check_image_path
     from satcli.render.weight_plots import plot_svr
     from satcli.render.weights import svr_json, svr_table
     from satcli.weights.chain import parse_shape
     from satcli.weights.graphml import write_graphml
     from satcli.weights.report import svr_report
 
-    if plot is not None:
-        check_image_path(plot)  # before any work
-    loaded = loading.load(model, device="cpu")
+    loaded = _load(model, loading, plot)
     shape = parse_shape(input_shape) if input_shape else None
     report = svr_report(
         loaded.module, input_shape=shape, method=method.value, sigma=sigma, max_modes=max_modes, fold_bn=fold_bn
@@ -67,10 +81,11 @@ def svr_command(
         write_graphml(report, graphml)
     if plot is not None:
         plot_svr(report, plot)
-    if output_format is CheckFormat.json:
-        typer.echo(json.dumps(svr_json(report, str(model), loaded.format), indent=2))
-    else:
-        _print(svr_table(report, str(model), loaded.format))
+    _show(
+        output_format,
+        lambda: svr_json(report, str(model), loaded.format),
+        lambda: svr_table(report, str(model), loaded.format),
+    )
 
 
 @app.command("weights")
@@ -83,19 +98,17 @@ def weights_command(
     loading: ModelFileArgs,
 ) -> None:
     """Weight spectra per layer: norms, stable rank and WeightWatcher's power-law alpha with its reading."""
-    from satcli.render.plot import check_image_path
     from satcli.render.weight_plots import plot_esd
     from satcli.render.weights import weights_json, weights_table
     from satcli.weights.report import weights_report
 
-    if plot is not None:
-        check_image_path(plot)  # before any work
-    loaded = loading.load(model, device="cpu")
+    loaded = _load(model, loading, plot)
     with_eigenvalues = weights_report(loaded.module)
     found = [spectrum for spectrum, _ in with_eigenvalues]
     if plot is not None:
         plot_esd(with_eigenvalues, plot)
-    if output_format is CheckFormat.json:
-        typer.echo(json.dumps(weights_json(found, str(model), loaded.format), indent=2))
-    else:
-        _print(weights_table(found, str(model), loaded.format))
+    _show(
+        output_format,
+        lambda: weights_json(found, str(model), loaded.format),
+        lambda: weights_table(found, str(model), loaded.format),
+    )
