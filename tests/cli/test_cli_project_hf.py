@@ -26,10 +26,7 @@ REPORT_KEYS = {"model", "format", "fit_data", "eval_data", "fit_inputs", "eval_i
 REPORT_KEYS |= {"base_accuracy", "passes", "results"}
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+pytestmark = pytest.mark.usefixtures("hf_offline")
 
 
 @pytest.fixture(scope="session")

@@ -20,10 +20,7 @@ from satcli.taps import discover
 pytest.importorskip("transformers")
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+pytestmark = pytest.mark.usefixtures("hf_offline")
 
 
 def same_logits(loaded: torch.nn.Module, reference: torch.nn.Module) -> None:
