@@ -1,4 +1,4 @@
-# satcli in a container (README, "Docker"): docker build -t satcli . && docker run --rm satcli --help
+# satcli in a container (docs/development.md, "Docker"): docker build -t satcli . && docker run --rm satcli --help
 # .ci/docker-steps runs these steps as written in a fresh virtual environment, so CI catches a broken step.
 FROM python:3.11-slim
 WORKDIR /app

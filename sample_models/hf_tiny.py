@@ -1,4 +1,4 @@
-"""Tiny Hugging Face and timm models and a text data set, built offline in seconds, for the README's examples.
+"""Tiny Hugging Face and timm models and a text data set, built offline in seconds, for the examples in docs/.
 
     python sample_models/hf_tiny.py OUT_DIR
 

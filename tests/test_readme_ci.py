@@ -1,4 +1,5 @@
-"""The README's CI example and pinned pyproject settings work as written (exit codes included)."""
+"""The README's CI example and pinned pyproject settings work as written (exit codes included), and every
+command of the README and of the docs pages reads only files that exist by then."""
 
 from __future__ import annotations
 
@@ -68,6 +69,8 @@ def test_pinned_pyproject(run_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPat
 # ---------------------------------------------------------------------------------------------------------
 # Every README command runs in README order from a fresh clone: each file a command reads is committed or
 # written by an earlier command (a static walk, so the check is fast and independent of the machine).
+# Each docs/*.md page is walked the same way, in its own order, starting from the committed files plus
+# everything the README's commands wrote (a reader follows the README's set-up first, then any one page).
 
 PATHLIKE = re.compile(r"^[\w.\-/*\[\]]+\.(h5|pt2|pt|pth|ts|npz|npy|png|jsonl|safetensors)(:\d{4})?$")
 # np.save('x.npy', ...) names the file first, torch.jit.save(module, 'm.ts') last
@@ -137,9 +140,11 @@ def _made_by(tokens: list[str]) -> tuple[list[str], list[str]]:
     return [re.sub(r"\$\w+", "*", path) for path in writes], reads
 
 
-def unmet_reads(text: str, committed: set[str]) -> list[str]:
-    """'command: path' for each file a README command reads before anything has written it."""
-    made: set[str] = set()
+def unmet_reads(text: str, committed: set[str], made: set[str] | None = None) -> list[str]:
+    """'command: path' for each file a command of `text` reads before anything has written it.
+
+    `made` starts as the files written before this text's first command (and ends as all written by its last)."""
+    made = set() if made is None else made
     problems = []
     for command in readme_commands(text):
         for tokens in _segments(command):
@@ -156,13 +161,46 @@ def unmet_reads(text: str, committed: set[str]) -> list[str]:
     return problems
 
 
-def test_every_readme_command_reads_only_what_exists_by_then() -> None:
+def _committed() -> set[str]:
     committed = set(subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True).stdout.split())
     if not committed:
         pytest.skip("not a git checkout")
-    assert unmet_reads(README.read_text(encoding="utf-8"), committed) == []
+    return committed
+
+
+def test_every_readme_command_reads_only_what_exists_by_then() -> None:
+    assert unmet_reads(README.read_text(encoding="utf-8"), _committed()) == []
+
+
+DOC_PAGES = sorted((REPO / "docs").glob("*.md"))
+
+
+@pytest.mark.parametrize("page", DOC_PAGES, ids=[page.name for page in DOC_PAGES])
+def test_every_docs_command_reads_only_what_exists_by_then(page: Path) -> None:
+    """A page starts from the committed files and what the README's commands wrote, then runs in its own order."""
+    committed = _committed()
+    after_readme: set[str] = set()
+    assert unmet_reads(README.read_text(encoding="utf-8"), committed, after_readme) == []
+    assert unmet_reads(page.read_text(encoding="utf-8"), committed, after_readme) == []
+
+
+def test_the_docs_walk_covers_the_pages_with_commands() -> None:
+    pages = {page.name for page in DOC_PAGES if readme_commands(page.read_text(encoding="utf-8"))}
+    assert {"cli.md", "data-and-models.md", "distributed.md", "python-api.md", "index.md"} <= pages
 
 
 def test_the_order_check_catches_a_store_read_before_it_is_written() -> None:
     text = "```\n$ satcli check m.pt2.satcli.h5\n$ satcli analyze m.pt2\n$ satcli report m.pt2.satcli.h5\n```\n"
     assert unmet_reads(text, {"m.pt2"}) == ["satcli check m.pt2.satcli.h5: m.pt2.satcli.h5"]
+
+
+def test_a_page_starts_from_what_the_readme_wrote() -> None:
+    readme = "```bash\nsatcli analyze m.pt2\n```\n"
+    page = "```\n$ satcli report m.pt2.satcli.h5\n$ satcli plot other.h5 -o x.png\n```\n"
+    made: set[str] = set()
+    assert unmet_reads(readme, {"m.pt2"}, made) == []
+    assert unmet_reads(page, {"m.pt2"}, made) == ["satcli plot other.h5 -o x.png: other.h5"]
+    assert unmet_reads(page, {"m.pt2"}) == [
+        "satcli report m.pt2.satcli.h5: m.pt2.satcli.h5",
+        "satcli plot other.h5 -o x.png: other.h5",
+    ]

@@ -234,7 +234,7 @@ class ProjectionReport:
     passes: int
 
     def to_dict(self) -> dict[str, object]:
-        """The JSON form (schema in the README)."""
+        """The JSON form (schema in docs/cli.md, "project")."""
         return {
             "model": self.model,
             "format": self.model_format,
