@@ -31,6 +31,8 @@ from satcli.render.text import NOT_AVAILABLE, format_percent
 from satcli.render.trajectory import checkpoint_labels, short_verdict
 
 METHOD = "docs/method.md"
+# An empty icon, so a browser asks for no favicon.ico beside the file.
+ICON = '<link rel="icon" href="data:,">'
 NO_PLOTS = "Plots left out: they need matplotlib (pip install 'satcli[plot]')."
 # Text cells longer than this are shown on one line, cut with an ellipsis (e.g. a weight fit's reason).
 LONG_TEXT = 24
@@ -50,9 +52,15 @@ th{background:#f3f3f3}td.n{text-align:right;font-variant-numeric:tabular-nums}
 .bar i{display:block;height:100%;background:#4c72b0}
 tr.tail td{background:#fbeee4}tr.out td{color:#777}
 .v{font-weight:700}.ok{color:#2e7d32}.over{color:#c0661e}.under{color:#c62828}.inc{color:#8e24aa}
-.grid th{background:none;border:none;padding-right:1rem}.grid td{border:none}
+.grid th{background:none;border:none;padding-right:1rem}.grid td{border:none;white-space:normal}
 .note{color:#666;font-size:.85rem}figure{margin:1rem 0;overflow-x:auto}svg{max-width:100%;height:auto}
 """
+
+# Scoped to the result's own element, so a notebook's other cells keep their style.
+NOTEBOOK_STYLE = (
+    ".satcli .bar{display:inline-block;width:5rem;height:.7rem;background:#e6e6e6;margin-right:.4rem}"
+    ".satcli .bar i{display:block;height:100%;background:#4c72b0}.satcli td,.satcli th{white-space:nowrap}"
+)
 
 
 def _cell(value: str, numeric: bool = False, title: str | None = None) -> str:
@@ -173,6 +181,11 @@ def result_html(result: CheckpointResult) -> str:
     return f"{header_html(result)}{layer_table_html(result)}{notes}{verdict_html(result)}"
 
 
+def notebook_html(result: CheckpointResult) -> str:
+    """result_html for a notebook cell (no plots): the notebook's own table style, only the bars styled here."""
+    return f'<div class="satcli"><style>{NOTEBOOK_STYLE}</style>{result_html(result)}</div>'
+
+
 def _figure(svg: str, caption: str) -> str:
     return f"<figure>{svg}<figcaption class='note'>{escape(caption)}</figcaption></figure>"
 
@@ -245,5 +258,5 @@ def html_report(results: Sequence[CheckpointResult], rule: TrajectoryRule | None
     for store, run in itertools.groupby(results, key=lambda r: r.store):
         body.append(_group_html(store, list(run), plots, rule or TrajectoryRule()))
     body.append(_how_to_read())
-    head = f'<meta charset="utf-8"><title>{escape(title or "satcli report")}</title><style>{STYLE}</style>'
+    head = f'<meta charset="utf-8"><title>{escape(title or "satcli report")}</title>{ICON}<style>{STYLE}</style>'
     return f'<!DOCTYPE html>\n<html lang="en"><head>{head}</head><body>{"".join(body)}</body></html>\n'
