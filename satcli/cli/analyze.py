@@ -86,6 +86,10 @@ def analyze_command(
     thresholds: ThresholdArgs,
     storing: StoreArgs,
     output_format: AnalyzeFormat = OutputFormat.table,
+    html: Annotated[
+        Path | None,
+        typer.Option("--html", metavar="FILE", help="Also write a self-contained HTML report (table, verdict, plots)."),
+    ] = None,
     trajectory: Trajectory = False,
     no_sort: NoSort = False,
     quiet: Quiet = False,
@@ -100,7 +104,10 @@ def analyze_command(
     from satcli.engine.distributed import launched_ranks, local_device
     from satcli.engine.sweep import order_checkpoints
     from satcli.models import resolve_device
+    from satcli.render.output import check_output_dir
 
+    if html is not None:
+        check_output_dir(html)
     if trajectory and output_format is not OutputFormat.table:
         raise SatcliError("--trajectory prints a table; leave out --format or --trajectory")
     if storing.store is not None and storing.no_store:
@@ -123,6 +130,8 @@ def analyze_command(
     results, failed = run.score(source, shard, run_device, output_format, trajectory)
     if results is None:
         return  # a torchrun rank other than 0: quiet
+    if html is not None and results:
+        _write_html(results, html)
     if failed:
         if len(paths) > 1:
             stderr_console().print(f"{failed} of {len(paths)} checkpoints failed", soft_wrap=True, highlight=False)
@@ -176,6 +185,14 @@ class _Run:
                 out.print()
             render_trajectory(results, out)
         return results, failed
+
+
+def _write_html(results: list[CheckpointResult], output: Path) -> None:
+    """The finished checkpoints as one HTML page (the same page as `satcli report -f html`)."""
+    from satcli.render.html import html_report
+    from satcli.render.output import write_text
+
+    write_text(output, html_report(results))
 
 
 def _check_store_targets(paths: list[Path], data: str, store_for: Callable[[Path], Path | None], force: bool) -> None:

@@ -215,6 +215,8 @@ class ReportFormat(str, Enum):
     json = "json"
     jsonl = "jsonl"
     csv = "csv"
+    html = "html"  # one self-contained page (stdout or -o)
+    parquet = "parquet"  # binary: only to a file (-o)
 
 
 class CompareFormat(str, Enum):

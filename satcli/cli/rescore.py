@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import itertools
 import sys
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -22,6 +23,13 @@ from satcli.cli.options import (
     StoreRefs,
 )
 from satcli.core.trajectory import TrajectoryRule
+from satcli.errors import SatcliError
+
+if TYPE_CHECKING:
+    from satcli.core.results import CheckpointResult
+
+# Formats written whole, after every checkpoint is read: html (a page) and parquet (binary, -o only).
+FILE_FORMATS = (ReportFormat.html, ReportFormat.parquet)
 
 
 @app.command("report")
@@ -32,8 +40,17 @@ def report_command(
     checkpoint: CheckpointKeys = None,
     thresholds: ThresholdArgs,
     output_format: Annotated[
-        ReportFormat, typer.Option("--format", "-f", help="table, or json / jsonl (one object per line) / csv.")
+        ReportFormat,
+        typer.Option(
+            "--format",
+            "-f",
+            help="table, or json / jsonl (one object per line) / csv, or html (a self-contained page with plots) "
+            "/ parquet (one row per checkpoint and layer; needs -o).",
+        ),
     ] = ReportFormat.table,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write the html or parquet report here.")
+    ] = None,
     quiet: Quiet = False,
     settle_tolerance: SettleTolerance = TrajectoryRule.tolerance,
     settle_window: SettleWindow = TrajectoryRule.window,
@@ -52,13 +69,17 @@ def report_command(
     from satcli.store.rescore import rescore_refs
 
     del quiet
+    _check_output(output_format, output)
     overrides = thresholds.overrides()
     results = [result for _, result in rescore_refs(stores, overrides, checkpoint or [])]
+    rule = TrajectoryRule(settle_tolerance, settle_window, early_checkpoints)
+    if output_format in FILE_FORMATS:
+        _write_report(results, output_format, output, rule)
+        return
     if output_format is ReportFormat.table:
         out = stdout_console()
         for result in results:
             render_result(result, out)
-        rule = TrajectoryRule(settle_tolerance, settle_window, early_checkpoints)
         for store, run in itertools.groupby(results, key=lambda r: r.store):
             checkpoints = list(run)
             if len(checkpoints) > 1:
@@ -69,6 +90,40 @@ def report_command(
     else:
         sys.stdout.write("".join(result_json(result) + "\n" for result in results))
     sys.stdout.flush()
+
+
+def _check_output(output_format: ReportFormat, output: Path | None) -> None:
+    """Refuse, before any store is read, an output the format cannot go to."""
+    from satcli.render.frame import check_parquet_writable
+    from satcli.render.output import check_output_dir
+
+    if output is not None and output_format not in FILE_FORMATS:
+        raise SatcliError(f"-o writes html or parquet; --format {output_format.value} goes to stdout")
+    if output_format is ReportFormat.parquet:
+        if output is None:
+            raise SatcliError("--format parquet is binary: give a file with -o FILE")
+        check_parquet_writable(output)
+    elif output is not None:
+        check_output_dir(output)
+
+
+def _write_report(
+    results: list[CheckpointResult], output_format: ReportFormat, output: Path | None, rule: TrajectoryRule
+) -> None:
+    """The html page (to `output` or stdout) or the parquet file."""
+    from satcli.render.frame import write_parquet
+    from satcli.render.html import html_report
+    from satcli.render.output import write_text
+
+    if output_format is ReportFormat.parquet and output is not None:
+        write_parquet(results, output)
+        return
+    page = html_report(results, rule)
+    if output is None:
+        sys.stdout.write(page)
+        sys.stdout.flush()
+    else:
+        write_text(output, page)
 
 
 @app.command("compare")

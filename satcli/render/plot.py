@@ -7,11 +7,8 @@ imported only here, lazily; figures are drawn on the Agg canvas, never through p
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import math
-import os
-import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -20,6 +17,7 @@ from typing import Any
 from satcli.core.results import CheckpointResult
 from satcli.core.verdict import Verdict
 from satcli.errors import SatcliError
+from satcli.render.output import replace_file
 from satcli.render.text import between_share, format_percent
 from satcli.render.trajectory import always_output, checkpoint_labels, short_verdict, trajectory_layers
 
@@ -54,13 +52,18 @@ def plot_results(results: Sequence[CheckpointResult], output: Path, source: str 
     """
     if not results:
         raise SatcliError("nothing to plot: no finished checkpoint was selected")
+    return save_figure(results_figure(results, source), Path(output))
+
+
+def results_figure(results: Sequence[CheckpointResult], source: str | None = None) -> Any:
+    """Bars of one checkpoint or the heatmap of several, on an Agg canvas (see plot_results)."""
     figure_class, canvas_class = matplotlib_classes()
     if len(results) == 1:
         fig = _bars(figure_class, results[0], checkpoint_labels([results[0].model])[0])
     else:
         fig = _heatmap(figure_class, results, source)
     canvas_class(fig)
-    return save_figure(fig, Path(output))
+    return fig
 
 
 def check_image_path(output: Path, supported: Mapping[str, str] | None = None) -> None:
@@ -80,16 +83,7 @@ def save_figure(fig: Any, output: Path) -> Path:
     """Save through a temp file beside `output` and rename, so a failed save leaves no half-written image."""
     check_image_path(output, fig.canvas.get_supported_filetypes())
     suffix = output.suffix.lower().lstrip(".")
-    temp = output.with_name(f".{output.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-    try:
-        fig.savefig(temp, format=suffix, dpi=DPI)
-        os.replace(temp, output)
-    except OSError as exc:
-        raise SatcliError(f"cannot write {output}: {exc.strerror or exc}") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
-    return output
+    return replace_file(output, lambda temp: fig.savefig(temp, format=suffix, dpi=DPI))
 
 
 def _percent(x: float | None) -> float:

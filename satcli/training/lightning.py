@@ -3,8 +3,9 @@
     trainer = lightning.Trainer(callbacks=[SaturationCallback(store="run.h5")])
 
 The callback attaches a passive Monitor for the chosen stage's batches and, at the end of every
-`every_n_epochs`-th epoch, writes one checkpoint (step = epoch). Under DDP the ranks' states are merged
-exactly first and only rank 0 writes.
+`every_n_epochs`-th epoch, writes one checkpoint (step = epoch) and logs its saturation, k and average to
+the trainer's logger (satcli.training.logging's keys). Under DDP the ranks' states are merged exactly first
+and only rank 0 writes and logs.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ try:
 except ImportError:  # pragma: no cover - depends on the environment
     raise SatcliError("the Lightning callback needs the lightning extra: pip install 'satcli[lightning]'") from None
 
+from satcli.training.logging import scalar_metrics
 from satcli.training.monitor import Monitor
 from satcli.training.result import Result
 
@@ -69,7 +71,7 @@ class SaturationCallback(pl.Callback):
             self.monitor.reset()
             self.monitor.attach()
 
-    def _end(self, trainer: pl.Trainer) -> None:
+    def _end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         monitor = self.monitor
         if monitor is None or not monitor.attached:
             return
@@ -77,6 +79,9 @@ class SaturationCallback(pl.Callback):
         result = monitor.checkpoint(step=trainer.current_epoch, stage=self.stage)
         if result is not None:
             self.results.append(result)
+            if trainer.is_global_zero:
+                # Epoch-end hooks may log (on_epoch only); only rank 0 has the result, hence rank_zero_only.
+                pl_module.log_dict(scalar_metrics(result.checkpoint), on_step=False, on_epoch=True, rank_zero_only=True)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.stage == "train":
@@ -84,7 +89,7 @@ class SaturationCallback(pl.Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.stage == "train":
-            self._end(trainer)
+            self._end(trainer, pl_module)
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.stage == "validation":
@@ -96,7 +101,7 @@ class SaturationCallback(pl.Callback):
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.stage == "validation":
-            self._end(trainer)
+            self._end(trainer, pl_module)
         elif self._paused and self.monitor is not None:
             self.monitor.attach()
             self._paused = False

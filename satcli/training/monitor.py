@@ -32,6 +32,7 @@ from satcli.store.writer import StoreWriter
 from satcli.taps import Layer, sample_view
 from satcli.taps.passive import PassiveTaps
 from satcli.training.adapters import analysis_options, module_device, module_sha256
+from satcli.training.logging import ScalarWriter, write_scalars
 from satcli.training.result import Result
 
 STATE_VERSION = 1
@@ -42,6 +43,8 @@ class Monitor:
     """Exact per-layer saturation of every forward pass the model makes while attached.
 
     `every`: record only every n-th forward pass (1 = all), to trade precision for overhead.
+    `writer`: a TensorBoard SummaryWriter (anything with add_scalar) that gets each checkpoint's saturation,
+    k, between-class share and average as scalars (satcli.training.logging).
     """
 
     def __init__(
@@ -55,6 +58,7 @@ class Monitor:
         conv_method: str = "mean",
         sequence_method: str = "mean",
         every: int = 1,
+        writer: ScalarWriter | None = None,
     ) -> None:
         if every < 1:
             raise SatcliError(f"every must be a positive integer, got {every}")
@@ -62,6 +66,7 @@ class Monitor:
         self.store = None if store is None else Path(store)
         self.options = analysis_options(delta, conv_method, layers, sequence_method, exclude=exclude, classes=False)
         self.every = every
+        self.writer = writer
         self._taps = PassiveTaps(module, self._observe, self._count, self.options.include, self.options.exclude)
         self._saturation = SaturationAnalysis(module_device(module))
         self._metas: dict[str, LayerMeta] = {}
@@ -178,6 +183,8 @@ class Monitor:
                 write_state(writer, state, result)
             result = replace(result, store=str(self.store))
         self.reset()
+        if self.writer is not None:
+            write_scalars(self.writer, result, step)
         return Result(result)
 
     # --- state across processes ------------------------------------------------------------------------

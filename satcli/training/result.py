@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from rich.console import Console
 
@@ -39,6 +40,19 @@ class Result:
     def to_dict(self) -> dict[str, object]:
         """Exactly the CLI's JSON document for one checkpoint (`satcli analyze --format json`)."""
         return json.loads(result_json(self.checkpoint))
+
+    def to_pandas(self) -> Any:
+        """A pandas DataFrame, one row per layer in forward order: the JSON document's layer keys, nested
+        analyses flattened ("classes.between_share"). Needs pandas (pip install 'satcli[pandas]')."""
+        from satcli.render.frame import layers_frame
+
+        return layers_frame(self.checkpoint)
+
+    def _repr_html_(self) -> str:
+        """A notebook's view: the HTML report's header, per-layer table and verdict."""
+        from satcli.render.html import notebook_html
+
+        return notebook_html(self.checkpoint)
 
     def table(self, console: Console | None = None) -> None:
         """Print the CLI's table (header, layers, verdict panel) to `console` (default: stdout)."""
