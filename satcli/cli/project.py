@@ -18,6 +18,7 @@ from satcli.cli.options import (
     CheckFormat,
     Exclude,
     Layers,
+    ObjectFormat,
     Quiet,
     with_model_preprocessors,
 )
@@ -52,9 +53,7 @@ def project_command(
     model_args: ModelArgs,
     layers: Layers = None,
     exclude: Exclude = None,
-    output_format: Annotated[
-        CheckFormat, typer.Option("--format", "-f", help="table on the terminal, or one JSON object on stdout.")
-    ] = CheckFormat.table,
+    output_format: ObjectFormat = CheckFormat.table,
     plot: Annotated[Path | None, typer.Option(help="Also draw accuracy against delta to this image.")] = None,
     quiet: Quiet = False,
 ) -> None:
