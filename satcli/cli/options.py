@@ -319,7 +319,7 @@ PrecisionOption = Annotated[
     Precision,
     typer.Option(
         help="Arithmetic of the covariance blocks (sums stay float64): float64 exact, float32 faster "
-        "(error in docs/method.md).",
+        "(error in docs/method.md sec. 1).",
     ),
 ]
 

@@ -1,4 +1,4 @@
-"""`satcli project`: the eigenspace projection check (seed 001) on one model."""
+"""`satcli project`: the eigenspace projection check (docs/method.md sec. 3) on one model."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`satcli svr` and `satcli weights`: the data-free analyses of the weights (seed 002, weight spectra)."""
+"""`satcli svr` and `satcli weights`: the data-free analyses of the weights (docs/method.md secs. 5 and 6)."""
 
 from __future__ import annotations
 
