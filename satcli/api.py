@@ -3,7 +3,7 @@
 import satcli
 result = satcli.analyze_model(model, loader)   # tensors, (inputs, labels) pairs or dicts
 result.to_dict()                               # the CLI's JSON document for one checkpoint
-result.table()                                 # the CLI's table
+print(result.table())                          # the CLI's table, as text
 """
 
 from __future__ import annotations

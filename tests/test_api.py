@@ -107,6 +107,17 @@ def test_result_table_and_str() -> None:
     assert "fc1" in text and "verdict" in text
 
 
+def test_result_table_returns_the_text_and_prints_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    result = satcli.analyze_model(_Mlp(), [torch.randn(30, 6)])
+    capsys.readouterr()
+    text = result.table()
+    assert capsys.readouterr().out == ""
+    assert isinstance(text, str) and "fc1" in text and "verdict" in text and "\x1b[" not in text
+    assert text == str(result)
+    narrow = result.table(width=60)
+    assert "fc1" in narrow and max(len(line) for line in narrow.splitlines()) <= 60
+
+
 def test_bad_batches_are_one_line_errors() -> None:
     with pytest.raises(DataError, match="no batches"):
         satcli.analyze_model(_Mlp(), [])

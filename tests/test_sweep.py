@@ -209,9 +209,9 @@ def test_trajectory_flag_prints_only_the_trajectory(run_cli, tmp_path: Path) -> 
     assert "--trajectory" in line
 
 
-def test_json_is_jsonl_and_no_sort_keeps_the_given_order(run_cli, tmp_path: Path) -> None:
+def test_no_sort_keeps_the_given_order(run_cli, tmp_path: Path) -> None:
     models = _copies(tmp_path, e10=NARROW, e2=NARROW)
-    result = run_cli("analyze", models["e10"], models["e2"], "--no-store", "--no-sort", "-f", "json", *FAST)
+    result = run_cli("analyze", models["e10"], models["e2"], "--no-store", "--no-sort", "-f", "jsonl", *FAST)
     assert result.code == 0, result.stderr
     assert [json.loads(line)["model"] for line in result.stdout.splitlines()] == [str(models["e10"]), str(models["e2"])]
 

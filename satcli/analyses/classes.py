@@ -1,4 +1,4 @@
-"""Class/cross-class spectra (seed 003, METHOD.md sec. 4): per-class counts and shifted sums per layer.
+"""Class/cross-class spectra (Papyan 2020, docs/method.md sec. 4): per-class counts and shifted sums per layer.
 
 With channelwise or token samples every sample carries its input's label. Labels below 0 mean "no label".
 """

@@ -1,4 +1,4 @@
-"""Exact merge of partial runs (METHOD.md sec. 7): shards, processes or stores of the same checkpoint.
+"""Exact merge of partial runs (docs/method.md sec. 7): shards, processes or stores of the same checkpoint.
 
 Each part's float64 state goes through the analyses' own ``merge`` in the order given (Chan merge for the
 moments, re-shifted addition for the per-class sums), so K parts give one run's numbers to rounding.

@@ -1,4 +1,4 @@
-"""Saturation (METHOD.md sec. 1): exact streaming mean and covariance per layer, scored into k and s = k / d."""
+"""Saturation (docs/method.md sec. 1): exact streaming mean and covariance per layer, scored into k and s = k / d."""
 
 from __future__ import annotations
 

@@ -160,6 +160,8 @@ class _Run:
         out, err = stdout_console(), stderr_console()
         results: list[CheckpointResult] = []
         failed = 0
+        # -f json with several checkpoints is one document, printed once all are scored.
+        gathered = output_format is OutputFormat.json and len(self.paths) > 1
         with split_run(shard, source, device) as part:
             track = partial(progress_bar, err, self.quiet) if part.rank == 0 else None
             # Under torchrun only rank 0 writes (and locks) the store.
@@ -177,9 +179,15 @@ class _Run:
                     continue
                 results.append(outcome)
                 warn_notes(outcome, err)
-                _write_result(outcome, output_format, out, first=len(results) == 1, table=not trajectory)
+                if not gathered:
+                    _write_result(outcome, output_format, out, first=len(results) == 1, table=not trajectory)
         if part.rank != 0:
             return None, 0
+        if gathered and results:
+            from satcli.render.serialize import results_json
+
+            sys.stdout.write(results_json(results) + "\n")
+            sys.stdout.flush()
         if output_format is OutputFormat.table and results and (trajectory or len(results) > 1):
             if not trajectory:
                 out.print()

@@ -15,7 +15,14 @@ from satcli.cli.analyze import progress_bar, warn_notes
 from satcli.cli.app import EXIT_FAILED, EXIT_USAGE, app
 from satcli.cli.console import stderr_console, stdout_console
 from satcli.cli.groups import DataArgs, LayerArgs, ModelArgs, ThresholdArgs, with_groups
-from satcli.cli.options import AllowUndersampled, CheckFormat, FailOn, Quiet, with_model_preprocessors
+from satcli.cli.options import (
+    AllowUndersampled,
+    CheckFormat,
+    CheckFormatOption,
+    FailOn,
+    Quiet,
+    with_model_preprocessors,
+)
 from satcli.errors import SatcliError
 
 if TYPE_CHECKING:
@@ -76,9 +83,7 @@ def check_command(
     model: ModelArgs,
     layer: LayerArgs,
     allow_undersampled: AllowUndersampled = False,
-    output_format: Annotated[
-        CheckFormat, typer.Option("--format", "-f", help="table: a summary line; json: one result per line.")
-    ] = CheckFormat.table,
+    output_format: CheckFormatOption = CheckFormat.table,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also print each layer table and verdict.")] = False,
     quiet: Quiet = False,
 ) -> None:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 class OutputFormat(str, Enum):
     table = "table"
     jsonl = "jsonl"
-    json = "json"  # the same as jsonl: one object per checkpoint and line
+    json = "json"  # one document: the checkpoint's object, or {"checkpoints": [...]} for several
     csv = "csv"
 
 
@@ -321,7 +321,7 @@ PrecisionOption = Annotated[
     Precision,
     typer.Option(
         help="Arithmetic of the covariance blocks (sums stay float64): float64 exact, float32 faster "
-        "(error in docs/method.md).",
+        "(error in docs/method.md sec. 1).",
     ),
 ]
 
@@ -358,8 +358,9 @@ AnalyzeFormat = Annotated[
     typer.Option(
         "--format",
         "-f",
-        help="table on the terminal; jsonl (one JSON object per checkpoint and line; json: the same) "
-        "or csv (one row per checkpoint and layer) on stdout.",
+        help='table on the terminal; json (one document: the checkpoint\'s object, or {"checkpoints": [...]} '
+        "for several), jsonl (one object per checkpoint and line, printed as each finishes) or csv (one row per "
+        "checkpoint and layer) on stdout.",
     ),
 ]
 Trajectory = Annotated[
@@ -373,4 +374,24 @@ Trajectory = Annotated[
 NoSort = Annotated[
     bool,
     typer.Option("--no-sort", help="Score in the order given, not in natural order (epoch_2 before epoch_10)."),
+]
+
+# --format of the other commands: one JSON object (project, svr, weights), stored checkpoints (report),
+# a comparison (compare) and a CI gate (check).
+ObjectFormat = Annotated[
+    CheckFormat, typer.Option("--format", "-f", help="table on the terminal, or one JSON object on stdout.")
+]
+ReportFormatOption = Annotated[
+    ReportFormat,
+    typer.Option(
+        "--format",
+        "-f",
+        help='table; json (one document: the checkpoint\'s object, or {"checkpoints": [...]} for several), '
+        "jsonl (one object per checkpoint and line) or csv on stdout; html (a self-contained page with plots, stdout "
+        "or -o) or parquet (one row per checkpoint and layer; needs -o).",
+    ),
+]
+CompareFormatOption = Annotated[CompareFormat, typer.Option("--format", "-f", help="table, or json / csv on stdout.")]
+CheckFormatOption = Annotated[
+    CheckFormat, typer.Option("--format", "-f", help="table: a summary line; json: one result per line.")
 ]

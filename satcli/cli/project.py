@@ -1,4 +1,4 @@
-"""`satcli project`: the eigenspace projection check (seed 001) on one model."""
+"""`satcli project`: the eigenspace projection check (docs/method.md sec. 3) on one model."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from satcli.cli.options import (
     CheckFormat,
     Exclude,
     Layers,
+    ObjectFormat,
     Quiet,
     with_model_preprocessors,
 )
@@ -52,9 +53,7 @@ def project_command(
     model_args: ModelArgs,
     layers: Layers = None,
     exclude: Exclude = None,
-    output_format: Annotated[
-        CheckFormat, typer.Option("--format", "-f", help="table on the terminal, or one JSON object on stdout.")
-    ] = CheckFormat.table,
+    output_format: ObjectFormat = CheckFormat.table,
     plot: Annotated[Path | None, typer.Option(help="Also draw accuracy against delta to this image.")] = None,
     quiet: Quiet = False,
 ) -> None:

@@ -15,9 +15,11 @@ from satcli.cli.groups import ThresholdArgs, with_groups
 from satcli.cli.options import (
     CheckpointKeys,
     CompareFormat,
+    CompareFormatOption,
     EarlyCheckpoints,
     Quiet,
     ReportFormat,
+    ReportFormatOption,
     SettleTolerance,
     SettleWindow,
     StoreRefs,
@@ -39,15 +41,7 @@ def report_command(
     *,
     checkpoint: CheckpointKeys = None,
     thresholds: ThresholdArgs,
-    output_format: Annotated[
-        ReportFormat,
-        typer.Option(
-            "--format",
-            "-f",
-            help="table, or json / jsonl (one object per line) / csv, or html (a self-contained page with plots) "
-            "/ parquet (one row per checkpoint and layer; needs -o).",
-        ),
-    ] = ReportFormat.table,
+    output_format: ReportFormatOption = ReportFormat.table,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write the html or parquet report here.")
     ] = None,
@@ -63,7 +57,7 @@ def report_command(
     -q is accepted as in analyze and check (report never shows a progress bar).
     """
     from satcli.core.trajectory import summarize
-    from satcli.render.serialize import result_json, results_csv
+    from satcli.render.serialize import result_json, results_csv, results_json
     from satcli.render.summary import render_summary
     from satcli.render.table import render_result
     from satcli.store.rescore import rescore_refs
@@ -87,6 +81,8 @@ def report_command(
                 render_summary(f"of {store}", summarize(checkpoints, rule), out)
     elif output_format is ReportFormat.csv:
         sys.stdout.write(results_csv(results))
+    elif output_format is ReportFormat.json and len(results) != 1:
+        sys.stdout.write(results_json(results) + "\n")
     else:
         sys.stdout.write("".join(result_json(result) + "\n" for result in results))
     sys.stdout.flush()
@@ -132,9 +128,7 @@ def compare_command(
     stores: StoreRefs,
     *,
     thresholds: ThresholdArgs,
-    output_format: Annotated[
-        CompareFormat, typer.Option("--format", "-f", help="table, or json / csv on stdout.")
-    ] = CompareFormat.table,
+    output_format: CompareFormatOption = CompareFormat.table,
 ) -> None:
     """Per-layer saturation of stored checkpoints side by side, with the change from the first one."""
     from satcli.core.compare import compare

@@ -1,4 +1,4 @@
-"""`satcli svr` and `satcli weights`: the data-free analyses of the weights (seed 002, weight spectra)."""
+"""`satcli svr` and `satcli weights`: the data-free analyses of the weights (docs/method.md secs. 5 and 6)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import typer
 from satcli.cli.app import app
 from satcli.cli.console import stdout_console
 from satcli.cli.groups import ModelFileArgs, with_groups
-from satcli.cli.options import CheckFormat
+from satcli.cli.options import CheckFormat, ObjectFormat
 
 if TYPE_CHECKING:
     from satcli.models import LoadedModel
@@ -27,7 +27,6 @@ class Method(str, Enum):
 Model = Annotated[
     Path, typer.Argument(help="Model file: .pt2, TorchScript, state dict or .safetensors.", show_default=False)
 ]
-OutFormat = Annotated[CheckFormat, typer.Option("--format", help="table | json.")]
 Plot = Annotated[Path | None, typer.Option(help="Also save a figure to this file (.png, .pdf, .svg).")]
 
 
@@ -60,7 +59,7 @@ def svr_command(
     input_shape: Annotated[
         str | None, typer.Option(help="Per-sample input shape C,H,W for the one forward pass that orders layers.")
     ] = None,
-    output_format: OutFormat = CheckFormat.table,
+    output_format: ObjectFormat = CheckFormat.table,
     graphml: Annotated[Path | None, typer.Option(help="Write the graph of significant edges as GraphML.")] = None,
     plot: Plot = None,
     loading: ModelFileArgs,
@@ -93,7 +92,7 @@ def svr_command(
 def weights_command(
     model: Model,
     *,
-    output_format: OutFormat = CheckFormat.table,
+    output_format: ObjectFormat = CheckFormat.table,
     plot: Plot = None,
     loading: ModelFileArgs,
 ) -> None:

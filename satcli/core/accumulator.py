@@ -15,7 +15,7 @@ from satcli.core.moments import Moments, covariance, merge_moments
 BLOCK_BYTES = 1 << 20
 
 # Precision of the per-block Gram matrices: float64 (exact to rounding, the default) or float32 (2x less
-# arithmetic and memory traffic; sums stay float64 and blocks are short, see docs/method.md for its error).
+# arithmetic and memory traffic; sums stay float64 and blocks are short, see docs/method.md sec. 1 for its error).
 PRECISIONS = ("float64", "float32")
 
 # Below this many columns one full Gram GEMM is as fast as the lower triangle in panels.

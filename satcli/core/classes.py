@@ -1,4 +1,4 @@
-"""Class/cross-class structure of a layer (METHOD.md sec. 4, Papyan 2020) as pure functions.
+"""Class/cross-class structure of a layer (docs/method.md sec. 4, Papyan 2020) as pure functions.
 
 Input: the layer's total moments (n, mean, M2) and its per-class counts and shifted sums. Only class
 means and counts are kept (C x d), never per-class covariances; the within-class scatter follows as
@@ -76,7 +76,7 @@ def mean_pair_cosine(offsets: np.ndarray) -> float | None:
 
 
 def class_spectra(stats: LayerStats, classes: ClassStats) -> ClassSpectra:
-    """between_share, nc1, rank_between, outliers and class_mean_cosine of one layer (METHOD.md sec. 4)."""
+    """between_share, nc1, rank_between, outliers and class_mean_cosine of one layer (docs/method.md sec. 4)."""
     num = len(classes.labels)
     notes = _notes(stats, classes)
     undefined = ClassSpectra(num, None, None, None, None, None, tuple(notes))

@@ -1,4 +1,4 @@
-"""Exact mean and covariance as pure functions on float64 moments (METHOD.md sec. 1, Chan et al. merge)."""
+"""Exact mean and covariance as pure functions on float64 moments (docs/method.md sec. 1, Chan et al. merge)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Eigenspace projection (METHOD.md sec. 3, seed 001): the projector of a layer's top-k eigenspace and the
-metrics that compare a projected model's outputs with the unmodified model's.
+"""Eigenspace projection (docs/method.md sec. 3; Richter et al., "Feature Space Saturation during Training"):
+the projector of a layer's top-k eigenspace and the metrics that compare a projected model's outputs with
+the unmodified model's.
 
 Pure maths on float64: a projector is fitted from a layer's streaming moments (n, mean, M2) and acts on one
 layer output with the channel vector on a given axis, every other index being one position or token.
@@ -48,7 +49,7 @@ class Eigenspace:
         return int(self.mean.shape[0])
 
     def k(self, delta: float) -> int:
-        """Dimension kept at `delta`: the same rule as `analyze` (METHOD.md sec. 1, dead and undersampled
+        """Dimension kept at `delta`: the same rule as `analyze` (docs/method.md sec. 1, dead and undersampled
         layers included)."""
         k = score_layer(self.name, self.type, self.samples, self.mean, self.eigenvalues, delta).k
         if k is None:
@@ -104,7 +105,7 @@ class Projector:
 
     @property
     def is_identity(self) -> bool:
-        """True when k = d: the projection changes nothing (METHOD.md sec. 3), so it is not applied."""
+        """True when k = d: the projection changes nothing (docs/method.md sec. 3), so it is not applied."""
         return self.basis.shape[1] == self.basis.shape[0]
 
     def apply(self, z: torch.Tensor, channel_dim: int) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Spectral metrics: eigenvalues, intrinsic dimensionality k and layer saturation (METHOD.md sec. 1).
+"""Spectral metrics: eigenvalues, intrinsic dimensionality k and layer saturation (docs/method.md sec. 1).
 
 Pure functions on float64 numpy arrays, so they can be re-run from a store without a model.
 """

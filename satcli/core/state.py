@@ -48,7 +48,7 @@ class CheckpointMeta:
 
 @dataclass(frozen=True)
 class ClassStats:
-    """A layer's per-class float64 sums (METHOD.md sec. 4): C x d memory, merged by addition.
+    """A layer's per-class float64 sums (docs/method.md sec. 4): C x d memory, merged by addition.
 
     `labels` are the distinct label values seen (sorted), `counts` their sample counts and `sums` the
     per-class sums of `samples - shift`; the shift keeps the sums small when a layer's mean is large.

@@ -1,5 +1,5 @@
-"""Reading a training trajectory (seed 004, Sec. 3.5 and its early-stopping remark): pure rules over
-the scored checkpoints of one run, in training order.
+"""Reading a training trajectory (Shenk et al. 2019, "Spectral Analysis of Latent Representations", Sec. 3.5
+and its early-stopping remark): pure rules over the scored checkpoints of one run, in training order.
 
 - early underparameterized: the average saturation is at or above the verdict's under_threshold in each
   of the first `early_checkpoints` checkpoints (the paper: underparameterized networks "start off with

@@ -1,4 +1,4 @@
-"""Average saturation, the tail and the under/overparameterization verdict (METHOD.md sec. 2)."""
+"""Average saturation, the tail and the under/overparameterization verdict (docs/method.md sec. 2)."""
 
 from __future__ import annotations
 
@@ -169,7 +169,7 @@ def decide(
     num_inputs: int | None = None,
     output_layer: str | None = None,
 ) -> Verdict:
-    """Apply the METHOD.md rule to layer scores given in forward order.
+    """Apply the rule of docs/method.md sec. 2 to layer scores given in forward order.
 
     `num_inputs` (inputs the samples came from) turns sample shortfalls into input counts; `output_layer`
     is the model's last tracked layer when the scored layers are a selection (None: the last of them).

@@ -1,4 +1,4 @@
-"""Splitting one analysis over processes (METHOD.md sec. 7): disjoint data shards, exact merge of float64 states.
+"""Splitting one analysis over processes (docs/method.md sec. 7): disjoint data shards, exact merge of float64 states.
 
 Two ways in: `torchrun` (every rank analyzes its shard, the states are all-gathered and merged in rank
 order, only rank 0 writes) and job arrays (`--shard I/K` writes a partial store; `satcli merge` joins them).

@@ -19,7 +19,7 @@ class AnalysisOptions:
 
     `classes`: class/cross-class spectra; None = on when the data carry labels. `weight_spectra`: add each
     layer's data-free weight spectrum (alpha, stable rank) next to its saturation. `precision`: of the
-    per-block covariance arithmetic (sums are float64 either way; docs/method.md gives float32's error).
+    per-block covariance arithmetic (sums are float64 either way; docs/method.md sec. 1 gives float32's error).
     """
 
     reduction: Reduction = field(default_factory=Reduction)

@@ -1,4 +1,4 @@
-"""The eigenspace projection check (METHOD.md sec. 3): fit every tracked layer's subspace in one pass of the
+"""The eigenspace projection check (docs/method.md sec. 3): fit every tracked layer's subspace in one pass of the
 engine, then evaluate the unmodified model and every projected variant batch by batch.
 
 Passes over the data: 1 fit pass (the engine, channelwise / per-token samples, the same exact accumulator as

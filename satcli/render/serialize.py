@@ -54,6 +54,11 @@ def result_json(result: CheckpointResult) -> str:
     return json.dumps(json_ready(data), allow_nan=False, ensure_ascii=False, default=str)
 
 
+def results_json(results: Sequence[CheckpointResult]) -> str:
+    """Several checkpoints as one JSON document, `{"checkpoints": [...]}` of result_json's objects in order."""
+    return '{"checkpoints": [' + ", ".join(result_json(result) for result in results) + "]}"
+
+
 def _csv_number(x: float | int | None) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return ""

@@ -23,7 +23,8 @@ def _figure(width: float, height: float) -> Any:
 
 
 def plot_svr(report: SvrReport, output: Path) -> Path:
-    """Layers on x, singular values on y, significant edges drawn darker the stronger they are (the seed's figure)."""
+    """Layers on x, singular values on y, significant edges drawn darker the stronger they are (the figure of
+    Meller & Berkouk 2023, "Singular Value Representation")."""
     fig = _figure(max(6.0, 1.3 * len(report.layers)), 4.5)
     ax = fig.add_subplot()
     index = {layer.name: i for i, layer in enumerate(report.layers)}

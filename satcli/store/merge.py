@@ -2,7 +2,7 @@
 
 A shard set must be complete and disjoint (shards 0..K-1 of the same K and the same inputs, each once) and
 its parts must come from the same model (sha256), data spec, options and thresholds, checkpoint by
-checkpoint. Their float64 states merge exactly in shard order (METHOD.md sec. 7); stored activations and
+checkpoint. Their float64 states merge exactly in shard order (docs/method.md sec. 7); stored activations and
 labels are concatenated in shard order, which is the data order of one process.
 """
 

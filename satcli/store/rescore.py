@@ -1,4 +1,4 @@
-"""Re-score stored checkpoints without the model or the data (issue 3: `satcli report`, `compare`, `check`).
+"""Re-score stored checkpoints without the model or the data (`satcli report`, `compare`, `check`).
 
 A store keeps every layer's sample count, mean, eigenvalues and non-finite flag, which is all that
 k, saturation, the average and the verdict depend on; so any threshold can be applied after the fact,

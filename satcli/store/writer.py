@@ -197,16 +197,22 @@ class StoreWriter:
         """Copy the temp file's checkpoint groups into the existing store after its last group, in place.
 
         The store is modified only here, for the time of a copy of the new groups (already compressed
-        chunks are copied as they are); readers skip a group until its `complete` attribute says otherwise.
+        chunks are copied as they are). Each group arrives with `complete = false` and is marked complete
+        only after its whole copy is flushed, so a crash in between leaves a group readers skip.
         """
-        with h5py.File(self.temp_path, "r") as source, _open_retrying(self.path, "r+") as store:
+        with h5py.File(self.temp_path, "r+") as source, _open_retrying(self.path, "r+") as store:
             checkpoints = store["checkpoints"]
             start = len(checkpoints)
             for offset, key in enumerate(sorted(source["checkpoints"].keys(), key=int)):
                 group = source["checkpoints"][key]
+                complete = bool(group.attrs["complete"])
+                group.attrs["complete"] = False
                 name = f"{start + offset:04d}"
-                checkpoints.copy(group, name)  # attributes, `complete` included, come along
+                checkpoints.copy(group, name)
                 store.flush()
+                if complete:
+                    checkpoints[name].attrs["complete"] = True
+                    store.flush()
             # Older schemas are upgraded in place: each group keeps its own schema_version.
             store.attrs.update({**self._attrs, "schema_version": SCHEMA_VERSION, "satcli_version": satcli.__version__})
         _fsync(self.path)

@@ -1,4 +1,4 @@
-"""How a layer output becomes samples of a d-dimensional vector (METHOD.md sec. 1 table)."""
+"""How a layer output becomes samples of a d-dimensional vector (docs/method.md sec. 1 table)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ SEQUENCE_METHODS = ("mean", "last", "tokens")
 
 @dataclass(frozen=True)
 class Reduction:
-    """How a layer output becomes samples of a d-dimensional vector (METHOD.md sec. 1 table)."""
+    """How a layer output becomes samples of a d-dimensional vector (docs/method.md sec. 1 table)."""
 
     conv_method: str = "mean"
     sequence_method: str = "mean"
@@ -55,7 +55,7 @@ def sample_view(t: torch.Tensor, layer: Layer, reduction: Reduction, mask: torch
 
     Same samples as ``reduce_output`` without its final reshape, so channelwise and token samples stay
     views of the output (channels-last for convolutions) instead of being copied. With a (B, T) `mask` of
-    real tokens and a (B, T, d) output, padding never enters a sample (METHOD.md sec. 8): `mean` averages
+    real tokens and a (B, T, d) output, padding never enters a sample (docs/method.md sec. 8): `mean` averages
     the real tokens, `last` takes the last real one, and `tokens` gives an (N_real, d) tensor.
     """
     if layer.kind == CONV:

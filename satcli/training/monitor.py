@@ -214,7 +214,7 @@ class Monitor:
         self.merge(state)
 
     def merge(self, other: Monitor | dict[str, object]) -> None:
-        """Fold in another monitor's (or state_dict's) samples exactly: the Chan merge of METHOD.md sec. 7."""
+        """Fold in another monitor's (or state_dict's) samples exactly: the Chan merge of docs/method.md sec. 7."""
         state = other.state_dict() if isinstance(other, Monitor) else other
         if state.get("version") != STATE_VERSION:
             raise SatcliError(f"unknown monitor state version {state.get('version')!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -54,21 +55,16 @@ class Result:
 
         return notebook_html(self.checkpoint)
 
-    def table(self, console: Console | None = None) -> None:
-        """Print the CLI's table (header, layers, verdict panel) to `console` (default: stdout)."""
-        render_result(self.checkpoint, console or Console())
+    def table(self, width: int | None = None) -> str:
+        """The CLI's table (header, layers, verdict panel) as plain text, to print or log.
+
+        `width` in columns; by default as wide as the layer names need, as the CLI prints it off a terminal.
+        """
+        text = io.StringIO()
+        console = Console(file=text, width=width or 80, color_system=None, soft_wrap=False)
+        console.fit_content = width is None  # type: ignore[attr-defined]  # read by render.text.fitted
+        render_result(self.checkpoint, console)
+        return text.getvalue()
 
     def __str__(self) -> str:
-        console = Console(width=100, record=True, file=_Discard(), color_system=None)
-        self.table(console)
-        return console.export_text()
-
-
-class _Discard:
-    """A write-only file that forgets everything (the recording console keeps the text)."""
-
-    def write(self, text: str) -> int:
-        return len(text)
-
-    def flush(self) -> None:
-        pass
+        return self.table()

@@ -1,4 +1,4 @@
-"""Which tracked layer feeds which (METHOD.md sec. 5): the SVR's chain of composing layer pairs.
+"""Which tracked layer feeds which (docs/method.md sec. 5): the SVR's chain of composing layer pairs.
 
 The forward order and the data flow come from the model itself: an exported graph or a TorchScript graph
 is read, a plain ``nn.Module`` is run once on a random input (``graph.trace_module``). Between two layers

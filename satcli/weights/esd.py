@@ -1,4 +1,4 @@
-"""Weight spectra (METHOD.md sec. 6): norms, stable rank and the power-law fit of each layer's ESD.
+"""Weight spectra (docs/method.md sec. 6): norms, stable rank and the power-law fit of each layer's ESD.
 
 The empirical spectral density (ESD) of a layer is the set of eigenvalues of ``W^T W`` (squared singular
 values) in float64; for a convolution it pools the eigenvalues of every kernel position's ``out x in``

@@ -99,7 +99,8 @@ def svr_matrix(weight: np.ndarray, method: str = "svr") -> tuple[np.ndarray, int
     """The matrix the SVR factors, with the spatial sizes of its left (u) and right (v) vectors.
 
     ``svr``: ``out x (in*z)`` (index ``i*z + p``), so ``v`` reshapes to ``(in, z)`` and ``u`` has no positions.
-    ``cosvr`` (the seed script's dual): ``(out*z) x in`` (index ``o*z + p``), so ``u`` reshapes to ``(out, z)``.
+    ``cosvr`` (the dual in Meller & Berkouk's script, danmlr/svr): ``(out*z) x in`` (index ``o*z + p``), so ``u``
+    reshapes to ``(out, z)``.
     Dense weights are the same matrix under both methods. Returns (matrix, z_u, z_v).
     """
     if method not in SVR_METHODS:

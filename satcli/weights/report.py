@@ -78,7 +78,7 @@ def svr_report(
     max_modes: int = 128,
     fold_bn: bool = True,
 ) -> SvrReport:
-    """The SVR of every composing pair of a model (METHOD.md sec. 5)."""
+    """The SVR of every composing pair of a model (docs/method.md sec. 5)."""
     if max_modes < 1:
         raise SatcliError(f"the number of modes must be at least 1, got {max_modes}")
     if not np.isfinite(sigma) or sigma <= 0:

@@ -1,4 +1,4 @@
-"""The Singular Value Representation's maths on float64 numpy arrays (METHOD.md sec. 5).
+"""The Singular Value Representation's maths on float64 numpy arrays (docs/method.md sec. 5).
 
 A layer's matrix is factored ``W = sum_j s_j u_j v_j^T`` (top modes, descending, numbered from 0). For a
 pair of layers with ``n`` channels between them, ``u_j`` of the first layer is read as ``(n, z_u)`` and
@@ -8,7 +8,8 @@ pair of layers with ``n`` channels between them, ``u_j`` of the first layer is r
 
 Under random directions ``E[A] = 1/n`` and ``z n A`` is about chi-squared with z degrees of freedom, so an
 edge is significant when ``A_ij >= chi2_z^-1(1 - p) / (z n)`` with ``p = 1 - Phi(sigma)``. The plain SVR has
-``z_u = 1``; the seed script's ``cosvr`` moves a convolution's kernel positions onto ``u`` instead.
+``z_u = 1``; the ``cosvr`` of Meller & Berkouk's script (danmlr/svr) moves a convolution's kernel positions
+onto ``u`` instead.
 """
 
 from __future__ import annotations

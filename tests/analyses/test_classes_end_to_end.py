@@ -101,7 +101,7 @@ def test_string_labels_and_one_class(run_cli, tmp_path: Path) -> None:
 
 
 def test_v1_stores_still_read_with_no_class_numbers(run_cli) -> None:
-    result = run_cli("report", FIXTURE_V1, "-f", "json")
+    result = run_cli("report", FIXTURE_V1, "-f", "jsonl")
     assert result.code == 0, result.stderr
     for line in result.stdout.splitlines():
         assert all("classes" not in layer for layer in json.loads(line)["layers"])
