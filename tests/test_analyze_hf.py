@@ -173,6 +173,24 @@ def test_hub_model_missing_from_cache_is_one_line(
     assert result.code == 2
     assert result.stderr.startswith("error: model nobody/no-such-model is not in the local Hugging Face cache")
     assert "hf download nobody/no-such-model" in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.rstrip().endswith("or pass --download")
+
+
+def test_a_folder_without_a_tokenizer_is_one_complete_line(
+    run_cli: Callable[..., Any], text_models: dict[str, Path], tmp_path: Path
+) -> None:
+    empty = tmp_path / "no-tokenizer"
+    empty.mkdir()
+    try:
+        transformers.AutoTokenizer.from_pretrained(empty, local_files_only=True)
+    except Exception as exc:  # transformers' own words, which may span lines ("... from one of:\n(1) ...")
+        words = str(exc).split()
+    else:
+        pytest.fail("transformers loaded a tokenizer from an empty folder")
+    result = run_cli("analyze", text_models["bert"], "--data", text_models["texts"], "--tokenizer", empty, "--no-store")
+    assert result.code == 2 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: cannot load a tokenizer from {empty}") and line.split()[-len(words) :] == words
 
 
 def test_off_a_terminal_tables_keep_names_whole_unless_columns_is_set(
