@@ -15,7 +15,7 @@ from satcli.cli.analyze import progress_bar, warn_notes
 from satcli.cli.app import EXIT_FAILED, EXIT_USAGE, app
 from satcli.cli.console import stderr_console, stdout_console
 from satcli.cli.groups import DataArgs, LayerArgs, ModelArgs, ThresholdArgs, with_groups
-from satcli.cli.options import AllowUndersampled, CheckFormat, FailOn, Quiet, with_model_preprocessors
+from satcli.cli.options import UNSET_NOTE, AllowUndersampled, CheckFormat, FailOn, Quiet, with_model_preprocessors
 from satcli.errors import SatcliError
 
 if TYPE_CHECKING:
@@ -33,7 +33,9 @@ class GateThresholdArgs(ThresholdArgs):
     max_tail: Annotated[
         int | None,
         typer.Option(
-            min=0, help="Fail when the tail is longer than this (also the verdict's max tail). Unset: 2, or as stored."
+            min=0,
+            help="Fail when the tail is longer than this (also the verdict's max tail). "
+            + UNSET_NOTE.format(default=2),
         ),
     ] = None
 
