@@ -137,12 +137,40 @@ def analyze(run_cli: Callable[..., Any], model: Path, data: Path, store: Path, *
     return json.loads(result.stdout)
 
 
-def assert_matches_reference(record: dict[str, Any], store: Path, reference: dict[str, np.ndarray]) -> None:
+# Float32 forward passes are not invariant to batching (padding changes the attention's summation order), so a
+# reference with one batching matches satcli with another only to within the noise measured between batchings.
+NOISE_FACTOR = 4
+# A floor for when two batchings happen to agree exactly: float32 rounding of values summed over many inputs.
+FLOAT32_FLOOR = 64 * float(np.finfo(np.float32).eps)
+
+
+def noise_tolerance(reference: np.ndarray | float, rebatched: np.ndarray | float) -> float:
+    """Absolute tolerance for a number from float32 activations: a few times its spread between two batchings
+    of the same forward pass (measured), at least FLOAT32_FLOOR relative to its size."""
+    spread = float(np.max(np.abs(np.asarray(reference) - np.asarray(rebatched))))
+    return max(NOISE_FACTOR * spread, FLOAT32_FLOOR * float(np.max(np.abs(reference))))
+
+
+def assert_matches_reference(
+    record: dict[str, Any],
+    store: Path,
+    reference: dict[str, np.ndarray],
+    rebatched: dict[str, np.ndarray] | None = None,
+) -> None:
+    """satcli's stored covariances and k against numpy's on the reference samples. With `rebatched` (the same
+    samples from the forward pass batched as satcli batched it) the tolerance is their measured float32 noise,
+    and k may be either one's where the noise moves it across a threshold; without, 1e-4 of the largest entry."""
     covariances = stored_covariances(store)
     assert [layer["name"] for layer in record["layers"]] == list(reference)  # forward order, every Linear
     for layer in record["layers"]:
         samples = reference[layer["name"]]
         want = np.cov(samples, rowvar=False)
         assert layer["samples"] == samples.shape[0]
-        np.testing.assert_allclose(covariances[layer["name"]], want, rtol=0, atol=1e-4 * np.abs(want).max())
-        assert layer["k"] == numpy_k(samples), layer["name"]
+        if rebatched is None:
+            atol, ks = 1e-4 * np.abs(want).max(), {numpy_k(samples)}
+        else:
+            other = rebatched[layer["name"]]
+            atol = noise_tolerance(want, np.cov(other, rowvar=False))
+            ks = {numpy_k(samples), numpy_k(other)}
+        np.testing.assert_allclose(covariances[layer["name"]], want, rtol=0, atol=atol)
+        assert layer["k"] in ks, layer["name"]

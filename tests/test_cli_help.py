@@ -26,3 +26,11 @@ def test_analyze_help_keeps_default_notes_and_reflows_the_docstring(run_cli: Cal
     for flag in ("--download", "--trust-remote-code", "--trust-pickle", "--no-store", "--quiet"):
         line = next(line for line in text.splitlines() if f" {flag} " in line)
         assert "<" not in line, line
+
+
+@pytest.mark.parametrize("command", ["analyze", "check", "layers", "merge", "plot", "project", "report", "compare"])
+def test_help_shows_no_markup_escapes(run_cli: Callable[..., Any], command: str) -> None:
+    text = run_cli(command, "--help").stdout
+    assert "\\[" not in text  # a Rich escape printed as is
+    if command == "plot":
+        assert "pip install 'satcli[plot]'" in " ".join(text.replace("│", " ").split())

@@ -70,9 +70,15 @@ def test_analysis_settings_reach_analyze(run_cli, tmp_path: Path, monkeypatch: p
 
 def test_help_shows_the_configured_defaults(run_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(project(tmp_path / "repo", 'max-tail = 5\nconv-method = "channelwise"'))
-    text = run_cli("check", "--help").stdout
-    assert "[default: 5]" in text and "[default: channelwise]" in text
-    assert "[default: 5]" in run_cli("analyze", "--help").stdout
+    text = " ".join(run_cli("check", "--help").stdout.replace("│", " ").split())  # help re-flowed to one line
+    assert "[default: 5 from ../pyproject.toml]" in text and "[default: channelwise from ../pyproject.toml]" in text
+    analyze = " ".join(run_cli("analyze", "--help").stdout.replace("│", " ").split())
+    # One default per option, the one in force: the setting's, not also the option's own "2; for a store".
+    assert "longer. [default: 5 from ../pyproject.toml] --under-threshold" in analyze
+    assert "as stored] [default:" not in analyze
+    monkeypatch.chdir(tmp_path)  # no pyproject.toml: the options' own notes again
+    text = " ".join(run_cli("analyze", "--help").stdout.replace("│", " ").split())
+    assert "longer. [default: 2; for a store: as stored]" in text and "pyproject.toml" not in text
 
 
 @pytest.mark.parametrize(

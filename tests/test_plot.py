@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 import pytest
@@ -156,3 +156,26 @@ def test_bar_chart_draws_the_between_class_share(tmp_path: Path) -> None:
     from satcli.render.plot import plot_results
 
     assert plot_results([result], out).stat().st_size > 0
+
+
+@pytest.mark.parametrize("count", [3, 5, 12])
+def test_heatmap_checkpoint_labels_do_not_overlap(tmp_path: Path, count: int) -> None:
+    """Long checkpoint names (about 20 characters each) under the heatmap: their drawn boxes stay apart."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from satcli.render.plot import _heatmap
+
+    models = {f"runs/resnet-lr3e-4-epoch-{e:03d}.pt": [(64, 40 - e), (10, 9)] for e in range(1, count + 1)}
+    results = [
+        result for _, result in rescore_refs([str(write_store(tmp_path / "s.h5", models))], ThresholdOverrides())
+    ]
+    figure = _heatmap(Figure, results, "s.h5")
+    FigureCanvasAgg(figure).draw()
+    ticks = figure.axes[1].get_xticklabels()
+    assert [t.get_text().splitlines()[0] for t in ticks] == [PurePath(m).stem for m in models]
+    boxes = [tick.get_window_extent() for tick in ticks]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])

@@ -204,3 +204,25 @@ def test_a_page_starts_from_what_the_readme_wrote() -> None:
         "satcli report m.pt2.satcli.h5: m.pt2.satcli.h5",
         "satcli plot other.h5 -o x.png: other.h5",
     ]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# CI runs the suite where a user's checkout may sit: under a long folder and on an 80-column terminal.
+
+
+def test_ci_runs_in_a_long_path_clone_at_80_columns() -> None:
+    lines = [line.strip() for line in (REPO / ".ci" / "run").read_text(encoding="utf-8").splitlines()]
+    clone = lines.index('checkout="$(.ci/long-clone "$workdir")"')
+    assert lines[clone + 1] == 'cd "$checkout"' and "export COLUMNS=80" in lines
+    assert clone < lines.index('python3 -m venv "$venv"')  # the README's commands (and tests) run there
+    assert "trap 'rm -rf \"$workdir\"' EXIT" in lines[:clone]  # the clone and the venv are removed on exit
+
+
+def test_long_clone_makes_a_clone_under_a_path_over_100_characters(tmp_path: Path) -> None:
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    done = subprocess.run(["bash", str(REPO / ".ci" / "long-clone"), str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    checkout = Path(done.stdout.strip())
+    assert len(str(checkout)) > 100 and checkout.parent.parent == tmp_path
+    assert (checkout / "README.md").is_file() and (checkout / ".ci" / "run").is_file()

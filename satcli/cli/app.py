@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import os
+import re
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -43,7 +45,38 @@ def _root(
     # [tool.satcli] in the nearest pyproject.toml becomes the commands' defaults (shown by --help).
     commands = getattr(ctx.command, "commands", {})
     params = {name: [p.name for p in command.params if p.name] for name, command in commands.items()}
-    ctx.default_map = {**load_config().default_map(params), **(ctx.default_map or {})}
+    config = load_config()
+    configured = config.default_map(params)
+    _show_configured_defaults(commands, configured, config.path)
+    ctx.default_map = {**configured, **(ctx.default_map or {})}
+
+
+# An option's own note of its default in its help text ("[default: 2; for a store: as stored]"), as escaped.
+_DEFAULT_NOTE = re.compile(r"\\?\[default: [^\]]*\]")
+
+
+def _show_configured_defaults(commands: dict[str, Any], configured: dict[str, dict[str, object]], source: Any) -> None:
+    """One default per option in --help, the one in force: a [tool.satcli] setting replaces the option's own
+    note and Typer's `[default: ...]`, and names the file it came from. The Click commands live as long as the
+    process, so each invocation starts again from the original help."""
+    for name, command in commands.items():
+        chosen = configured.get(name, {})
+        for param in command.params:
+            if not hasattr(param, "_satcli_help"):
+                param._satcli_help = (param.help, param.show_default)
+            param.help, param.show_default = param._satcli_help
+            if param.name not in chosen or source is None:
+                continue
+            note = escape(f"[default: {_shown(chosen[param.name])} from {os.path.relpath(source)}]")
+            help_text = _DEFAULT_NOTE.sub("", param.help or "").rstrip()
+            param.help, param.show_default = f"{help_text} {note}".lstrip(), False
+
+
+def _shown(value: object) -> str:
+    """A configured value as it would be typed: list items joined by commas."""
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(item) for item in value)
+    return str(getattr(value, "value", value))
 
 
 def tidy_help(command: Any) -> Any:

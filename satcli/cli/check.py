@@ -16,6 +16,7 @@ from satcli.cli.app import EXIT_FAILED, EXIT_USAGE, app
 from satcli.cli.console import stderr_console, stdout_console
 from satcli.cli.groups import DataArgs, LayerArgs, ModelArgs, ThresholdArgs, with_groups
 from satcli.cli.options import (
+    UNSET_NOTE,
     AllowUndersampled,
     CheckFormat,
     CheckFormatOption,
@@ -40,7 +41,9 @@ class GateThresholdArgs(ThresholdArgs):
     max_tail: Annotated[
         int | None,
         typer.Option(
-            min=0, help="Fail when the tail is longer than this (also the verdict's max tail). Unset: 2, or as stored."
+            min=0,
+            help="Fail when the tail is longer than this (also the verdict's max tail). "
+            + UNSET_NOTE.format(default=2),
         ),
     ] = None
 

@@ -255,14 +255,14 @@ CheckpointKeys = Annotated[
 
 # The verdict's thresholds, shared by analyze, check, report, compare and plot. Unset: the default for a
 # model, the value stored with the checkpoint for a store.
-_UNSET = "[default: {default}; for a store: as stored]"
+UNSET_NOTE = "[default: {default}; for a store: as stored]"
 Threshold = Annotated[
     float | None,
     typer.Option(
         "--threshold",
         min=0.0,
         max=1.0,
-        help="delta: share of variance the top-k directions explain. " + _UNSET.format(default=0.99),
+        help="delta: share of variance the top-k directions explain. " + UNSET_NOTE.format(default=0.99),
     ),
 ]
 TailThreshold = Annotated[
@@ -270,19 +270,19 @@ TailThreshold = Annotated[
     typer.Option(
         min=0.0,
         max=1.0,
-        help="A layer below this saturation can be in the tail. " + _UNSET.format(default=0.2),
+        help="A layer below this saturation can be in the tail. " + UNSET_NOTE.format(default=0.2),
     ),
 ]
 MaxTail = Annotated[
     int | None,
-    typer.Option(min=0, help="Overparameterized when the tail is longer. " + _UNSET.format(default=2)),
+    typer.Option(min=0, help="Overparameterized when the tail is longer. " + UNSET_NOTE.format(default=2)),
 ]
 UnderThreshold = Annotated[
     float | None,
     typer.Option(
         min=0.0,
         max=1.0,
-        help="Underparameterized when the average is at least this. " + _UNSET.format(default=0.45),
+        help="Underparameterized when the average is at least this. " + UNSET_NOTE.format(default=0.45),
     ),
 ]
 ConvMethodOption = Annotated[ConvMethod, typer.Option(help="How a conv output becomes samples.")]

@@ -32,7 +32,7 @@ def plot_command(
 ) -> None:
     """Plot saturation from a store: bars per layer for one checkpoint, a layers x checkpoints heatmap for several.
 
-    Needs matplotlib (pip install 'satcli\\[plot]'). Numbers are re-scored from the store, as by report.
+    Needs matplotlib (pip install 'satcli[plot]'). Numbers are re-scored from the store, as by report.
     """
     from satcli.render.plot import plot_results
     from satcli.store.rescore import parse_store_ref, rescore_refs

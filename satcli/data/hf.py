@@ -76,7 +76,7 @@ def pick_split(name: str, loaded: Any, split: str, *, single: bool) -> tuple[Any
 
 def _load_from_cache(datasets: Any, name: str, split: str, download: bool) -> Any:
     """The data set from a hub snapshot or datasets' prepared cache; downloaded only when allowed."""
-    how = f"download it with `hf download --repo-type dataset {name}` or let satcli download it"
+    how = f"download it with `hf download --repo-type dataset {name}` or allow the download"
     if download:
         try:
             return {split: datasets.load_dataset(name, split=split)}

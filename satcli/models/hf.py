@@ -74,7 +74,7 @@ def _from_hub_cache(repo_id: str, download: bool) -> Path:
     require("huggingface_hub", "hf")
     from huggingface_hub import constants, snapshot_download
 
-    how = f"download it with `hf download {repo_id}` or let satcli download it"
+    how = f"download it with `hf download {repo_id}` or allow the download"
     try:
         folder = Path(
             snapshot_download(repo_id, local_files_only=not download, ignore_patterns=_DOWNLOAD_IGNORE)  # type: ignore[arg-type]
@@ -185,7 +185,7 @@ def _from_pretrained(auto_class: str, what: str, path: Path | str, trust_remote_
                 Path(path), local_files_only=True, trust_remote_code=trust_remote_code
             )
         except Exception as exc:
-            raise SatcliError(f"cannot load {what} from {path}: {_reason(exc)}") from None
+            raise SatcliError(f"cannot load {what} from {path}: {_reason(exc, whole=True, limit=600)}") from None
 
 
 def _model_class(transformers: ModuleType, config: Any, trust_remote_code: bool) -> Any:

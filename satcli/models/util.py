@@ -28,13 +28,14 @@ def _quiet_torch() -> Iterator[None]:
                 logger.setLevel(level)
 
 
-def _reason(exc: BaseException) -> str:
-    """A short one-line reason from an exception, without torch's multi-line advice."""
+def _reason(exc: BaseException, *, whole: bool = False, limit: int = 200) -> str:
+    """A short one-line reason from an exception, without torch's multi-line advice; `whole` joins every line
+    instead (transformers splits one sentence over lines: "... from one of: (1) ..., (2) ...")."""
     lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-    text = lines[0] if lines else ""
+    text = (" ".join(lines) if whole else lines[0]) if lines else ""
     text = text.split(". This is an internal miniz error")[0]
-    if len(text) > 200:
-        text = text[:197] + "..."
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

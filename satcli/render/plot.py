@@ -172,6 +172,10 @@ def _bars(figure_class: Any, result: CheckpointResult, label: str) -> Any:
     return fig
 
 
+# Characters of an 8 pt tick label that fit under one heatmap column.
+TICK_CHARS = 8
+
+
 def _heatmap(figure_class: Any, results: Sequence[CheckpointResult], source: str | None) -> Any:
     """Average saturation per checkpoint above a layers x checkpoints heatmap; tail cells outlined."""
     layers = trajectory_layers(results)
@@ -209,7 +213,10 @@ def _heatmap(figure_class: Any, results: Sequence[CheckpointResult], source: str
     names = [f"{name} (output)" if always_output(name, results) else name for name in layers]
     ax.set_yticks(range(rows), names, fontsize=8)
     ticks = [f"{label}\n{short_verdict(r.verdict)}" for label, r in zip(labels, results, strict=True)]
-    ax.set_xticks(range(cols), ticks, rotation=45 if cols > 8 else 0, ha="right" if cols > 8 else "center", fontsize=8)
+    # A column is ~0.6 in wide (see `width`): about 8 characters at 8 pt. Longer labels stand upright, so their
+    # boxes stay one line-height wide and never run into the next column's.
+    upright = cols > 8 or max(len(line) for tick in ticks for line in tick.splitlines()) > TICK_CHARS
+    ax.set_xticks(range(cols), ticks, rotation=90 if upright else 0, ha="center", fontsize=8)
     for tick, result in zip(ax.get_xticklabels(), results, strict=True):
         tick.set_color(VERDICT_COLOURS[short_verdict(result.verdict)])
     ax.set_ylabel("layer (forward order)")

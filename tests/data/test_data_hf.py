@@ -12,6 +12,7 @@ import pytest
 import torch
 from hf_helpers import write_bert, write_tokenizer
 
+from satcli.cli.console import with_flags
 from satcli.data import Batch, DataOptions, DataSource, open_data
 from satcli.errors import SatcliError
 
@@ -176,6 +177,7 @@ def test_hub_dataset_missing_from_cache_says_how_to_get_it(tmp_path: Path) -> No
     message = str(caught.value)
     assert "\n" not in message and "data set some-org/nothing-here is not in the local Hugging Face cache" in message
     assert "hf download --repo-type dataset some-org/nothing-here" in message
+    assert with_flags(message).endswith("or pass --download")  # the command line names its flag
 
 
 def test_without_datasets_the_error_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
