@@ -14,7 +14,7 @@ from rich.console import Console
 from satcli.cli.analyze import progress_bar, warn_notes
 from satcli.cli.app import EXIT_FAILED, EXIT_USAGE, app
 from satcli.cli.console import stderr_console, stdout_console
-from satcli.cli.groups import DataArgs, LayerArgs, ModelArgs, ThresholdArgs, with_groups
+from satcli.cli.groups import AnalysisArgs, DataArgs, LayerArgs, ModelArgs, ThresholdArgs, with_groups
 from satcli.cli.options import AllowUndersampled, CheckFormat, FailOn, Quiet, with_model_preprocessors
 from satcli.errors import SatcliError
 
@@ -75,6 +75,7 @@ def check_command(
     data: DataArgs,
     model: ModelArgs,
     layer: LayerArgs,
+    analyses: AnalysisArgs,
     allow_undersampled: AllowUndersampled = False,
     output_format: Annotated[
         CheckFormat, typer.Option("--format", "-f", help="table: a summary line; json: one result per line.")
@@ -91,7 +92,7 @@ def check_command(
 
     spec = _gate_spec(fail_on, thresholds.max_tail, max_average, min_average, max_saturation, min_saturation)
     overrides = thresholds.overrides()
-    options = layer.analysis_options(thresholds=thresholds.thresholds(), store_activations=False)
+    options = layer.analysis_options(thresholds=thresholds.thresholds(), store_activations=False, **analyses.switches())
     out, err = stdout_console(), stderr_console()
     models = _ModelScorer(data, model, options, err, quiet)
     failed = checked = inconclusive = 0

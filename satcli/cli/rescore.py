@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import itertools
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
 from satcli.cli.app import app
-from satcli.cli.console import stdout_console
+from satcli.cli.console import stderr_console, stdout_console
 from satcli.cli.groups import ThresholdArgs, with_groups
 from satcli.cli.options import (
     CheckpointKeys,
+    Columns,
     CompareFormat,
     EarlyCheckpoints,
     Quiet,
@@ -22,6 +24,9 @@ from satcli.cli.options import (
     StoreRefs,
 )
 from satcli.core.trajectory import TrajectoryRule
+
+if TYPE_CHECKING:
+    from satcli.core.results import CheckpointResult
 
 
 @app.command("report")
@@ -38,6 +43,7 @@ def report_command(
     settle_tolerance: SettleTolerance = TrajectoryRule.tolerance,
     settle_window: SettleWindow = TrajectoryRule.window,
     early_checkpoints: EarlyCheckpoints = TrajectoryRule.early_checkpoints,
+    columns: Columns = None,
 ) -> None:
     """Re-score stored checkpoints at any thresholds, with no model and no data.
 
@@ -54,10 +60,11 @@ def report_command(
     del quiet
     overrides = thresholds.overrides()
     results = [result for _, result in rescore_refs(stores, overrides, checkpoint or [])]
+    _warn_unknown(results)
     if output_format is ReportFormat.table:
         out = stdout_console()
         for result in results:
-            render_result(result, out)
+            render_result(result, out, tuple(columns or ()))
         rule = TrajectoryRule(settle_tolerance, settle_window, early_checkpoints)
         for store, run in itertools.groupby(results, key=lambda r: r.store):
             checkpoints = list(run)
@@ -69,6 +76,16 @@ def report_command(
     else:
         sys.stdout.write("".join(result_json(result) + "\n" for result in results))
     sys.stdout.flush()
+
+
+def _warn_unknown(results: list[CheckpointResult]) -> None:
+    """One stderr line per checkpoint holding an analysis' state this satcli cannot score (kept, not dropped)."""
+    from satcli.render.notes import unknown_analysis_notes
+
+    err = stderr_console()
+    for result in results:
+        for note in unknown_analysis_notes(result):
+            err.print(f"[yellow]warning:[/] {escape(note)}", soft_wrap=True, highlight=False)
 
 
 @app.command("compare")

@@ -13,7 +13,7 @@ from typing import Protocol
 import torch
 
 from satcli.analyses.base import Analysis
-from satcli.analyses.registry import LAYER_ANALYSES
+from satcli.analyses.registry import build
 from satcli.analyses.saturation import SaturationAnalysis
 from satcli.analyses.score import score_state
 from satcli.core.results import CheckpointResult
@@ -49,11 +49,8 @@ class _Seen:
 
 
 def build_analyses(options: AnalysisOptions, has_labels: bool, device: torch.device) -> list[Analysis]:
-    """Saturation always; the layer analyses the options ask for (classes: on by default when labelled)."""
-    chosen: list[Analysis] = [SaturationAnalysis(device, options.precision)]
-    wanted = options.extra_analyses(has_labels)
-    chosen += [LAYER_ANALYSES[name](device) for name in wanted]
-    return chosen
+    """Saturation always, the analyses that run by default and those the options ask for (analyses/registry.py)."""
+    return build(options.chosen(has_labels), device)
 
 
 def checkpoint_meta(model: LoadedModel, data: DataSource, options: AnalysisOptions) -> CheckpointMeta:
@@ -196,7 +193,7 @@ def _checkpoint_state(
     nonfinite: NonFiniteCount,
 ) -> CheckpointState:
     """The run's final state: every layer's moments and the other analyses' elements, in forward order."""
-    states = {analysis.name: analysis.state() for analysis in analyses}
+    states = {analysis.name: analysis.state() for analysis in analyses if not analysis.derived}
     stats = flag_unmeasured(states.pop(SaturationAnalysis.name), nonfinite)  # type: ignore[arg-type]
     layers = []
     for layer_meta in _layer_metas(seen):
