@@ -92,3 +92,16 @@ def test_columns_are_opt_in(run_cli) -> None:
     asked = run_cli("report", path, "--columns", "spectrum")
     assert asked.code == 0, asked.stderr
     assert all(header in asked.stdout for header in ("eff.rank", "PR", "decay"))
+
+
+def test_min_effective_rank_gate_uses_the_averaged_layers(run_cli) -> None:
+    path = REPO / "tests" / "fixtures" / "store_v2.h5"
+    with h5py.File(path, "r") as file:
+        layers = {str(g.attrs["name"]): g for g in file["checkpoints/0000/layers"].values()}
+        shares = {name: effective_rank(g["eigenvalues"][()]) / int(g.attrs["width"]) for name, g in layers.items()}
+    averaged = ["features.0", "features.2", "features.5", "head.0"]  # the output layer head.2 is not gated
+    lowest = min(shares[name] for name in averaged)
+    passing = run_cli("check", path, "--fail-on", "none", "--min-effective-rank", f"{lowest * 0.999:.6f}")
+    assert passing.code == 0, passing.stderr
+    failing = run_cli("check", path, "--fail-on", "none", "--min-effective-rank", f"{lowest * 1.001:.6f}")
+    assert failing.code == 1 and "min-effective-rank" in failing.stderr and "of 1 of 4 layers below" in failing.stderr
