@@ -18,10 +18,17 @@ from satcli.analyses.classes import ClassesAnalysis
 from satcli.analyses.health import HealthAnalysis
 from satcli.analyses.saturation import SaturationAnalysis
 from satcli.analyses.spectrum import SpectrumAnalysis
+from satcli.analyses.weights import WeightsAnalysis
 from satcli.errors import SatcliError
 
 # The one list of analyses, in the order they run and appear in JSON.
-_CLASSES: tuple[type[Analysis], ...] = (SaturationAnalysis, ClassesAnalysis, SpectrumAnalysis, HealthAnalysis)
+_CLASSES: tuple[type[Analysis], ...] = (
+    SaturationAnalysis,
+    ClassesAnalysis,
+    SpectrumAnalysis,
+    HealthAnalysis,
+    WeightsAnalysis,
+)
 
 ANALYSES: dict[str, type[Analysis]] = {cls.name: cls for cls in _CLASSES}
 # Every analysis that adds its own keys to a layer's entry (all but saturation, whose numbers are the base).

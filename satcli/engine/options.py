@@ -57,12 +57,13 @@ class AnalysisOptions:
         specs.insert(0, parse_spec(f"saturation:precision={self.precision}"))
         if self.classes and has_labels:
             specs.append(parse_spec("classes"))
+        if self.weight_spectra and all(name != "weights" for name, _ in specs):
+            specs.append(parse_spec("weights"))
         return resolve(specs, has_labels, off=("classes",) if self.classes is False else ())
 
     def extra_analyses(self, has_labels: bool) -> tuple[str, ...]:
         """Names of the layer analyses to run besides saturation."""
-        names = tuple(name for name, _ in self.chosen(has_labels) if name != "saturation")
-        return names + (("weights",) if self.weight_spectra else ())
+        return tuple(name for name, _ in self.chosen(has_labels) if name != "saturation")
 
     def describe(self, has_labels: bool = False) -> dict[str, object]:
         """The options as recorded in the store and in json output."""

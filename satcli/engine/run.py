@@ -121,12 +121,12 @@ def analyze(
     untracked = [u.to_dict() for u in taps.untracked]
     learnt = {"nonfinite": nonfinite.to_dict(), "untracked": untracked, "output_layer": taps.output_layer}
     meta = replace(meta, options={**meta.options, **learnt})
+    for analysis in analyses:
+        analysis.finish(model.module)  # data-free steps (weight spectra) once, after the last batch
     widest = max(int(e.layer.width or 0) for e in seen.values())
     with scoring_threads(widest):  # eigendecompositions: see engine/threads.py
         state = _checkpoint_state(meta, seen, analyses, num_inputs, nonfinite)
         result = score_state(state, options.thresholds)
-    if options.weight_spectra:
-        result = with_weight_spectra(result, model.module)
     for observer in observers:
         observer.finished(state, result)
     return result
@@ -205,12 +205,3 @@ def _checkpoint_state(
         tuple(layers),
         num_inputs,
     )
-
-
-def with_weight_spectra(result: CheckpointResult, module: torch.nn.Module) -> CheckpointResult:
-    """The result with each layer's weight spectrum under `weights` (data-free; not kept in the store)."""
-    from satcli.weights import layer_weight_spectra
-
-    spectra = layer_weight_spectra(module, [layer.name for layer in result.layers])
-    layers = tuple(replace(layer, extras={**layer.extras, "weights": spectra[layer.name]}) for layer in result.layers)
-    return replace(result, layers=layers)

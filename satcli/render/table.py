@@ -124,15 +124,10 @@ def _layer_table(result: CheckpointResult, asked: Sequence[str] = ()) -> Table:
     columns = shown_columns(result, asked)
     for column in columns:
         table.add_column(column.header, justify="right", no_wrap=True)
-    weights = any("weights" in layer.extras for layer in result.layers)
-    if weights:
-        table.add_column("alpha", justify="right", no_wrap=True)
-        table.add_column("st.rank", justify="right", no_wrap=True)
     table.add_column("flags", overflow="fold")
     for index, layer in enumerate(result.layers, start=1):
         entry = layer.to_dict() if columns else {}
         between = [column.cell(entry) for column in columns]
-        between += _weight_cells(layer) if weights else []
         table.add_row(
             str(index),
             Text(layer.name),
@@ -145,16 +140,6 @@ def _layer_table(result: CheckpointResult, asked: Sequence[str] = ()) -> Table:
             _flags_text(layer, result.verdict),
         )
     return table
-
-
-def _weight_cells(layer: LayerScore) -> list[str]:
-    """The layer's power-law alpha and stable rank (n/a without a fit or a weight matrix)."""
-    spectrum = layer.extras.get("weights", {})
-    alpha, rank = spectrum.get("alpha"), spectrum.get("stable_rank")
-    return [
-        f"{alpha:.2f}" if isinstance(alpha, float) else NOT_AVAILABLE,
-        f"{rank:.1f}" if isinstance(rank, float) else NOT_AVAILABLE,
-    ]
 
 
 def _class_notes(result: CheckpointResult) -> list[str]:
