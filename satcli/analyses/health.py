@@ -41,7 +41,7 @@ class HealthAnalysis(LayerAnalysis):
     Options = HealthOptions
     runs = ON
     keys = ("health",)
-    summary = "dead units (max <= 0) and dormant units (mean |x| <= tau x the layer's average) per layer (sec. 11)"
+    summary = "shares of dead (max <= 0) and dormant (mean |x| <= tau x the average) units per layer"
 
     def __init__(self, options: HealthOptions | None = None, device: torch.device | str | None = None) -> None:
         super().__init__(options, device)
