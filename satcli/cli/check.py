@@ -14,8 +14,8 @@ from rich.console import Console
 from satcli.cli.analyze import progress_bar, warn_notes
 from satcli.cli.app import EXIT_FAILED, EXIT_USAGE, app
 from satcli.cli.console import stderr_console, stdout_console
-from satcli.cli.groups import AnalysisArgs, DataArgs, LayerArgs, ModelArgs, ThresholdArgs, with_groups
-from satcli.cli.options import AllowUndersampled, CheckFormat, FailOn, Quiet, with_model_preprocessors
+from satcli.cli.groups import DataArgs, LayerArgs, ModelArgs, ThresholdArgs, with_groups
+from satcli.cli.options import AllowUndersampled, AnalysisSpecs, CheckFormat, FailOn, Quiet, with_model_preprocessors
 from satcli.errors import SatcliError
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ def check_command(
     data: DataArgs,
     model: ModelArgs,
     layer: LayerArgs,
-    analyses: AnalysisArgs,
+    analysis: AnalysisSpecs = None,
     allow_undersampled: AllowUndersampled = False,
     output_format: Annotated[
         CheckFormat, typer.Option("--format", "-f", help="table: a summary line; json: one result per line.")
@@ -113,7 +113,9 @@ def check_command(
         max_dead,
     )
     overrides = thresholds.overrides()
-    options = layer.analysis_options(thresholds=thresholds.thresholds(), store_activations=False, **analyses.switches())
+    options = layer.analysis_options(
+        thresholds=thresholds.thresholds(), store_activations=False, analyses=tuple(analysis or ())
+    )
     out, err = stdout_console(), stderr_console()
     models = _ModelScorer(data, model, options, err, quiet)
     failed = checked = inconclusive = 0

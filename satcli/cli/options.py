@@ -315,7 +315,7 @@ AnalysisSpecs = Annotated[
     list[str] | None,
     typer.Option(
         "--analysis",
-        metavar="NAME[:OPT=VALUE,...]",
+        metavar="NAME[:OPT=V]",
         help="Run this analysis besides those on by default, with options (repeatable; satcli analyses lists them).",
     ),
 ]

@@ -159,7 +159,7 @@ def decode_state(group: h5py.Group) -> dict[str, object]:
     """The inverse of encode_state."""
     attrs = group.attrs.items()
     out: dict[str, object] = {key: plain(value) for key, value in attrs if not key.startswith("encoding_")}
-    out.update({key: item[()] for key, item in group.items() if isinstance(item, h5py.Dataset)})
+    out.update({key: item[()] for key, item in _members(group) if isinstance(item, h5py.Dataset)})
     return out
 
 
@@ -174,11 +174,21 @@ def encode_opaque(group: h5py.Group, state: OpaqueState) -> None:
 
 def decode_opaque(group: h5py.Group) -> OpaqueState:
     """Every attribute, dataset and subgroup of a group, as stored."""
+    members = _members(group)
     return OpaqueState(
         attrs=dict(group.attrs.items()),
-        datasets={key: item[()] for key, item in group.items() if isinstance(item, h5py.Dataset)},
-        groups={key: decode_opaque(item) for key, item in group.items() if isinstance(item, h5py.Group)},
+        datasets={key: item[()] for key, item in members if isinstance(item, h5py.Dataset)},
+        groups={key: decode_opaque(item) for key, item in members if isinstance(item, h5py.Group)},
     )
+
+
+def _members(group: h5py.Group) -> list[tuple[str, object]]:
+    """A group's (name, member) pairs; damaged link metadata (h5py raises RuntimeError) is a ValueError, which
+    the reader reports as a damaged store."""
+    try:
+        return list(group.items())
+    except RuntimeError as exc:
+        raise ValueError(f"cannot list group {group.name}: {exc}") from exc
 
 
 # Encode/decode pairs by encoding type, as anndata keeps them: an analysis whose state is a plain dict needs
@@ -208,7 +218,7 @@ def decode_extras(layer_group: h5py.Group, versions: Mapping[str, int]) -> dict[
     newer version is kept as an OpaqueState (copied on merge and append, reported, never scored).
     """
     out: dict[str, object] = {}
-    for name, group in layer_group.items():
+    for name, group in _members(layer_group):
         if not isinstance(group, h5py.Group):
             continue
         kind, version = plain(group.attrs.get("encoding_type")), plain(group.attrs.get("encoding_version"))
