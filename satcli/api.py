@@ -32,15 +32,18 @@ def analyze_model(
     device: torch.device | str | None = None,
     sequence_method: str = "mean",
     classes: bool | None = None,
+    analyses: Sequence[str] = (),
     store: str | Path | None = None,
 ) -> Result:
     """Score `module` on `batches` (tensors, (inputs, labels) pairs, or dicts of named inputs for Hugging Face
     style models): per-layer k and saturation, the average and the verdict, as `satcli analyze` computes them.
 
     The module runs in eval mode without gradients and is left in the mode it had. `layers`: name globs of
-    the layers to track (default: all). `store`: add the checkpoint (statistics only) to this HDF5 store.
+    the layers to track (default: all). `analyses`: analyses to run besides the default ones, as the CLI's
+    ``--analysis NAME[:opt=value,...]`` (``satcli analyses`` lists them). `store`: add the checkpoint
+    (statistics only) to this HDF5 store.
     """
-    options = analysis_options(delta, conv_method, layers, sequence_method, classes=classes)
+    options = analysis_options(delta, conv_method, layers, sequence_method, classes=classes, analyses=analyses)
     target = None if store is None else Path(store)
     loaded = loaded_module(module, device)
     result = score_checkpoint(loaded, PythonBatches(batches), options, target, append=True, attrs={"command": "api"})  # type: ignore[arg-type]

@@ -29,7 +29,7 @@ def _check(element: object, rows: np.ndarray, labels: np.ndarray) -> None:
 def test_channelwise_samples_give_numpy_class_means() -> None:
     gen = torch.Generator().manual_seed(3)
     layer = Layer(name="conv", type="Conv2d", kind="conv", width=5, order=0)
-    analysis = ClassesAnalysis("cpu")
+    analysis = ClassesAnalysis(device="cpu")
     all_rows, all_labels = [], []
     for _ in range(3):
         out = torch.randn(7, 5, 4, 3, generator=gen) * 3 + 100.0  # a large mean, as after a bias
@@ -45,7 +45,7 @@ def test_channelwise_samples_give_numpy_class_means() -> None:
 def test_dense_samples_and_mixed_labels_within_an_input_give_numpy_class_means() -> None:
     gen = torch.Generator().manual_seed(4)
     layer = Layer(name="fc", type="Linear", kind="dense", width=6, order=0)
-    analysis = ClassesAnalysis("cpu")
+    analysis = ClassesAnalysis(device="cpu")
     rows = torch.randn(40, 6, generator=gen)
     labels = torch.randint(0, 3, (40,), generator=gen)
     analysis.update(layer, rows[:25], labels[:25])

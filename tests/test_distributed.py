@@ -115,6 +115,10 @@ def test_shards_and_merge_equal_one_process(one_process: tuple[Path, dict], run_
         assert np.linalg.norm(mean_a - mean_b) / np.linalg.norm(mean_b) < 1e-12
     for mine, theirs in zip(result["layers"], document["layers"], strict=True):
         assert mine["classes"]["between_share"] == pytest.approx(theirs["classes"]["between_share"], rel=1e-9)
+        # Activation health (exact per-unit maxima and counts) and the spectrum summaries merge like one process.
+        assert mine["health"] == theirs["health"]
+        for key in ("effective_rank", "participation_ratio", "spectral_decay"):
+            assert mine[key] == pytest.approx(theirs[key], rel=1e-9), key
     for command in (("compare", merged, reference), ("check", merged)):
         assert run_cli(*command).code in (0, 1)
 

@@ -44,7 +44,7 @@ def test_a_wide_layer_never_decomposes_its_d_by_d_covariance(monkeypatch: pytest
     x = np.random.default_rng(1).normal(size=(n, 8)) @ np.random.default_rng(2).normal(size=(8, width))
     want = _reference(x)
     sizes = _record_eigen_sizes(monkeypatch)
-    analysis = SaturationAnalysis("cpu")
+    analysis = SaturationAnalysis(device="cpu")
     layer = Layer("wide", "Linear", "dense", width)
     for part in np.array_split(x, 3):
         analysis.update(layer, torch.from_numpy(part).float().double(), None)
@@ -84,7 +84,7 @@ def test_more_samples_than_half_the_width_take_the_covariance_route(monkeypatch:
     width, n = 50, 40
     x = np.random.default_rng(4).normal(size=(n, width)) * np.linspace(2, 0.1, width)
     sizes = _record_eigen_sizes(monkeypatch)
-    analysis = SaturationAnalysis("cpu")
+    analysis = SaturationAnalysis(device="cpu")
     analysis.update(Layer("wide", "Linear", "dense", width), torch.from_numpy(x), None)
     got = analysis.state()["wide"].eigenvalues
     assert sizes == [width]
@@ -97,7 +97,7 @@ def test_a_non_finite_batch_among_few_samples_is_left_out_of_the_eigenvalues() -
     rows, never of rows the accumulator did not count."""
     width = 300
     x = np.random.default_rng(5).normal(size=(40, 6)) @ np.random.default_rng(6).normal(size=(6, width))
-    analysis = SaturationAnalysis("cpu")
+    analysis = SaturationAnalysis(device="cpu")
     layer = Layer("wide", "Linear", "dense", width)
     bad = np.full((5, width), np.nan)
     for part in (x[:20], bad, x[20:]):

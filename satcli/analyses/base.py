@@ -1,15 +1,21 @@
-"""The analysis plug-in protocol: what the engine calls for every layer's samples, and how results come out.
+"""The analysis plug-in protocol (second version): what the engine calls for every layer's samples, what a
+store keeps of it, and how its results come out (docs/design: "The analysis protocol").
 
 Modelled on torchmetrics' Metric: ``update`` streams samples in (on their device, no host sync), ``state``
-gives float64 numpy elements per layer (what a store or another process needs), ``merge`` folds another
-run's state in exactly, ``reset`` forgets. Scoring a state is a pure function (``score``), so a stored
-state gives the same numbers as a live run.
+gives each layer's element (what a store or another process needs: a plain dict of float64/int64 arrays,
+ints and floats), ``merge`` folds another run's state in exactly, ``reset`` forgets. Scoring a state is a
+pure function (``score``), so a stored state gives the same numbers as a live run. An analysis is one class:
+it declares its name, its options (a frozen dataclass with defaults), the analyses whose state it reads
+(``requires``), its state version, the JSON keys it adds to each layer and optional table columns; the
+registry (analyses/registry.py) builds it from ``NAME:opt=value`` text.
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -17,13 +23,63 @@ import torch
 from satcli.core.state import LayerStats
 from satcli.taps.layers import Layer
 
+# When an analysis runs without being asked: always, only when the data carry labels, or only when asked.
+ON, LABELLED, OFF = "on", "labelled", "off"
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """The options of an analysis that has none."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """One table column an analysis offers: its header and its cell from the layer's JSON entry.
+
+    `default` columns are shown whenever a layer's entry has `key`; the others only when asked for by header.
+    """
+
+    header: str
+    key: str
+    cell: Callable[[Mapping[str, object]], str]
+    default: bool = False
+
+
+def number_cell(value: object, spec: str = ".2f", scale: float = 1.0, suffix: str = "") -> str:
+    """A table cell for a JSON number: formatted with `spec` after scaling, or 'n/a' when missing or not finite."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return "n/a"
+    return f"{value * scale:{spec}}{suffix}"
+
+
+def percent_cell(value: object) -> str:
+    """A fraction as a table percentage with one decimal ('52.3%'), or 'n/a'."""
+    return number_cell(value, ".1f", 100.0, "%")
+
+
+def entry_of(entry: Mapping[str, object], key: str) -> Mapping[str, object]:
+    """The mapping under `key` of a layer's JSON entry (empty when absent)."""
+    value = entry.get(key)
+    return value if isinstance(value, Mapping) else {}
+
 
 class Analysis(ABC):
     """One analysis over every tracked layer of a run."""
 
     name: ClassVar[str]
+    Options: ClassVar[type] = NoOptions
+    requires: ClassVar[tuple[str, ...]] = ()
+    state_version: ClassVar[int] = 1
+    runs: ClassVar[str] = OFF
+    # JSON keys the analysis adds to each layer's entry, and its table columns.
+    keys: ClassVar[tuple[str, ...]] = ()
+    columns: ClassVar[tuple[Column, ...]] = ()
+    # Scored from the saturation moments alone (no state of its own): every store has what it needs.
+    derived: ClassVar[bool] = False
+    summary: ClassVar[str] = ""
 
-    def __init__(self, device: torch.device | str | None = None) -> None:
+    def __init__(self, options: object | None = None, device: torch.device | str | None = None) -> None:
+        self.options = self.Options() if options is None else options
         self.device = torch.device(device) if device is not None else torch.device("cpu")
 
     @abstractmethod
@@ -46,11 +102,39 @@ class Analysis(ABC):
     def reset(self) -> None:
         """Forget every sample seen."""
 
-
-class LayerAnalysis(Analysis):
-    """An analysis that adds its own entry (under `name`) to each layer's result."""
+    def finish(self, module: torch.nn.Module) -> None:  # noqa: B027 - optional hook, most analyses need none
+        """Called once after the last batch, with the model (data-free analyses compute here)."""
 
     @staticmethod
-    @abstractmethod
-    def score(stats: LayerStats, element: object) -> Mapping[str, object] | None:
-        """The layer's result entry from its moments and this analysis' state element (pure)."""
+    def score(stats: LayerStats, element: object, required: Mapping[str, object]) -> Mapping[str, object] | None:
+        """The JSON keys this analysis adds to a layer's entry, from its moments, this analysis' state element
+        and the elements of the analyses it requires (pure); None adds nothing."""
+        return None
+
+    @staticmethod
+    def flags(entry: Mapping[str, object]) -> list[str]:
+        """Words for the table's flags column from the layer's JSON entry (e.g. '12% dead units')."""
+        return []
+
+
+class LayerAnalysis(Analysis):
+    """An analysis that adds its own keys to each layer's result (every analysis but saturation)."""
+
+
+class DerivedAnalysis(LayerAnalysis):
+    """An analysis scored from the saturation moments alone: nothing to record, merge or store."""
+
+    derived = True
+    runs = ON
+
+    def update(self, layer: Layer, samples: torch.Tensor, labels: torch.Tensor | None) -> None:
+        return None
+
+    def state(self) -> dict[str, object]:
+        return {}
+
+    def merge(self, other: Mapping[str, object]) -> None:
+        return None
+
+    def reset(self) -> None:
+        return None

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from satcli.analyses.base import LayerAnalysis
+from satcli.analyses.base import LABELLED, Column, LayerAnalysis, entry_of, percent_cell
 from satcli.core.accumulator import float64_sums
 from satcli.core.classes import class_spectra
 from satcli.core.state import ClassStats, LayerStats
@@ -44,9 +44,13 @@ class ClassesAnalysis(LayerAnalysis):
     """Per-class counts and float64 sums of `samples - shift` for every layer (C x d memory)."""
 
     name = "classes"
+    runs = LABELLED
+    keys = ("classes",)
+    columns = (Column("between", "classes", lambda entry: percent_cell(_between(entry)), True),)
+    summary = "class/cross-class spectra (docs/method.md sec. 3); on when the data carry labels"
 
-    def __init__(self, device: torch.device | str | None = None) -> None:
-        super().__init__(device)
+    def __init__(self, options: object | None = None, device: torch.device | str | None = None) -> None:
+        super().__init__(options, device)
         self.layers: dict[str, _ClassSums] = {}
         self._last: tuple[torch.Tensor, _Groups] | None = None
 
@@ -110,9 +114,9 @@ class ClassesAnalysis(LayerAnalysis):
         self._last = None
 
     @staticmethod
-    def score(stats: LayerStats, element: object) -> Mapping[str, object] | None:
+    def score(stats: LayerStats, element: object, required: Mapping[str, object]) -> Mapping[str, object] | None:
         assert isinstance(element, ClassStats)
-        return class_spectra(stats, element).to_dict()
+        return {"classes": class_spectra(stats, element).to_dict()}
 
     def _rows(self, state: _ClassSums, values: list[int]) -> torch.Tensor:
         """Row index of each label value, adding rows for labels not seen before."""
@@ -126,6 +130,11 @@ class ClassesAnalysis(LayerAnalysis):
             state.counts = torch.cat([state.counts, _zeros(len(new), self.device)])
             state.sums = torch.cat([state.sums, _zeros((len(new), d), self.device)])
         return torch.tensor([index[v] for v in values], dtype=torch.int64, device=self.device)
+
+
+def _between(entry: Mapping[str, object]) -> object:
+    """tr Sigma_B / tr Sigma_T of a layer's JSON entry: the share of its variance that separates the classes."""
+    return entry_of(entry, "classes").get("between_share")
 
 
 def _per_input(samples: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:

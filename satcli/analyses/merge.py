@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from satcli.analyses.base import Analysis
 from satcli.analyses.registry import LAYER_ANALYSES
 from satcli.analyses.saturation import SaturationAnalysis
-from satcli.core.state import CheckpointMeta, CheckpointState, LayerMeta, LayerState
+from satcli.core.state import CheckpointMeta, CheckpointState, LayerMeta, LayerState, OpaqueState
 from satcli.errors import SatcliError
 
 
@@ -34,11 +34,15 @@ def merge_states(parts: Sequence[CheckpointState], meta: CheckpointMeta | None =
     others: dict[str, Analysis] = {}
     for part in parts:
         saturation.merge({layer.meta.name: layer.stats for layer in part.layers})
-        for name in {name for layer in part.layers for name in layer.extras}:
-            if name not in LAYER_ANALYSES:
-                raise SatcliError(f"cannot merge the state of unknown analysis {name!r}")
+        for name in sorted({name for layer in part.layers for name in layer.extras}):
+            elements = {layer.meta.name: layer.extras[name] for layer in part.layers if name in layer.extras}
+            if name not in LAYER_ANALYSES or any(isinstance(e, OpaqueState) for e in elements.values()):
+                raise SatcliError(
+                    f"cannot merge the state of analysis {name!r}: this satcli does not know it (or its state "
+                    "version); merge with the satcli that wrote it"
+                )
             analysis = others.setdefault(name, LAYER_ANALYSES[name]())
-            analysis.merge({layer.meta.name: layer.extras[name] for layer in part.layers if name in layer.extras})
+            analysis.merge(elements)
     stats = saturation.state()
     extras = {name: analysis.state() for name, analysis in others.items()}
     merged = tuple(

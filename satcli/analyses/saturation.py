@@ -3,26 +3,46 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from satcli.analyses.base import Analysis
-from satcli.core.accumulator import CovarianceAccumulator
+from satcli.analyses.base import ON, Analysis
+from satcli.core.accumulator import PRECISIONS, CovarianceAccumulator
 from satcli.core.moments import Moments
 from satcli.core.spectral import eigenvalues, gram_eigenvalues
 from satcli.core.state import LayerStats
+from satcli.errors import SatcliError
 from satcli.taps.layers import Layer
 
 
+@dataclass(frozen=True)
+class SaturationOptions:
+    """`precision`: of the per-block covariance arithmetic (sums are float64 either way)."""
+
+    precision: str = "float64"
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise SatcliError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+
+
 class SaturationAnalysis(Analysis):
-    """Keeps a float64 covariance accumulator per layer; its state elements are LayerStats."""
+    """Keeps a float64 covariance accumulator per layer; its state elements are LayerStats.
+
+    Every other analysis and the verdict read these moments, so it always runs; its state is the layer
+    group's own datasets in a store (encoding ``layer-stats``), not a subgroup.
+    """
 
     name = "saturation"
+    Options = SaturationOptions
+    runs = ON
+    summary = "k and saturation s = k / d from the streamed float64 covariance (docs/method.md sec. 1); always on"
 
-    def __init__(self, device: torch.device | str | None = None, precision: str = "float64") -> None:
-        super().__init__(device)
-        self.precision = precision
+    def __init__(self, options: SaturationOptions | None = None, device: torch.device | str | None = None) -> None:
+        super().__init__(options, device)
+        self.precision = self.options.precision
         self.accumulators: dict[str, CovarianceAccumulator] = {}
         # Told (layers done, layers in all) as each layer's eigenvalues are computed: the slow step of wide runs.
         self.on_eigen: Callable[[int, int], None] | None = None

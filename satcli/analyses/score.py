@@ -16,7 +16,9 @@ from satcli.core.verdict import Thresholds, decide
 
 
 def score_layer_state(layer: LayerState, delta: float) -> LayerScore:
-    """k, saturation and flags from the layer's moments, plus each other analysis' entry."""
+    """k, saturation and flags from the layer's moments, plus the keys each other analysis adds: those derived
+    from the moments always, the others when the layer holds their state (an analysis this satcli does not
+    know is left unscored; score_state names it)."""
     stats, meta = layer.stats, layer.meta
     base = score_layer(
         meta.name,
@@ -28,19 +30,28 @@ def score_layer_state(layer: LayerState, delta: float) -> LayerScore:
         nonfinite=stats.nonfinite,
         reduction=meta.reduction,
     )
-    extras = {}
-    for name, element in layer.extras.items():
-        analysis = LAYER_ANALYSES.get(name)
-        entry = analysis.score(stats, element) if analysis is not None else None
+    extras: dict[str, object] = {}
+    for name, analysis in LAYER_ANALYSES.items():
+        if not analysis.derived and name not in layer.extras:
+            continue
+        required = {other: layer.extras.get(other) for other in analysis.requires}
+        entry = analysis.score(stats, layer.extras.get(name), required)
         if entry is not None:
-            extras[name] = dict(entry)
+            extras.update(entry)
     return replace(base, extras=extras) if extras else base
+
+
+def unknown_analyses(state: CheckpointState) -> list[str]:
+    """Analyses whose state a stored checkpoint holds but this satcli has no class for (kept, not scored)."""
+    names = {name for layer in state.layers for name in layer.extras if name not in LAYER_ANALYSES}
+    return sorted(names)
 
 
 def score_state(state: CheckpointState, thresholds: Thresholds, store: str | None = None) -> CheckpointResult:
     """Every layer scored at `thresholds`, the verdict over them, and where the checkpoint came from."""
     scores = tuple(score_layer_state(layer, thresholds.delta) for layer in state.layers)
     meta = state.meta
+    unknown = unknown_analyses(state)
     return CheckpointResult(
         model=meta.model_path,
         sha256=meta.model_sha256,
@@ -48,7 +59,7 @@ def score_state(state: CheckpointState, thresholds: Thresholds, store: str | Non
         data=meta.data_spec,
         layers=scores,
         verdict=decide(scores, thresholds, state.num_inputs, _output_layer(meta.options)),
-        options={**meta.options, "num_inputs": state.num_inputs},
+        options={**meta.options, "num_inputs": state.num_inputs, **({"unknown_analyses": unknown} if unknown else {})},
         store=store,
     )
 

@@ -17,11 +17,11 @@ from rich.progress import Progress, TaskID
 
 from satcli.cli.app import EXIT_USAGE, app
 from satcli.cli.console import stderr_console, stdout_console, with_flags
-from satcli.cli.groups import DataArgs, LayerArgs, ModelArgs, ThresholdArgs, with_groups
+from satcli.cli.groups import AnalysisArgs, DataArgs, LayerArgs, ModelArgs, ThresholdArgs, with_groups
 from satcli.cli.options import (
     ActivationsDtype,
     AnalyzeFormat,
-    Classes,
+    Columns,
     NoSort,
     OutputFormat,
     Quiet,
@@ -76,13 +76,7 @@ def analyze_command(
     data: DataArgs,
     model: ModelArgs,
     layer: LayerArgs,
-    classes: Classes = None,
-    weight_spectra: Annotated[
-        bool,
-        typer.Option(
-            "--weight-spectra", help="Add each layer's weight-spectrum alpha and stable rank (data-free, as `weights`)."
-        ),
-    ] = False,
+    analyses: AnalysisArgs,
     thresholds: ThresholdArgs,
     storing: StoreArgs,
     output_format: AnalyzeFormat = OutputFormat.table,
@@ -94,6 +88,7 @@ def analyze_command(
     no_sort: NoSort = False,
     quiet: Quiet = False,
     shard: Shard = None,
+    columns: Columns = None,
 ) -> None:
     """Score checkpoints: per-layer k and saturation, average saturation and a verdict.
 
@@ -116,8 +111,7 @@ def analyze_command(
         thresholds=thresholds.thresholds(),
         store_activations=not storing.no_activations,
         activations_dtype=storing.activations_dtype.value,
-        classes=classes,
-        weight_spectra=weight_spectra,
+        **analyses.switches(),
     )
     paths = order_checkpoints(models, sort=not no_sort)
     store_for = storing.target_for
@@ -126,7 +120,8 @@ def analyze_command(
     data_opts = with_model_preprocessors(data.options(model.trust_remote_code), paths[0])
     source = open_data(data.data, data_opts)
     run_device = local_device(resolve_device(model.device)) if launched_ranks() else resolve_device(model.device)
-    run = _Run(paths, options, model.loader(run_device, data.download), store_for, quiet, storing.wait)
+    load = model.loader(run_device, data.download)
+    run = _Run(paths, options, load, store_for, quiet, storing.wait, tuple(columns or ()))
     results, failed = run.score(source, shard, run_device, output_format, trajectory)
     if results is None:
         return  # a torchrun rank other than 0: quiet
@@ -148,6 +143,7 @@ class _Run:
     store_for: Callable[[Path], Path | None]
     quiet: bool
     wait: bool
+    columns: tuple[str, ...] = ()
 
     def score(
         self, source: Any, shard: str | None, device: Any, output_format: OutputFormat, trajectory: bool
@@ -180,7 +176,10 @@ class _Run:
                 results.append(outcome)
                 warn_notes(outcome, err)
                 if not gathered:
-                    _write_result(outcome, output_format, out, first=len(results) == 1, table=not trajectory)
+                    table = not trajectory
+                    _write_result(
+                        outcome, output_format, out, first=len(results) == 1, table=table, columns=self.columns
+                    )
         if part.rank != 0:
             return None, 0
         if gathered and results:
@@ -217,7 +216,13 @@ def _check_store_targets(paths: list[Path], data: str, store_for: Callable[[Path
 
 
 def _write_result(
-    result: CheckpointResult, output_format: OutputFormat, out: Console, *, first: bool, table: bool
+    result: CheckpointResult,
+    output_format: OutputFormat,
+    out: Console,
+    *,
+    first: bool,
+    table: bool,
+    columns: tuple[str, ...] = (),
 ) -> None:
     """Print one finished checkpoint and flush, so a long run can be followed and a killed one keeps its lines."""
     from satcli.render.serialize import csv_header, csv_rows, result_json
@@ -227,7 +232,7 @@ def _write_result(
         if table:
             if not first:
                 out.print()
-            render_result(result, out)
+            render_result(result, out, columns)
     elif output_format is OutputFormat.csv:
         sys.stdout.write((csv_header() if first else "") + csv_rows(result))
     else:

@@ -18,6 +18,7 @@ from satcli.cli.groups import DataArgs, LayerArgs, ModelArgs, ThresholdArgs, wit
 from satcli.cli.options import (
     UNSET_NOTE,
     AllowUndersampled,
+    AnalysisSpecs,
     CheckFormat,
     CheckFormatOption,
     FailOn,
@@ -81,10 +82,23 @@ def check_command(
         list[str] | None,
         typer.Option(metavar="PATTERN=X", help="Fail when a layer matching the glob is below X (repeatable)."),
     ] = None,
+    min_effective_rank: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0, max=1.0, metavar="SHARE", help="Fail when a layer's effective rank / width is below this."
+        ),
+    ] = None,
+    max_dead: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0, max=1.0, metavar="SHARE", help="Fail when a layer (not the output layer) has more dead units."
+        ),
+    ] = None,
     thresholds: GateThresholdArgs,
     data: DataArgs,
     model: ModelArgs,
     layer: LayerArgs,
+    analysis: AnalysisSpecs = None,
     allow_undersampled: AllowUndersampled = False,
     output_format: CheckFormatOption = CheckFormat.table,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also print each layer table and verdict.")] = False,
@@ -97,9 +111,20 @@ def check_command(
     """
     from satcli.store.rescore import looks_like_store, rescore_refs
 
-    spec = _gate_spec(fail_on, thresholds.max_tail, max_average, min_average, max_saturation, min_saturation)
+    spec = _gate_spec(
+        fail_on,
+        thresholds.max_tail,
+        max_average,
+        min_average,
+        max_saturation,
+        min_saturation,
+        min_effective_rank,
+        max_dead,
+    )
     overrides = thresholds.overrides()
-    options = layer.analysis_options(thresholds=thresholds.thresholds(), store_activations=False)
+    options = layer.analysis_options(
+        thresholds=thresholds.thresholds(), store_activations=False, analyses=tuple(analysis or ())
+    )
     out, err = stdout_console(), stderr_console()
     models = _ModelScorer(data, model, options, err, quiet)
     failed = checked = inconclusive = 0
@@ -127,6 +152,8 @@ def _gate_spec(
     min_average: float | None,
     max_saturation: list[str] | None,
     min_saturation: list[str] | None,
+    min_effective_rank: float | None = None,
+    max_dead: float | None = None,
 ) -> Any:
     """The gates the options ask for; refuses a check that gates nothing."""
     from satcli.core import gates
@@ -138,8 +165,10 @@ def _gate_spec(
         min_average=min_average,
         max_saturation=tuple(gates.parse_layer_limit(x, "--max-saturation") for x in max_saturation or ()),
         min_saturation=tuple(gates.parse_layer_limit(x, "--min-saturation") for x in min_saturation or ()),
+        min_effective_rank=min_effective_rank,
+        max_dead=max_dead,
     )
-    limits = (spec.max_tail, spec.max_average, spec.min_average)
+    limits = (spec.max_tail, spec.max_average, spec.min_average, min_effective_rank, max_dead)
     if (
         spec.fail_on == gates.FAIL_NONE
         and all(x is None for x in limits)

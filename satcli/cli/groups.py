@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from satcli.cli.options import (
+    AnalysisSpecs,
     Arch,
     ArchKwargs,
     BatchSize,
+    Classes,
     ConvMethod,
     ConvMethodOption,
     Data,
@@ -51,6 +53,7 @@ from satcli.cli.options import (
     TrustPickle,
     TrustRemoteCode,
     UnderThreshold,
+    WeightSpectra,
     Workers,
     arch_kwargs_dict,
     data_options,
@@ -158,6 +161,20 @@ class LayerArgs:
             on_nonfinite=self.on_nonfinite.value,
             **extra,
         )
+
+
+@dataclass
+class AnalysisArgs:
+    """Which analyses run besides saturation: `--analysis NAME[:opt=value]`, with --classes/--no-classes and
+    --weight-spectra as aliases (analyses/registry.py)."""
+
+    analysis: AnalysisSpecs = None
+    classes: Classes = None
+    weight_spectra: WeightSpectra = False
+
+    def switches(self) -> dict[str, Any]:
+        """The AnalysisOptions fields these options set."""
+        return {"analyses": tuple(self.analysis or ()), "classes": self.classes, "weight_spectra": self.weight_spectra}
 
 
 @dataclass

@@ -313,6 +313,29 @@ Classes = Annotated[
         help="Class/cross-class spectra per layer [default: on when the data carry labels].",
     ),
 ]
+AnalysisSpecs = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--analysis",
+        metavar="NAME[:OPT=V]",
+        help="Run this analysis besides those on by default, with options (repeatable; satcli analyses lists them).",
+    ),
+]
+WeightSpectra = Annotated[
+    bool,
+    typer.Option(
+        "--weight-spectra",
+        help="Add each layer's weight-spectrum alpha and stable rank (data-free; the same as --analysis weights).",
+    ),
+]
+Columns = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--columns",
+        metavar="NAME",
+        help="Add an analysis' optional table columns, by header or analysis name (repeatable; see satcli analyses).",
+    ),
+]
 Wait = Annotated[
     bool,
     typer.Option("--wait", help="When another run is writing the same store, wait for it instead of failing."),

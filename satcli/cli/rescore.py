@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
 from satcli.cli.app import app
-from satcli.cli.console import stdout_console
+from satcli.cli.console import stderr_console, stdout_console
 from satcli.cli.groups import ThresholdArgs, with_groups
 from satcli.cli.options import (
     CheckpointKeys,
+    Columns,
     CompareFormat,
     CompareFormatOption,
     EarlyCheckpoints,
@@ -49,6 +51,7 @@ def report_command(
     settle_tolerance: SettleTolerance = TrajectoryRule.tolerance,
     settle_window: SettleWindow = TrajectoryRule.window,
     early_checkpoints: EarlyCheckpoints = TrajectoryRule.early_checkpoints,
+    columns: Columns = None,
 ) -> None:
     """Re-score stored checkpoints at any thresholds, with no model and no data.
 
@@ -66,6 +69,7 @@ def report_command(
     _check_output(output_format, output)
     overrides = thresholds.overrides()
     results = [result for _, result in rescore_refs(stores, overrides, checkpoint or [])]
+    _warn_unknown(results)
     rule = TrajectoryRule(settle_tolerance, settle_window, early_checkpoints)
     if output_format in FILE_FORMATS:
         _write_report(results, output_format, output, rule)
@@ -73,7 +77,7 @@ def report_command(
     if output_format is ReportFormat.table:
         out = stdout_console()
         for result in results:
-            render_result(result, out)
+            render_result(result, out, tuple(columns or ()))
         for store, run in itertools.groupby(results, key=lambda r: r.store):
             checkpoints = list(run)
             if len(checkpoints) > 1:
@@ -120,6 +124,16 @@ def _write_report(
         sys.stdout.flush()
     else:
         write_text(output, page)
+
+
+def _warn_unknown(results: list[CheckpointResult]) -> None:
+    """One stderr line per checkpoint holding an analysis' state this satcli cannot score (kept, not dropped)."""
+    from satcli.render.notes import unknown_analysis_notes
+
+    err = stderr_console()
+    for result in results:
+        for note in unknown_analysis_notes(result):
+            err.print(f"[yellow]warning:[/] {escape(note)}", soft_wrap=True, highlight=False)
 
 
 @app.command("compare")

@@ -9,12 +9,16 @@ Gates (each reported as one line):
 - ``max-average`` / ``min-average``: bounds on the average saturation.
 - ``max-saturation PATTERN=X`` / ``min-saturation PATTERN=X``: bounds on every layer whose name matches the
   glob; a pattern that matches no layer is a usage error (SatcliError), so a typo never passes silently.
+- ``min-effective-rank``: every averaged layer's effective rank / width (docs/method.md, "Spectrum
+  summaries") is at least the share; the layers of the average are those of the tail rule.
+- ``max-dead``: no layer but the output layer has a larger share of dead units (docs/method.md,
+  "Activation health").
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
@@ -41,6 +45,8 @@ class GateSpec:
     min_average: float | None = None
     max_saturation: tuple[tuple[str, float], ...] = ()
     min_saturation: tuple[tuple[str, float], ...] = ()
+    min_effective_rank: float | None = None
+    max_dead: float | None = None
 
     def __post_init__(self) -> None:
         if self.fail_on not in FAIL_ON_CHOICES:
@@ -49,7 +55,7 @@ class GateSpec:
             )
         if self.max_tail is not None and self.max_tail < 0:
             raise SatcliError(f"the maximum tail length must be 0 or more, got {self.max_tail}")
-        for name in ("max_average", "min_average"):
+        for name in ("max_average", "min_average", "min_effective_rank", "max_dead"):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value <= 1.0:
                 raise SatcliError(f"--{name.replace('_', '-')} must be in [0, 1], got {value}")
@@ -175,6 +181,39 @@ def _layer_gate(layers: Sequence[LayerScore], pattern: str, limit: float, upper:
     return GateResult(gate, spec, False, message, tuple(layer.name for layer in offenders))
 
 
+def _share_gate(
+    layers: Sequence[LayerScore], gate: str, limit: float, what: str, share: Callable[[LayerScore], float | None]
+) -> GateResult:
+    """A per-layer share (`share`: None = not measured, left out) against a lower or upper `limit`."""
+    upper = gate.startswith("max")
+    measured = [(layer, value) for layer in layers if (value := share(layer)) is not None]
+    if not measured:
+        return GateResult(gate, str(limit), False, f"no layer has a {what} to check")
+    offenders = [(layer, value) for layer, value in measured if (value > limit if upper else value < limit)]
+    if not offenders:
+        bound = "at most" if upper else "at least"
+        return GateResult(
+            gate, str(limit), True, f"{what} of all {_layers(len(measured))} {bound} {limit_percent(limit)}"
+        )
+    named = ", ".join(f"{layer.name} {percent(value)}" for layer, value in offenders[:MAX_NAMED_LAYERS])
+    if len(offenders) > MAX_NAMED_LAYERS:
+        named += f" and {len(offenders) - MAX_NAMED_LAYERS} more"
+    side = "above" if upper else "below"
+    message = f"{what} of {len(offenders)} of {_layers(len(measured))} {side} {limit_percent(limit)}: {named}"
+    return GateResult(gate, str(limit), False, message, tuple(layer.name for layer, _ in offenders))
+
+
+def _rank_share(layer: LayerScore) -> float | None:
+    rank = layer.extras.get("effective_rank")
+    return rank / layer.width if isinstance(rank, float) and layer.width else None
+
+
+def _dead_share(layer: LayerScore) -> float | None:
+    health = layer.extras.get("health")
+    dead = health.get("dead") if isinstance(health, Mapping) else None
+    return dead if isinstance(dead, float) else None
+
+
 def evaluate(layers: Sequence[LayerScore], verdict: Verdict, spec: GateSpec) -> tuple[GateResult, ...]:
     """Every active gate's result for one checkpoint, in a fixed order (verdict rules, averages, layers)."""
     results: list[GateResult] = []
@@ -191,6 +230,14 @@ def evaluate(layers: Sequence[LayerScore], verdict: Verdict, spec: GateSpec) -> 
         results.append(_layer_gate(layers, pattern, limit, upper=True))
     for pattern, limit in spec.min_saturation:
         results.append(_layer_gate(layers, pattern, limit, upper=False))
+    if spec.min_effective_rank is not None:
+        averaged = [layer for layer in layers if layer.name in set(verdict.averaged_layers)]
+        results.append(
+            _share_gate(averaged, "min-effective-rank", spec.min_effective_rank, "effective rank / width", _rank_share)
+        )
+    if spec.max_dead is not None:
+        inner = [layer for layer in layers if layer.name != verdict.output_layer]
+        results.append(_share_gate(inner, "max-dead", spec.max_dead, "dead units", _dead_share))
     return tuple(results)
 
 

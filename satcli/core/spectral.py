@@ -34,8 +34,8 @@ class LayerScore:
     saturation: float | None
     flags: tuple[str, ...] = ()
     reduction: str = "none"
-    # Other analyses' per-layer entries by analysis name (e.g. "classes"), JSON-ready.
-    extras: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+    # The JSON keys other analyses add to the layer's entry (e.g. "classes": {...}), JSON-ready.
+    extras: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def scored(self) -> bool:
@@ -53,7 +53,7 @@ class LayerScore:
             "saturation": self.saturation,
             "flags": list(self.flags),
             "reduction": self.reduction,
-            **{name: dict(entry) for name, entry in self.extras.items()},
+            **{key: dict(value) if isinstance(value, Mapping) else value for key, value in self.extras.items()},
         }
 
 

@@ -62,6 +62,16 @@ class ClassStats:
 
 
 @dataclass(frozen=True)
+class OpaqueState:
+    """A stored analysis state this satcli cannot read (no analysis of that name, or a newer state version):
+    its group's attributes, datasets and subgroups, kept so that merge and append copy it back unchanged."""
+
+    attrs: dict[str, object]
+    datasets: dict[str, np.ndarray]
+    groups: dict[str, OpaqueState]
+
+
+@dataclass(frozen=True)
 class LayerState:
     """Everything a finished run keeps about one layer: what it is, its moments, and other analyses' state."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from satcli.analyses.registry import options_record, parse_spec, resolve
 from satcli.core.accumulator import PRECISIONS
 from satcli.core.verdict import Thresholds
 from satcli.engine.nonfinite import POLICIES
@@ -17,9 +18,10 @@ ACTIVATION_DTYPES = ("float32", "float16")
 class AnalysisOptions:
     """How a run reduces outputs, which layers it tracks, how it scores and what it keeps.
 
-    `classes`: class/cross-class spectra; None = on when the data carry labels. `weight_spectra`: add each
-    layer's data-free weight spectrum (alpha, stable rank) next to its saturation. `precision`: of the
-    per-block covariance arithmetic (sums are float64 either way; docs/method.md sec. 1 gives float32's error).
+    `analyses`: analyses asked for besides those that run by default, as `NAME[:opt=value,...]` text or
+    (name, options) pairs (analyses/registry.py). `classes` and `weight_spectra` are aliases: classes
+    None = on when the data carry labels, False = off; weight_spectra = the `weights` analysis. `precision`:
+    of the per-block covariance arithmetic (sums are float64 either way; docs/method.md sec. 1 gives float32's error).
     """
 
     reduction: Reduction = field(default_factory=Reduction)
@@ -32,8 +34,14 @@ class AnalysisOptions:
     weight_spectra: bool = False
     precision: str = "float64"
     on_nonfinite: str = "skip"
+    analyses: tuple[str | tuple[str, object], ...] = ()
 
     def __post_init__(self) -> None:
+        specs = tuple(parse_spec(spec) if isinstance(spec, str) else spec for spec in self.analyses)
+        object.__setattr__(self, "analyses", specs)
+        for name, options in specs:
+            if name == "saturation":  # --analysis saturation:precision=... is --precision
+                object.__setattr__(self, "precision", options.precision)  # type: ignore[attr-defined]
         if self.precision not in PRECISIONS:
             raise SatcliError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.on_nonfinite not in POLICIES:
@@ -43,9 +51,19 @@ class AnalysisOptions:
                 f"activations dtype must be one of {', '.join(ACTIVATION_DTYPES)}, got {self.activations_dtype!r}"
             )
 
+    def chosen(self, has_labels: bool) -> list[tuple[str, object]]:
+        """(name, options) of every analysis the run builds, saturation first (registry order)."""
+        specs = [spec for spec in self.analyses if isinstance(spec, tuple) and spec[0] != "saturation"]
+        specs.insert(0, parse_spec(f"saturation:precision={self.precision}"))
+        if self.classes and has_labels:
+            specs.append(parse_spec("classes"))
+        if self.weight_spectra and all(name != "weights" for name, _ in specs):
+            specs.append(parse_spec("weights"))
+        return resolve(specs, has_labels, off=("classes",) if self.classes is False else ())
+
     def extra_analyses(self, has_labels: bool) -> tuple[str, ...]:
         """Names of the layer analyses to run besides saturation."""
-        return ("classes",) if has_labels and self.classes is not False else ()
+        return tuple(name for name, _ in self.chosen(has_labels) if name != "saturation")
 
     def describe(self, has_labels: bool = False) -> dict[str, object]:
         """The options as recorded in the store and in json output."""
@@ -56,7 +74,9 @@ class AnalysisOptions:
             "exclude": list(self.exclude),
             "store_activations": self.store_activations,
             "activations_dtype": self.activations_dtype,
-            "analyses": ["saturation", *self.extra_analyses(has_labels), *(["weights"] if self.weight_spectra else [])],
+            "analyses": ["saturation", *self.extra_analyses(has_labels)],
+            # Recorded only when an analysis runs with options other than its defaults.
+            **({"analysis_options": record} if (record := options_record(self.chosen(has_labels))) else {}),
             "on_nonfinite": self.on_nonfinite,
             # Recorded only when not the default, so stores and JSON of float64 runs stay as they were.
             **({"precision": self.precision} if self.precision != "float64" else {}),

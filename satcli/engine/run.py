@@ -13,7 +13,7 @@ from typing import Protocol
 import torch
 
 from satcli.analyses.base import Analysis
-from satcli.analyses.registry import LAYER_ANALYSES
+from satcli.analyses.registry import build
 from satcli.analyses.saturation import SaturationAnalysis
 from satcli.analyses.score import score_state
 from satcli.core.results import CheckpointResult
@@ -49,11 +49,8 @@ class _Seen:
 
 
 def build_analyses(options: AnalysisOptions, has_labels: bool, device: torch.device) -> list[Analysis]:
-    """Saturation always; the layer analyses the options ask for (classes: on by default when labelled)."""
-    chosen: list[Analysis] = [SaturationAnalysis(device, options.precision)]
-    wanted = options.extra_analyses(has_labels)
-    chosen += [LAYER_ANALYSES[name](device) for name in wanted]
-    return chosen
+    """Saturation always, the analyses that run by default and those the options ask for (analyses/registry.py)."""
+    return build(options.chosen(has_labels), device)
 
 
 def checkpoint_meta(model: LoadedModel, data: DataSource, options: AnalysisOptions) -> CheckpointMeta:
@@ -124,12 +121,12 @@ def analyze(
     untracked = [u.to_dict() for u in taps.untracked]
     learnt = {"nonfinite": nonfinite.to_dict(), "untracked": untracked, "output_layer": taps.output_layer}
     meta = replace(meta, options={**meta.options, **learnt})
+    for analysis in analyses:
+        analysis.finish(model.module)  # data-free steps (weight spectra) once, after the last batch
     widest = max(int(e.layer.width or 0) for e in seen.values())
     with scoring_threads(widest):  # eigendecompositions: see engine/threads.py
         state = _checkpoint_state(meta, seen, analyses, num_inputs, nonfinite)
         result = score_state(state, options.thresholds)
-    if options.weight_spectra:
-        result = with_weight_spectra(result, model.module)
     for observer in observers:
         observer.finished(state, result)
     return result
@@ -196,7 +193,7 @@ def _checkpoint_state(
     nonfinite: NonFiniteCount,
 ) -> CheckpointState:
     """The run's final state: every layer's moments and the other analyses' elements, in forward order."""
-    states = {analysis.name: analysis.state() for analysis in analyses}
+    states = {analysis.name: analysis.state() for analysis in analyses if not analysis.derived}
     stats = flag_unmeasured(states.pop(SaturationAnalysis.name), nonfinite)  # type: ignore[arg-type]
     layers = []
     for layer_meta in _layer_metas(seen):
@@ -208,12 +205,3 @@ def _checkpoint_state(
         tuple(layers),
         num_inputs,
     )
-
-
-def with_weight_spectra(result: CheckpointResult, module: torch.nn.Module) -> CheckpointResult:
-    """The result with each layer's weight spectrum under `weights` (data-free; not kept in the store)."""
-    from satcli.weights import layer_weight_spectra
-
-    spectra = layer_weight_spectra(module, [layer.name for layer in result.layers])
-    layers = tuple(replace(layer, extras={**layer.extras, "weights": spectra[layer.name]}) for layer in result.layers)
-    return replace(result, layers=layers)

@@ -50,6 +50,17 @@ def grouped_untracked(entries: Iterable[Mapping[str, object]]) -> dict[tuple[str
     return groups
 
 
+def unknown_analysis_notes(result: CheckpointResult) -> list[str]:
+    """Analyses whose stored state this satcli cannot score (written by a newer or extended satcli)."""
+    names = result.options.get("unknown_analyses")
+    if not isinstance(names, list) or not names:
+        return []
+    return [
+        f"{result.model}: the store holds the state of analyses this satcli does not know "
+        f"({', '.join(map(str, names))}): kept in the store, not scored"
+    ]
+
+
 def result_notes(result: CheckpointResult) -> list[str]:
     """Every warning about one checkpoint, in a fixed order."""
-    return nonfinite_notes(result) + untracked_notes(result)
+    return nonfinite_notes(result) + untracked_notes(result) + unknown_analysis_notes(result)

@@ -5,6 +5,8 @@ are exactly the stored ones and no rule is re-applied while rendering."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from rich import box
 from rich.console import Console
@@ -12,6 +14,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from satcli.analyses.base import Column
+from satcli.analyses.registry import LAYER_ANALYSES, table_columns
 from satcli.core.results import CheckpointResult
 from satcli.core.spectral import FLAG_DEAD, FLAG_NONFINITE, FLAG_UNDERSAMPLED, LayerScore
 from satcli.core.verdict import BALANCED, OVER, UNDER, Thresholds, Verdict
@@ -21,7 +25,6 @@ from satcli.render.text import (
     MARK_TAIL,
     NOT_AVAILABLE,
     SaturationBar,
-    between_share,
     fitted,
     format_percent,
     natural_width,
@@ -35,7 +38,7 @@ LOG_WIDTH = 120
 
 
 def _flags_text(layer: LayerScore, verdict: Verdict) -> Text:
-    """The layer's own flags, then whether it is in the tail and whether it is the output layer."""
+    """The layer's own flags and its analyses' flags, then whether it is in the tail or the output layer."""
     needed = dict(verdict.inputs_needed).get(layer.name)
     parts: list[tuple[str, str]] = [
         (
@@ -44,6 +47,9 @@ def _flags_text(layer: LayerScore, verdict: Verdict) -> Text:
         )
         for flag in layer.flags
     ]
+    if layer.extras:
+        entry = layer.to_dict()
+        parts += [(word, "yellow") for analysis in LAYER_ANALYSES.values() for word in analysis.flags(entry)]
     if layer.name in verdict.tail:
         parts.append((MARK_TAIL, "magenta"))
     if layer.name == verdict.output_layer:
@@ -93,7 +99,18 @@ def _header(result: CheckpointResult) -> Text:
     return text
 
 
-def _layer_table(result: CheckpointResult) -> Table:
+def shown_columns(result: CheckpointResult, asked: Sequence[str] = ()) -> list[Column]:
+    """The analyses' columns this table shows: default ones whose key some layer has, and those `asked` for by
+    header (or by analysis name: all of its columns)."""
+    present = {key for layer in result.layers for key in layer.extras}
+    return [
+        column
+        for analysis, column in table_columns()
+        if (column.default and column.key in present) or column.header in asked or analysis in asked
+    ]
+
+
+def _layer_table(result: CheckpointResult, asked: Sequence[str] = ()) -> Table:
     """The per-layer table; on a narrow console the bar shrinks and names and flags wrap, numbers never do."""
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 0, 0, 1), header_style="bold")
     table.add_column("#", justify="right", no_wrap=True)
@@ -104,17 +121,13 @@ def _layer_table(result: CheckpointResult) -> Table:
     table.add_column("k", justify="right", no_wrap=True)
     # Not no_wrap: Rich only narrows wrappable columns, and SaturationBar gives up bar cells to fit.
     table.add_column("saturation")
-    classes = any("classes" in layer.extras for layer in result.layers)
-    if classes:
-        table.add_column("between", justify="right", no_wrap=True)
-    weights = any("weights" in layer.extras for layer in result.layers)
-    if weights:
-        table.add_column("alpha", justify="right", no_wrap=True)
-        table.add_column("st.rank", justify="right", no_wrap=True)
+    columns = shown_columns(result, asked)
+    for column in columns:
+        table.add_column(column.header, justify="right", no_wrap=True)
     table.add_column("flags", overflow="fold")
     for index, layer in enumerate(result.layers, start=1):
-        between = [format_percent(between_share(layer))] if classes else []
-        between += _weight_cells(layer) if weights else []
+        entry = layer.to_dict() if columns else {}
+        between = [column.cell(entry) for column in columns]
         table.add_row(
             str(index),
             Text(layer.name),
@@ -127,16 +140,6 @@ def _layer_table(result: CheckpointResult) -> Table:
             _flags_text(layer, result.verdict),
         )
     return table
-
-
-def _weight_cells(layer: LayerScore) -> list[str]:
-    """The layer's power-law alpha and stable rank (n/a without a fit or a weight matrix)."""
-    spectrum = layer.extras.get("weights", {})
-    alpha, rank = spectrum.get("alpha"), spectrum.get("stable_rank")
-    return [
-        f"{alpha:.2f}" if isinstance(alpha, float) else NOT_AVAILABLE,
-        f"{rank:.1f}" if isinstance(rank, float) else NOT_AVAILABLE,
-    ]
 
 
 def _class_notes(result: CheckpointResult) -> list[str]:
@@ -242,9 +245,12 @@ def _verdict_panel(result: CheckpointResult) -> Panel:
     return Panel(grid, title="verdict", title_align="left", expand=False, box=box.ROUNDED)
 
 
-def render_result(result: CheckpointResult, console: Console) -> None:
-    """Print one checkpoint: a header line, the per-layer table in forward order, and the verdict panel."""
-    header, table, panel = _header(result), _layer_table(result), _verdict_panel(result)
+def render_result(result: CheckpointResult, console: Console, columns: Sequence[str] = ()) -> None:
+    """Print one checkpoint: a header line, the per-layer table in forward order, and the verdict panel.
+
+    `columns`: analyses' optional columns to add, by header or analysis name (``satcli analyses`` lists them).
+    """
+    header, table, panel = _header(result), _layer_table(result, columns), _verdict_panel(result)
     # Where the console has no width of its own: names whole, and the panel's long lines (a tail of many layers)
     # wrapped at word boundaries within the table's width or LOG_WIDTH, whichever is wider.
     widest = max(natural_width(console, table), natural_width(console, header))

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 import h5py
 import numpy as np
 
+from satcli.analyses.registry import state_versions
 from satcli.core.spectral import LayerScore
 from satcli.core.state import LayerMeta, LayerStats
 from satcli.store.chunks import GZIP_LEVEL, ChunkWriter, RowBuffer
@@ -125,11 +126,12 @@ class CheckpointWriter:
             self._num_inputs = int(num_inputs)
         for layer in self._layers:
             check_layer_stats(layer, stats[layer.name])
+        versions = state_versions()
         for layer in self._layers:
             group = self._layer_groups[layer.name]
             encode_layer_stats(group, stats[layer.name], by_name.get(layer.name))
             for name, element in (extras or {}).get(layer.name, {}).items():
-                encode_extra(group, name, element)
+                encode_extra(group, name, element, versions.get(name, 1))
         if options is not None:
             self._group.attrs["options"] = to_json(dict(options), "options")
         self.close()

@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 
 from satcli.core.spectral import LayerScore
-from satcli.core.state import ClassStats, LayerMeta, LayerStats
+from satcli.core.state import ClassStats, LayerMeta, LayerStats, OpaqueState
 
 # 1: saturation only. 2: layer groups carry encoding attributes and may hold other analyses' state (classes).
 SCHEMA_VERSION = 2
@@ -139,20 +139,97 @@ def decode_class_stats(group: h5py.Group) -> ClassStats:
     )
 
 
-EXTRAS = {"classes": (ClassStats, encode_class_stats, decode_class_stats)}
+def encode_state(group: h5py.Group, element: Mapping[str, object], encoding: tuple[str, int]) -> None:
+    """Any analysis' plain state (encoding `<name>-state`): every array a dataset, every int/float an attribute."""
+    for key, value in element.items():
+        if isinstance(value, (bool, np.bool_, int, float, np.integer, np.floating)):
+            group.attrs[key] = value
+            continue
+        array = np.asarray(value)
+        if array.dtype.kind not in "biuf":
+            raise ValueError(f"state {key!r} of {encoding[0]} must be numbers, got dtype {array.dtype}")
+        if array.dtype.kind == "f":
+            _checked_dataset(group, key, array.astype(np.float64, copy=False))
+        else:
+            group.create_dataset(key, data=array)
+    _mark(group, encoding)
 
 
-def encode_extra(layer_group: h5py.Group, name: str, element: object) -> None:
-    """Another analysis' state element as subgroup `name` of the layer group."""
-    kind, encode, _ = EXTRAS[name]
-    if not isinstance(element, kind):
-        raise ValueError(f"{name} state must be a {kind.__name__}, got {type(element).__name__}")
-    encode(layer_group.create_group(name), element)
+def decode_state(group: h5py.Group) -> dict[str, object]:
+    """The inverse of encode_state."""
+    attrs = group.attrs.items()
+    out: dict[str, object] = {key: plain(value) for key, value in attrs if not key.startswith("encoding_")}
+    out.update({key: item[()] for key, item in _members(group) if isinstance(item, h5py.Dataset)})
+    return out
 
 
-def decode_extras(layer_group: h5py.Group) -> dict[str, object]:
-    """Every known analysis' state element stored under a layer group (none in schema 1)."""
-    return {name: decode(layer_group[name]) for name, (_, _, decode) in EXTRAS.items() if name in layer_group}
+def encode_opaque(group: h5py.Group, state: OpaqueState) -> None:
+    """A state this satcli could not read, written back as it was read."""
+    group.attrs.update(state.attrs)
+    for key, data in state.datasets.items():
+        group.create_dataset(key, data=data, fletcher32=data.size > 0 and data.dtype.kind == "f")
+    for key, sub in state.groups.items():
+        encode_opaque(group.create_group(key), sub)
+
+
+def decode_opaque(group: h5py.Group) -> OpaqueState:
+    """Every attribute, dataset and subgroup of a group, as stored."""
+    members = _members(group)
+    return OpaqueState(
+        attrs=dict(group.attrs.items()),
+        datasets={key: item[()] for key, item in members if isinstance(item, h5py.Dataset)},
+        groups={key: decode_opaque(item) for key, item in members if isinstance(item, h5py.Group)},
+    )
+
+
+def _members(group: h5py.Group) -> list[tuple[str, object]]:
+    """A group's (name, member) pairs; damaged link metadata (h5py raises RuntimeError) is a ValueError, which
+    the reader reports as a damaged store."""
+    try:
+        return list(group.items())
+    except RuntimeError as exc:
+        raise ValueError(f"cannot list group {group.name}: {exc}") from exc
+
+
+# Encode/decode pairs by encoding type, as anndata keeps them: an analysis whose state is a plain dict needs
+# no entry (encoding `<name>-state`); classes keeps its own encoding so stores of every schema read alike.
+ENCODINGS = {CLASS_STATS[0]: (ClassStats, encode_class_stats, decode_class_stats)}
+
+
+def encode_extra(layer_group: h5py.Group, name: str, element: object, version: int = 1) -> None:
+    """An analysis' state element as subgroup `name` of the layer group (`version`: its state version)."""
+    group = layer_group.create_group(name)
+    for kind, encode, _ in ENCODINGS.values():
+        if isinstance(element, kind):
+            encode(group, element)
+            return
+    if isinstance(element, OpaqueState):
+        encode_opaque(group, element)
+    elif isinstance(element, Mapping):
+        encode_state(group, element, (f"{name}-state", int(version)))
+    else:
+        raise ValueError(f"{name} state must be a dict of arrays and numbers, got {type(element).__name__}")
+
+
+def decode_extras(layer_group: h5py.Group, versions: Mapping[str, int]) -> dict[str, object]:
+    """Every analysis' state element stored under a layer group (none in schema 1), by analysis name.
+
+    `versions`: the newest state version this satcli reads per analysis; a state of another analysis or of a
+    newer version is kept as an OpaqueState (copied on merge and append, reported, never scored).
+    """
+    out: dict[str, object] = {}
+    for name, group in _members(layer_group):
+        if not isinstance(group, h5py.Group):
+            continue
+        kind, version = plain(group.attrs.get("encoding_type")), plain(group.attrs.get("encoding_version"))
+        known = name in versions and isinstance(version, int)
+        if kind in ENCODINGS and name in versions:
+            out[name] = ENCODINGS[kind][2](group)  # type: ignore[index]
+        elif known and kind == f"{name}-state" and version <= versions[name]:  # type: ignore[operator]
+            out[name] = decode_state(group)
+        else:
+            out[name] = decode_opaque(group)
+    return out
 
 
 def _expect(group: h5py.Group, encoding: tuple[str, int], optional: bool = False) -> None:

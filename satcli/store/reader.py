@@ -12,6 +12,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from satcli.analyses.registry import state_versions
 from satcli.core.state import CheckpointMeta, CheckpointState, LayerMeta, LayerState, LayerStats
 from satcli.errors import SatcliError, one_line
 from satcli.store.encoding import (
@@ -106,7 +107,7 @@ def _read_layer(group: h5py.Group) -> StoredLayer:
         saturation=None if math.isnan(saturation) else saturation,
         flags=tuple(str(flag) for flag in json.loads(attrs["flags"])),
         has_activations="activations" in group,
-        extras=decode_extras(group),
+        extras=decode_extras(group, state_versions()),
     )
 
 

@@ -115,9 +115,10 @@ def analysis_options(
     *,
     exclude: Sequence[str] | None = None,
     classes: bool | None = None,
+    analyses: Sequence[str | tuple[str, object]] = (),
 ) -> AnalysisOptions:
     """The engine options the Python API's and the Monitor's keyword arguments stand for (the CLI's defaults
-    otherwise); no activations are stored."""
+    otherwise); no activations are stored. `analyses`: as the CLI's --analysis (`NAME[:opt=value,...]`)."""
     return AnalysisOptions(
         reduction=Reduction(conv_method, sequence_method),
         include=tuple(layers or ()),
@@ -125,4 +126,5 @@ def analysis_options(
         thresholds=Thresholds(delta=delta),
         store_activations=False,
         classes=classes,
+        analyses=tuple(analyses),
     )

@@ -68,7 +68,7 @@ class Monitor:
         self.every = every
         self.writer = writer
         self._taps = PassiveTaps(module, self._observe, self._count, self.options.include, self.options.exclude)
-        self._saturation = SaturationAnalysis(module_device(module))
+        self._saturation = SaturationAnalysis(device=module_device(module))
         self._metas: dict[str, LayerMeta] = {}
         self._num_inputs = 0
         self._calls = 0

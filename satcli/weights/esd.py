@@ -103,6 +103,12 @@ def layer_spectrum(name: str, type_: str, weight: np.ndarray, evals: np.ndarray 
     """All metrics of one layer's weight (dense or conv, see the module docstring); `evals`: its
     ``eigenvalues`` when already computed."""
     evals = eigenvalues(weight) if evals is None else evals
+    return spectrum_of(name, type_, tuple(int(d) for d in weight.shape), evals)
+
+
+def spectrum_of(name: str, type_: str, shape: tuple[int, ...], evals: np.ndarray) -> LayerSpectrum:
+    """All metrics of one layer from its ESD (ascending, as ``eigenvalues`` gives it) and its weight's shape."""
+    evals = np.sort(np.asarray(evals, dtype=np.float64))
     top, total = float(evals[-1]) if evals.size else 0.0, float(evals.sum())
     fit: PowerLawFit | None = None
     positive = int(np.count_nonzero(evals > EVALS_THRESHOLD))
@@ -117,7 +123,7 @@ def layer_spectrum(name: str, type_: str, weight: np.ndarray, evals: np.ndarray 
     return LayerSpectrum(
         name=name,
         type=type_,
-        shape=tuple(int(d) for d in weight.shape),
+        shape=shape,
         num_evals=int(evals.size),
         spectral_norm=float(np.sqrt(top)),
         frobenius_norm=float(np.sqrt(total)),
@@ -139,6 +145,14 @@ def spectra(module: nn.Module | torch.jit.ScriptModule) -> list[tuple[LayerSpect
         evals = eigenvalues(layer.weight)
         found.append((layer_spectrum(name, layer.type, layer.weight, evals), evals))
     return found
+
+
+def spectrum_entry(shape: tuple[int, ...], evals: np.ndarray) -> dict[str, object]:
+    """A layer's JSON entry under `weights` from its stored ESD and weight shape (the name and type are the layer's)."""
+    spectrum = asdict(spectrum_of("", "", shape, evals))
+    del spectrum["name"], spectrum["type"]
+    spectrum["shape"] = list(shape)
+    return spectrum
 
 
 def layer_weight_spectra(module: nn.Module | torch.jit.ScriptModule, layer_names: Sequence[str]) -> dict[str, dict]:
