@@ -70,7 +70,6 @@ class Recorder:
         return samples
 
     def _meta(self, layer: Layer, out: torch.Tensor, samples: torch.Tensor) -> LayerMeta:
-        per_input = samples.shape[0] == out.shape[0] and samples[:1].numel() == samples.shape[-1]
         return LayerMeta(
             name=layer.name,
             type=layer.type,
@@ -78,7 +77,7 @@ class Recorder:
             width=int(layer.width or 0),
             order=len(self._metas),
             reduction=self.options.reduction.name_for(layer, out.ndim),
-            activations_reduction="none" if per_input else "mean",
+            activations_reduction="none" if per_input(samples, out) else "mean",
         )
 
     def add_layer(self, meta: LayerMeta) -> None:
@@ -116,6 +115,11 @@ class Recorder:
         self._metas.clear()
         self.nonfinite = NonFiniteCount(self.nonfinite.policy)
         self._keep = None
+
+
+def per_input(samples: torch.Tensor, out: torch.Tensor) -> bool:
+    """True when each input gives exactly one sample (so stored rows are the samples themselves)."""
+    return samples.shape[0] == out.shape[0] and samples[:1].numel() == samples.shape[-1]
 
 
 def _inputs_kept(
