@@ -56,7 +56,8 @@ def test_a_second_writer_fails_naming_the_holder_and_changes_nothing(run_cli, tm
     try:
         with pytest.raises(SatcliError, match=f"being written by another process \\(pid {holder.pid} "):
             StoreWriter(store, append=True)
-        result = run_cli("analyze", NARROW, "--store", store, *FAST)
+        # --append: the store holds another run's checkpoint, which analyze would refuse to replace anyway.
+        result = run_cli("analyze", NARROW, "--store", store, "--append", *FAST)
         assert result.code == 2
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and f"pid {holder.pid}" in lines[0] and str(store) in lines[0]

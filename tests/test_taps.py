@@ -217,7 +217,7 @@ def test_stored_rows_are_samples_only_when_each_input_gives_one() -> None:
     """Masked tokens give (N_real, d) samples: their stored rows are per-input means, not the samples."""
     import torch
 
-    from satcli.engine.run import _per_input
+    from satcli.engine.recorder import per_input as _per_input
 
     out = torch.zeros(4, 7, 5)
     assert _per_input(torch.zeros(4, 5), torch.zeros(4, 5))

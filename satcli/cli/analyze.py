@@ -51,7 +51,15 @@ class StoreArgs:
         ActivationsDtype.float32
     )
     force: Annotated[
-        bool, typer.Option("--force", help="Replace an existing file at the store path that is not a satcli store.")
+        bool,
+        typer.Option(
+            "--force",
+            help="Replace an existing file at the store path: one that is not a satcli store, or a store holding "
+            "checkpoints another run wrote (other models, another command, a Monitor).",
+        ),
+    ] = False
+    append: Annotated[
+        bool, typer.Option("--append", help="Add the checkpoints to an existing store instead of replacing it.")
     ] = False
     wait: Wait = False
 
@@ -115,13 +123,16 @@ def analyze_command(
     )
     paths = order_checkpoints(models, sort=not no_sort)
     store_for = storing.target_for
-    _check_store_targets(paths, data.data, store_for, storing.force)
+    _check_store_option(storing.store)
+    if storing.append and storing.force:
+        raise SatcliError("--append adds to a store and --force replaces it; give one of them")
+    _check_store_targets(paths, data.data, store_for, storing.force, storing.append)
     # Data are prepared once for every checkpoint: with the first one's tokenizer / image processor.
     data_opts = with_model_preprocessors(data.options(model.trust_remote_code), paths[0])
     source = open_data(data.data, data_opts)
     run_device = local_device(resolve_device(model.device)) if launched_ranks() else resolve_device(model.device)
     load = model.loader(run_device, data.download)
-    run = _Run(paths, options, load, store_for, quiet, storing.wait, tuple(columns or ()))
+    run = _Run(paths, options, load, store_for, quiet, storing.wait, storing.append, tuple(columns or ()))
     results, failed = run.score(source, shard, run_device, output_format, trajectory)
     if results is None:
         return  # a torchrun rank other than 0: quiet
@@ -143,6 +154,7 @@ class _Run:
     store_for: Callable[[Path], Path | None]
     quiet: bool
     wait: bool
+    append: bool = False
     columns: tuple[str, ...] = ()
 
     def score(
@@ -163,7 +175,15 @@ class _Run:
             # Under torchrun only rank 0 writes (and locks) the store.
             targets = self.store_for if part.rank == 0 else (lambda path: None)
             outcomes = score_checkpoints(
-                self.paths, part.source, self.options, self.load, targets, track, wait=self.wait, score=part.score
+                self.paths,
+                part.source,
+                self.options,
+                self.load,
+                targets,
+                track,
+                wait=self.wait,
+                score=part.score,
+                append=self.append,
             )
             for outcome in outcomes:
                 if part.rank != 0:
@@ -202,9 +222,24 @@ def _write_html(results: list[CheckpointResult], output: Path) -> None:
     write_text(output, html_report(results))
 
 
-def _check_store_targets(paths: list[Path], data: str, store_for: Callable[[Path], Path | None], force: bool) -> None:
-    """Refuse, before anything is scored, every store path that would replace an input or a foreign file."""
-    from satcli.store.safety import check_store_target
+def _check_store_option(store: Path | None) -> None:
+    """Refuse --store STORE.h5:NNNN: that names a checkpoint of a store (for report and plot), not a file to write."""
+    from satcli.store.rescore import parse_store_ref
+
+    ref = None if store is None else parse_store_ref(str(store))
+    if ref is not None and ref.key is not None:
+        raise SatcliError(
+            f"--store {store}: STORE:{ref.key} names a checkpoint of a store (for report and plot), not a file "
+            f"to write; give the store file, e.g. --store {ref.path}"
+        )
+
+
+def _check_store_targets(
+    paths: list[Path], data: str, store_for: Callable[[Path], Path | None], force: bool, append: bool = False
+) -> None:
+    """Refuse, before anything is scored, every store path that would replace an input, a foreign file, or a
+    store holding checkpoints this command on these models did not write (unless --force or --append)."""
+    from satcli.store.safety import check_store_target, is_satcli_store, others_checkpoints
 
     data_path = Path(data).expanduser()
     inputs = [*paths, *([data_path] if data_path.is_file() else [])]
@@ -213,6 +248,17 @@ def _check_store_targets(paths: list[Path], data: str, store_for: Callable[[Path
             check_store_target(target, inputs, replace_foreign=force)
         except SatcliError as exc:
             raise SatcliError(str(exc).replace("(force to overwrite it)", "(pass --force to overwrite it)")) from None
+        if force or append or not target.exists() or not is_satcli_store(target):
+            continue
+        mine = [p for p in paths if store_for(p) == target]
+        others = others_checkpoints(target, "analyze", mine)
+        if others:
+            named = list(dict.fromkeys(others))
+            shown = ", ".join(named[:3]) + (", ..." if len(named) > 3 else "")
+            raise SatcliError(
+                f"refusing to replace {target}: it holds {len(others)} checkpoint(s) this run did not write "
+                f"({shown}); pass --append to add to it or --force to replace it"
+            )
 
 
 def _write_result(

@@ -28,18 +28,31 @@ class Terminated(BaseException):
     Not a KeyboardInterrupt: click would turn that into its Abort and the exit code would say Ctrl-C."""
 
 
+class Interrupted(BaseException):
+    """Ctrl-C (SIGINT) as an exception of our own: typer turns a KeyboardInterrupt into a plain exit code 130
+    before _run could say anything, so the one-line message would be lost. Clean-up runs as for any exception."""
+
+
 def _on_sigterm(signum: int, frame: object) -> None:
     raise Terminated
 
 
-def _catch_sigterm() -> object:
-    """Turn SIGTERM into Terminated (only in the main thread, where Python can install handlers); returns
-    the previous handler, or None when none was installed."""
+def _on_sigint(signum: int, frame: object) -> None:
+    raise Interrupted
+
+
+def _catch_signals() -> dict[int, object]:
+    """Turn SIGTERM into Terminated and Ctrl-C into Interrupted (only in the main thread, where Python can
+    install handlers; SIGINT only when Python's own handler is in place, not when the shell ignores it);
+    returns the previous handlers to restore."""
     import threading
 
     if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGTERM, _on_sigterm)
+        return {}
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _on_sigterm)}
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, _on_sigint)
+    return previous
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -47,12 +60,12 @@ def main(argv: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\..*")
     err = Console(stderr=True, soft_wrap=True, highlight=False)
-    previous = _catch_sigterm()
+    previous = _catch_signals()
     try:
         _run(argv, err)
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)  # type: ignore[arg-type]
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
 
 
 def _run(argv: list[str] | None, err: Console) -> None:
@@ -79,7 +92,7 @@ def _run(argv: list[str] | None, err: Console) -> None:
     except Terminated:
         err.print("terminated; finished results and existing stores are kept")
         sys.exit(EXIT_TERMINATED)
-    except (typer.Abort, KeyboardInterrupt):
+    except (Interrupted, typer.Abort, KeyboardInterrupt):
         err.print("interrupted; finished results and existing stores are kept")
         sys.exit(130)
     except Exception as exc:

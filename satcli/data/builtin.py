@@ -17,10 +17,14 @@ DIGITS_MEAN = 0.3050184552378965
 DIGITS_STD = 0.3760207780345291
 
 DIGITS_SPLITS = ("train", "test", "all")
+# `--data digits:raw`: the pixels scaled to [0, 1] only (x / 16, as sklearn's load_digits().data / 16), for
+# models trained on that scaling; plain `digits` is standardized, (x / 16 - DIGITS_MEAN) / DIGITS_STD.
+DIGITS_RAW = "digits:raw"
 
 
-def _open_digits(spec: str, options: DataOptions) -> DataSource:
-    """The UCI digits shipped in the package: 8x8 grey images, values 0..16, train-split normalization."""
+def _open_digits(spec: str, options: DataOptions, raw: bool = False) -> DataSource:
+    """The UCI digits shipped in the package: 8x8 grey images, values 0..16, scaled to [0, 1] and standardized
+    with the train split's mean and std (`raw`: scaled to [0, 1] only)."""
     _check_split("digits", options.split, DIGITS_SPLITS)
     resource = importlib.resources.files("satcli").joinpath("datasets/digits.npz")
     with np.load(io.BytesIO(resource.read_bytes()), allow_pickle=False) as arrays:
@@ -30,5 +34,9 @@ def _open_digits(spec: str, options: DataOptions) -> DataSource:
         images, labels = images[keep], labels[keep]
     x = torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1)
     y = torch.from_numpy(labels.astype(np.int64))
+    if raw:
+        return _memory_source(
+            spec, DIGITS_RAW, [options.split], x, y, _ImageTransform(16.0, None, None, options.image_size), options
+        )
     transform = _ImageTransform(16.0, (DIGITS_MEAN,), (DIGITS_STD,), options.image_size)
     return _memory_source(spec, "digits", [options.split], x, y, transform, options)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from satcli.data.arrays import ARRAY_SUFFIXES, _open_arrays
-from satcli.data.builtin import _open_digits
+from satcli.data.builtin import DIGITS_RAW, _open_digits
 from satcli.data.folder import _open_folder
 from satcli.data.hf import HF_PREFIX, is_saved_dataset, open_hub_dataset, open_saved_dataset
 from satcli.data.source import DataOptions, DataSource, _check_options
@@ -14,7 +14,7 @@ from satcli.data.vision import _open_cifar, _open_mnist, _open_svhn
 from satcli.errors import SatcliError
 
 ACCEPTED_SPECS = (
-    "digits, cifar10, cifar100, mnist, fashion-mnist, svhn, folder:PATH, an array file PATH.npz, "
+    "digits, cifar10, cifar100, mnist, fashion-mnist, svhn, digits:raw, folder:PATH, an array file PATH.npz, "
     "PATH.pt, PATH.h5 or PATH.hdf5, a table PATH.parquet, PATH.jsonl or PATH.csv, a data set folder "
     "written by save_to_disk, or hf:NAME[:SPLIT]"
 )
@@ -27,6 +27,8 @@ def open_data(spec: str, options: DataOptions) -> DataSource:
     name = text.lower()
     if name == "digits":
         return _open_digits(spec, options)
+    if name == DIGITS_RAW:
+        return _open_digits(spec, options, raw=True)
     if name in ("cifar10", "cifar100"):
         return _open_cifar(spec, name, options)
     if name in ("mnist", "fashion-mnist"):

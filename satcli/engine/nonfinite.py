@@ -14,6 +14,7 @@ import torch
 from satcli.core.state import LayerStats
 from satcli.data import Batch
 from satcli.errors import DataError, SatcliError
+from satcli.taps.layers import Inputs
 
 SKIP = "skip"
 FAIL = "fail"
@@ -41,21 +42,28 @@ class NonFiniteCount:
 
         `seen_before` (inputs of earlier batches) and `data` only make the error name the input.
         """
-        keep = _finite_rows(batch.inputs)
+        keep = self.finite_inputs(batch.inputs, seen_before, data)
         if keep is None:
             return batch
-        dropped = int((~keep).sum())
-        if self.policy == FAIL:
-            first = seen_before + int(torch.nonzero(~keep)[0, 0])
-            raise DataError(f"{data}: input {first} holds non-finite values (NaN or inf)")
-        self.inputs += dropped
-        if dropped == keep.numel():
+        if not bool(keep.any()):
             return None
         inputs = batch.inputs
         kept = {k: v[keep] for k, v in inputs.items()} if isinstance(inputs, dict) else inputs[keep]
         labels = None if batch.labels is None else batch.labels[keep]
         mask = None if batch.mask is None else batch.mask[keep]
         return Batch(kept, labels, mask)
+
+    def finite_inputs(self, inputs: Inputs, seen_before: int = 0, data: str = "the data") -> torch.Tensor | None:
+        """(B,) bool: the inputs without a non-finite value (None when all are, no copy); the others are counted,
+        or refused under the fail policy (`seen_before` and `data` only make the error name the input)."""
+        keep = _finite_rows(inputs)
+        if keep is None:
+            return None
+        if self.policy == FAIL:
+            first = seen_before + int(torch.nonzero(~keep)[0, 0])
+            raise DataError(f"{data}: input {first} holds non-finite values (NaN or inf)")
+        self.inputs += int((~keep).sum())
+        return keep
 
     def finite_samples(
         self, layer: str, samples: torch.Tensor, labels: torch.Tensor | None

@@ -1,5 +1,5 @@
-"""The batch loop: run each batch through the taps, reduce every tracked output to samples, and hand the
-samples and the batch's labels to every analysis; observers (store writer, progress) watch from outside.
+"""The batch loop: run each batch through the taps and hand every tracked output, with the batch's mask and
+labels, to the recorder (engine/recorder.py, the Monitor's too); observers (store writer, progress) watch.
 
 It prints nothing and writes nothing itself: the store is one observer among others.
 """
@@ -7,7 +7,7 @@ It prints nothing and writes nothing itself: the store is one observer among oth
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Protocol
 
 import torch
@@ -17,15 +17,14 @@ from satcli.analyses.registry import build
 from satcli.analyses.saturation import SaturationAnalysis
 from satcli.analyses.score import score_state
 from satcli.core.results import CheckpointResult
-from satcli.core.state import CheckpointMeta, CheckpointState, LayerMeta, LayerState
+from satcli.core.state import CheckpointMeta, CheckpointState, LayerMeta
 from satcli.data import Batch, DataSource
-from satcli.engine.nonfinite import NonFiniteCount, flag_unmeasured
 from satcli.engine.options import AnalysisOptions
+from satcli.engine.recorder import Recorder
 from satcli.engine.threads import scoring_threads
 from satcli.errors import DataError, SatcliError
 from satcli.models import LoadedModel
-from satcli.taps import Layer, input_rows, open_taps, sample_view
-from satcli.taps.reduce import sample_labels
+from satcli.taps import Layer, input_rows, open_taps
 
 
 class Observer(Protocol):
@@ -38,14 +37,6 @@ class Observer(Protocol):
     def batch(self, rows: dict[str, torch.Tensor], labels: torch.Tensor | None, count: int) -> None: ...
 
     def finished(self, state: CheckpointState, result: CheckpointResult) -> None: ...
-
-
-@dataclass
-class _Seen:
-    layer: Layer
-    reduction: str
-    per_input: bool
-    calls: list[torch.Tensor]
 
 
 def build_analyses(options: AnalysisOptions, has_labels: bool, device: torch.device) -> list[Analysis]:
@@ -71,61 +62,52 @@ def analyze(
 ) -> CheckpointResult:
     """Score one loaded model on one data source; observers see the layers, each batch and the result."""
     device = model.device
-    analyses = build_analyses(options, data.has_labels, device)
+    recorder = Recorder(options, build_analyses(options, data.has_labels, device))
     meta = checkpoint_meta(model, data, options)
-    seen: dict[str, _Seen] = {}
     keep_rows = any(o.wants_rows for o in observers)
+    calls: dict[str, list[torch.Tensor]] = {}
     now: list[Batch] = []
-    nonfinite = NonFiniteCount(options.on_nonfinite)
 
     def sink(layer: Layer, out: torch.Tensor) -> None:
         # Runs inside the forward pass, before later in-place ops of the model can change `out`.
         batch = now[-1]
-        samples = sample_view(out, layer, options.reduction, batch.mask)
-        entry = seen.get(layer.name)
-        if entry is None:
-            reduction = options.reduction.name_for(layer, out.ndim)
-            entry = seen[layer.name] = _Seen(layer, reduction, _per_input(samples, out), [])
-        labels = sample_labels(batch.labels, samples, int(out.shape[0]), batch.mask)
-        measured, labels = nonfinite.finite_samples(layer.name, samples, labels)
-        for analysis in analyses:
-            analysis.update(layer, measured, labels)
+        samples = recorder.record(layer, out, batch.mask, batch.labels)
         if keep_rows:
-            entry.calls.append(input_rows(out, samples, layer, batch.mask))
+            calls.setdefault(layer.name, []).append(input_rows(out, samples, layer, batch.mask))
 
     num_inputs = 0
     started = False
+    nonfinite = recorder.nonfinite
     with open_taps(model.module, options.include, options.exclude) as taps:
         for raw in data.iter_batches():
             batch = nonfinite.finite_batch(raw, num_inputs + nonfinite.inputs, data.description)
             if batch is None:
                 continue
             now[:] = [on_device(batch, device)]
-            for entry in seen.values():
-                entry.calls.clear()
+            for entry in calls.values():
+                entry.clear()
             taps.stream(now[-1].inputs, sink)
             if not started:
                 for observer in observers:
-                    observer.started(meta, _layer_metas(seen))
+                    observer.started(meta, recorder.layers)
                 started = True
-            rows = {name: _rows(e.calls) for name, e in seen.items()} if keep_rows else {}
+            rows = {meta.name: _rows(calls[meta.name]) for meta in recorder.layers} if keep_rows else {}
             count = batch_size(batch)
             for observer in observers:
                 observer.batch(rows, batch.labels, count)
             num_inputs += count
-    _report_eigen(analyses, observers)
-    if not seen:
+    _report_eigen(recorder.analyses, observers)
+    if not recorder.layers:
         if nonfinite.inputs:
             raise DataError(f"every one of the {nonfinite.inputs} inputs of {data.description} holds NaN or inf")
         raise SatcliError(f"the data set {data.description} gave no samples")
-    untracked = [u.to_dict() for u in taps.untracked]
-    learnt = {"nonfinite": nonfinite.to_dict(), "untracked": untracked, "output_layer": taps.output_layer}
-    meta = replace(meta, options={**meta.options, **learnt})
-    for analysis in analyses:
+    recorder.output_layer = taps.output_layer
+    meta = replace(meta, options={**meta.options, "untracked": [u.to_dict() for u in taps.untracked]})
+    for analysis in recorder.analyses:
         analysis.finish(model.module)  # data-free steps (weight spectra) once, after the last batch
-    widest = max(int(e.layer.width or 0) for e in seen.values())
+    widest = max(layer.width for layer in recorder.layers)
     with scoring_threads(widest):  # eigendecompositions: see engine/threads.py
-        state = _checkpoint_state(meta, seen, analyses, num_inputs, nonfinite)
+        state = recorder.state(meta, num_inputs)
         result = score_state(state, options.thresholds)
     for observer in observers:
         observer.finished(state, result)
@@ -160,48 +142,7 @@ def batch_size(batch: Batch) -> int:
     return int(first.shape[0])
 
 
-def _per_input(samples: torch.Tensor, out: torch.Tensor) -> bool:
-    """True when each input gives exactly one sample (so stored rows are the samples themselves)."""
-    return samples.shape[0] == out.shape[0] and samples[:1].numel() == samples.shape[-1]
-
-
-def _layer_metas(seen: dict[str, _Seen]) -> list[LayerMeta]:
-    return [
-        LayerMeta(
-            name=e.layer.name,
-            type=e.layer.type,
-            kind=e.layer.kind,
-            width=int(e.layer.width or 0),
-            order=int(e.layer.order or 0),
-            reduction=e.reduction,
-            activations_reduction="none" if e.per_input else "mean",
-        )
-        for e in seen.values()
-    ]
-
-
 def _rows(calls: list[torch.Tensor]) -> torch.Tensor:
     """One row per input; a layer called several times per forward pass keeps the mean of its calls."""
     return calls[0] if len(calls) == 1 else torch.stack(calls).mean(dim=0)
 
-
-def _checkpoint_state(
-    meta: CheckpointMeta,
-    seen: dict[str, _Seen],
-    analyses: Sequence[Analysis],
-    num_inputs: int,
-    nonfinite: NonFiniteCount,
-) -> CheckpointState:
-    """The run's final state: every layer's moments and the other analyses' elements, in forward order."""
-    states = {analysis.name: analysis.state() for analysis in analyses if not analysis.derived}
-    stats = flag_unmeasured(states.pop(SaturationAnalysis.name), nonfinite)  # type: ignore[arg-type]
-    layers = []
-    for layer_meta in _layer_metas(seen):
-        extras = {name: state[layer_meta.name] for name, state in states.items() if layer_meta.name in state}
-        layers.append(LayerState(layer_meta, stats[layer_meta.name], extras))  # type: ignore[arg-type]
-    options = {**meta.options, "num_inputs": num_inputs}
-    return CheckpointState(
-        CheckpointMeta(meta.model_path, meta.model_sha256, meta.model_format, meta.data_spec, options, meta.thresholds),
-        tuple(layers),
-        num_inputs,
-    )

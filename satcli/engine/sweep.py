@@ -82,6 +82,7 @@ def score_checkpoints(
     *,
     wait: bool = False,
     score: ScoreOne | None = None,
+    append: bool = False,
 ) -> Iterator[CheckpointResult | Failure]:
     """Score each checkpoint in the given order; yield its result, or a Failure and go on to the next one.
 
@@ -89,7 +90,8 @@ def score_checkpoints(
     MATERIALIZE_MAX_BYTES; an error while decoding, or a DataError found mid-run (an unreadable image, a
     non-finite input under the fail policy), is the data's and ends the run, named without the checkpoint.
     `store_for(path)` names the checkpoint's store (None: no store); the first checkpoint written to a store
-    in this run replaces any file there, later ones are added to it, and each is committed before it is yielded.
+    in this run replaces any file there (with `append`: is added to it too), later ones are added to it, and each
+    is committed before it is yielded.
     Every store's write lock is held for the whole run, so no other run can write between two checkpoints
     (`wait`: wait for a store another process is writing, instead of failing with StoreError).
     `score` replaces score_checkpoint (e.g. a split run's).
@@ -99,7 +101,7 @@ def score_checkpoints(
         targets = {os.path.abspath(t): t for t in reversed([store_for(p) for p in paths]) if t is not None}
         for target in targets.values():  # each store once, named as given
             locks.enter_context(store_lock(Path(target), wait=wait))
-        yield from _score_all(paths, source, options, load, store_for, track, score or score_checkpoint)
+        yield from _score_all(paths, source, options, load, store_for, track, score or score_checkpoint, append)
 
 
 def _score_all(
@@ -110,6 +112,7 @@ def _score_all(
     store_for: Callable[[Path], Path | None],
     track: Tracker,
     score: ScoreOne,
+    append: bool = False,
 ) -> Iterator[CheckpointResult | Failure]:
     if len(paths) > 1 and decoded_bytes(source) <= MATERIALIZE_MAX_BYTES:
         source.materialize()
@@ -120,7 +123,7 @@ def _score_all(
             target = store_for(path)
             key = None if target is None else os.path.abspath(target)
             with track(path, source.num_samples) as advance:
-                result = score(loaded, source, options, target, append=key in written, on_batch=advance)
+                result = score(loaded, source, options, target, append=append or key in written, on_batch=advance)
         except DataError:
             raise  # the data's fault, not this checkpoint's: every later one would fail the same way
         except SatcliError as exc:

@@ -45,6 +45,45 @@ def check_store_target(path: Path, inputs: Sequence[Path], *, replace_foreign: b
         raise SatcliError(f"cannot write store {path}: directory {parent} is not writable")
 
 
+def others_checkpoints(path: Path, command: str, models: Sequence[Path]) -> list[str]:
+    """The checkpoints of the store at `path` that `command` on `models` did not write, as "COMMAND of MODEL".
+
+    A checkpoint is this run's own when its command (or, in older stores, the store's) is `command` and its
+    model is one of `models`: the same file, or a file with the stored sha256 (the model was moved). Re-running
+    a command may replace its own result; anything else in the store (a Monitor's trajectory, another model's
+    scores) is another run's. An unreadable store counts as one foreign entry.
+    """
+    shas: dict[Path, str | None] = {}
+    foreign: list[str] = []
+    try:
+        with h5py.File(path, "r") as file:
+            default = plain(file.attrs.get("command")) or "unknown"
+            group = file.get("checkpoints")
+            for key in sorted(group) if isinstance(group, h5py.Group) else []:
+                attrs = group[key].attrs
+                wrote = str(plain(attrs.get("command")) or default)
+                stored = (str(plain(attrs.get("model_path", ""))), str(plain(attrs.get("model_sha256", ""))))
+                if wrote != command or not any(_same_model(stored, model, shas) for model in models):
+                    foreign.append(f"{wrote} of {stored[0]}")
+    except (OSError, KeyError, ValueError) as exc:
+        return [f"an unreadable store ({exc})"]
+    return foreign
+
+
+def _same_model(stored: tuple[str, str], model: Path, shas: dict[Path, str | None]) -> bool:
+    """True when a checkpoint's (model_path, model_sha256) names `model`: the same path, or the same file bytes."""
+    path, sha = stored
+    if path and (path == str(model) or _same_file(Path(path), model)):
+        return True
+    if not sha or not model.is_file():
+        return False
+    if model not in shas:
+        from satcli.models import file_sha256
+
+        shas[model] = file_sha256(model)
+    return shas[model] == sha
+
+
 def _same_file(a: Path, b: Path) -> bool:
     """True when two paths name the same file (also through links); False when either is missing."""
     try:

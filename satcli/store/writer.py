@@ -148,6 +148,9 @@ class StoreWriter:
                 "created": now_iso(),
                 "num_inputs": 0,
                 "complete": False,
+                # Which command wrote it (a store's file attribute names only its last writer): analyze replaces
+                # a store only when it wrote every checkpoint in it (store/safety.py).
+                "command": str(self._attrs.get("command", "")),
             }
         )
         file.flush()

@@ -24,12 +24,13 @@ from torch import nn
 
 from satcli.analyses.saturation import SaturationAnalysis
 from satcli.analyses.score import score_state
-from satcli.core.state import CheckpointMeta, CheckpointState, LayerMeta, LayerState, LayerStats
+from satcli.core.state import CheckpointMeta, CheckpointState, LayerMeta, LayerStats
 from satcli.engine.distributed import gather_objects
+from satcli.engine.recorder import Recorder
 from satcli.errors import SatcliError
 from satcli.store.merge import write_state
 from satcli.store.writer import StoreWriter
-from satcli.taps import Layer, sample_view
+from satcli.taps import Layer
 from satcli.taps.passive import PassiveTaps
 from satcli.training.adapters import analysis_options, module_device, module_sha256
 from satcli.training.logging import ScalarWriter, write_scalars
@@ -68,8 +69,9 @@ class Monitor:
         self.every = every
         self.writer = writer
         self._taps = PassiveTaps(module, self._observe, self._count, self.options.include, self.options.exclude)
+        # The engine's recording step (engine/recorder.py): the same samples, non-finite filter and state as analyze.
         self._saturation = SaturationAnalysis(device=module_device(module))
-        self._metas: dict[str, LayerMeta] = {}
+        self._recorder = Recorder(self.options, [self._saturation])
         self._num_inputs = 0
         self._calls = 0
 
@@ -102,38 +104,25 @@ class Monitor:
         """Inputs recorded since the last reset."""
         return self._num_inputs
 
-    def _count(self, batch: int) -> None:
+    def _count(self, inputs: dict[str, torch.Tensor]) -> None:
         self._calls += 1
         if self._recording():
-            self._num_inputs += batch
+            self._num_inputs += self._recorder.begin(inputs)  # inputs holding NaN or inf are left out
 
     def _recording(self) -> bool:
         return (self._calls - 1) % self.every == 0
 
     def _observe(self, layer: Layer, out: torch.Tensor, mask: torch.Tensor | None) -> None:
-        if not self._recording():
-            return
-        samples = sample_view(out, layer, self.options.reduction, mask)
-        if layer.name not in self._metas:
-            self._metas[layer.name] = LayerMeta(
-                name=layer.name,
-                type=layer.type,
-                kind=layer.kind,
-                width=int(layer.width or 0),
-                order=len(self._metas),
-                reduction=self.options.reduction.name_for(layer, out.ndim),
-                activations_reduction="none",
-            )
-        self._saturation.update(layer, samples, None)
+        if self._recording():
+            self._recorder.record(layer, out, mask, None)
 
     # --- results ---------------------------------------------------------------------------------------
 
     def state(self, **metadata: object) -> CheckpointState:
         """What was recorded since the last reset, as the engine's checkpoint state."""
-        stats = self._saturation.state()
-        layers = tuple(LayerState(meta, stats[name], {}) for name, meta in self._metas.items() if name in stats)  # type: ignore[misc]
-        if not layers:
+        if not self._recorder.layers:
             raise SatcliError("the monitor has recorded no forward pass of a tracked layer")
+        self._recorder.output_layer = self._taps.output_layer
         options = {
             **self.options.describe(False),
             "data": "forward passes observed during training",
@@ -150,7 +139,7 @@ class Monitor:
             options=options,
             thresholds=self.options.thresholds.to_dict(),
         )
-        return CheckpointState(meta, layers, self._num_inputs)
+        return self._recorder.state(meta, self._num_inputs)
 
     def compute(self) -> Result:
         """Per-layer k and saturation, the average and the verdict of everything recorded since the last reset."""
@@ -158,8 +147,7 @@ class Monitor:
 
     def reset(self) -> None:
         """Forget every recorded sample (the hooks stay as they are)."""
-        self._saturation.reset()
-        self._metas.clear()
+        self._recorder.reset()
         self._num_inputs = 0
         self._calls = 0
 
@@ -194,7 +182,8 @@ class Monitor:
         # The accumulators' moments as they are: no eigendecomposition (a state to merge needs none).
         accumulators = self._saturation.accumulators
         layers = []
-        for name, meta in self._metas.items():
+        for meta in self._recorder.layers:
+            name = meta.name
             if name in accumulators:
                 moments = accumulators[name].moments
                 layers.append(
@@ -206,7 +195,9 @@ class Monitor:
                         "nonfinite": bool(accumulators[name].nonfinite),
                     }
                 )
-        return {"version": STATE_VERSION, "num_inputs": self._num_inputs, "layers": layers}
+        nonfinite = self._recorder.nonfinite
+        skipped = {"inputs": nonfinite.inputs, "layer_samples": dict(nonfinite.layer_samples)}
+        return {"version": STATE_VERSION, "num_inputs": self._num_inputs, "layers": layers, "nonfinite": skipped}
 
     def load_state_dict(self, state: dict[str, object]) -> None:
         """Replace the recorded state by a state_dict()."""
@@ -222,13 +213,17 @@ class Monitor:
         for entry in state["layers"]:  # type: ignore[attr-defined]
             fields = {key: entry[key] for key in LayerMeta.__dataclass_fields__}
             meta = LayerMeta(**fields)
-            if meta.name not in self._metas:
-                self._metas[meta.name] = LayerMeta(**{**fields, "order": len(self._metas)})
+            self._recorder.add_layer(meta)
             mean = torch.as_tensor(entry["mean"], dtype=torch.float64).cpu().numpy()
             m2 = torch.as_tensor(entry["m2"], dtype=torch.float64).cpu().numpy()
             incoming[meta.name] = LayerStats(int(entry["samples"]), mean, m2, np.zeros(0), bool(entry["nonfinite"]))
         self._saturation.merge(incoming)
         self._num_inputs += int(state["num_inputs"])  # type: ignore[call-overload]
+        skipped = state.get("nonfinite") or {}  # absent in states of older versions
+        nonfinite = self._recorder.nonfinite
+        nonfinite.inputs += int(skipped.get("inputs", 0))  # type: ignore[attr-defined]
+        for name, count in skipped.get("layer_samples", {}).items():  # type: ignore[attr-defined]
+            nonfinite.layer_samples[name] = nonfinite.layer_samples.get(name, 0) + int(count)
 
     def sync(self) -> None:
         """Under torch.distributed: all-gather every rank's float64 state and merge them in rank order, so

@@ -1,0 +1,138 @@
+"""The one recording step of every run: a tracked layer's output into the analyses' samples.
+
+`analyze` (engine/run.py, and through it the fit pass of `project`) and the training Monitor both hand each
+tracked output to `Recorder.record`, so the same output gives the same samples, labels, non-finite filtering
+(engine/nonfinite.py), layer metadata and final state whoever ran the forward pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from satcli.analyses.base import Analysis
+from satcli.analyses.saturation import SaturationAnalysis
+from satcli.core.state import CheckpointMeta, CheckpointState, LayerMeta, LayerState
+from satcli.engine.nonfinite import NonFiniteCount, flag_unmeasured
+from satcli.engine.options import AnalysisOptions
+from satcli.taps import CONV, Layer, sample_view
+from satcli.taps.layers import Inputs
+from satcli.taps.reduce import sample_labels
+
+
+class Recorder:
+    """Feeds every tracked output of a run to the analyses and builds the run's CheckpointState at the end.
+
+    `output_layer` is the model's last tracked layer in forward order, whatever the selection; the taps
+    learn it and the caller sets it here, so the verdict leaves that layer (and only it) out of the average.
+    """
+
+    def __init__(self, options: AnalysisOptions, analyses: Sequence[Analysis]) -> None:
+        self.options = options
+        self.analyses = list(analyses)
+        self.nonfinite = NonFiniteCount(options.on_nonfinite)
+        self.output_layer: str | None = None
+        self._metas: dict[str, LayerMeta] = {}
+        self._keep: torch.Tensor | None = None  # inputs of the current forward pass to measure (None: all)
+
+    @property
+    def layers(self) -> list[LayerMeta]:
+        """The recorded layers' metadata, in forward order (first call)."""
+        return list(self._metas.values())
+
+    def begin(self, inputs: Inputs) -> int:
+        """Start a forward pass the recorder did not filter beforehand (a training step): its inputs that hold
+        a NaN or inf are counted as skipped and left out of every layer's samples; returns the inputs measured."""
+        first = next(iter(inputs.values())) if isinstance(inputs, dict) else inputs
+        self._keep = self.nonfinite.finite_inputs(inputs)
+        return int(first.shape[0]) if self._keep is None else int(self._keep.sum())
+
+    def record(
+        self, layer: Layer, out: torch.Tensor, mask: torch.Tensor | None, labels: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Hand one tracked output (and the batch's (B, T) real-token mask and per-input labels) to every analysis.
+
+        Returns the output's samples as sample_view gives them (before non-finite filtering), for callers that
+        keep per-input rows. Runs inside the forward pass, before later in-place ops of the model change `out`.
+        """
+        if self._keep is not None:
+            out, mask, labels = _inputs_kept(out, layer, mask, labels, self._keep)
+        samples = sample_view(out, layer, self.options.reduction, mask)
+        if samples.numel() == 0:  # every input of the pass held a NaN or inf
+            return samples
+        if layer.name not in self._metas:
+            self._metas[layer.name] = self._meta(layer, out, samples)
+        per_sample = sample_labels(labels, samples, int(out.shape[0]), mask)
+        measured, per_sample = self.nonfinite.finite_samples(layer.name, samples, per_sample)
+        for analysis in self.analyses:
+            analysis.update(layer, measured, per_sample)
+        return samples
+
+    def _meta(self, layer: Layer, out: torch.Tensor, samples: torch.Tensor) -> LayerMeta:
+        return LayerMeta(
+            name=layer.name,
+            type=layer.type,
+            kind=layer.kind,
+            width=int(layer.width or 0),
+            order=len(self._metas),
+            reduction=self.options.reduction.name_for(layer, out.ndim),
+            activations_reduction="none" if per_input(samples, out) else "mean",
+        )
+
+    def add_layer(self, meta: LayerMeta) -> None:
+        """Know a layer recorded elsewhere (a merged state), after the ones already known."""
+        if meta.name not in self._metas:
+            self._metas[meta.name] = LayerMeta(**{**meta.__dict__, "order": len(self._metas)})
+
+    def state(self, meta: CheckpointMeta, num_inputs: int) -> CheckpointState:
+        """The run's final state: every layer's moments and the other analyses' elements, in forward order.
+
+        The options record what the run learnt: inputs and samples left out as non-finite, and the output layer.
+        """
+        states = {analysis.name: analysis.state() for analysis in self.analyses if not analysis.derived}
+        stats = flag_unmeasured(states.pop(SaturationAnalysis.name), self.nonfinite)  # type: ignore[arg-type]
+        layers = []
+        for layer_meta in self._metas.values():
+            if layer_meta.name not in stats:
+                continue
+            extras = {name: state[layer_meta.name] for name, state in states.items() if layer_meta.name in state}
+            layers.append(LayerState(layer_meta, stats[layer_meta.name], extras))  # type: ignore[arg-type]
+        learnt = {"nonfinite": self.nonfinite.to_dict(), "output_layer": self.output_layer}
+        options = {**meta.options, **learnt, "num_inputs": num_inputs}
+        return CheckpointState(
+            CheckpointMeta(
+                meta.model_path, meta.model_sha256, meta.model_format, meta.data_spec, options, meta.thresholds
+            ),
+            tuple(layers),
+            num_inputs,
+        )
+
+    def reset(self) -> None:
+        """Forget every recorded sample, layer and non-finite count (the output layer stays: it is the model's)."""
+        for analysis in self.analyses:
+            analysis.reset()
+        self._metas.clear()
+        self.nonfinite = NonFiniteCount(self.nonfinite.policy)
+        self._keep = None
+
+
+def per_input(samples: torch.Tensor, out: torch.Tensor) -> bool:
+    """True when each input gives exactly one sample (so stored rows are the samples themselves)."""
+    return samples.shape[0] == out.shape[0] and samples[:1].numel() == samples.shape[-1]
+
+
+def _inputs_kept(
+    out: torch.Tensor, layer: Layer, mask: torch.Tensor | None, labels: torch.Tensor | None, keep: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """The output, mask and labels of the kept inputs only (the batch axis is 1 for time-major recurrent outputs)."""
+    keep = keep.to(out.device)
+    axis = 1 if layer.kind != CONV and not layer.batch_first and out.ndim >= 3 else 0
+    if out.shape[axis] != keep.shape[0]:
+        return out, mask, labels  # not one row per input: nothing to drop by input
+    kept = out[keep] if axis == 0 else out[:, keep]
+    return (
+        kept,
+        None if mask is None or mask.shape[0] != keep.shape[0] else mask[keep.to(mask.device)],
+        None if labels is None else labels[keep.to(labels.device)],
+    )
