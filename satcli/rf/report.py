@@ -117,22 +117,21 @@ def _trace_shape(
 
 
 def _spatial_axes(calls: list[Call], shape: tuple[int, ...] | None) -> int:
-    """How many spatial axes the input has: from the traced shape, else from the first window in the graph."""
-    if shape is not None:
-        return len(shape) - 1
+    """How many spatial axes the input has: from the first window in the graph (a model without any is refused)."""
     seen: set[int] = set()
     stack: list[Node] = [call.output or call.source for call in calls]
+    axes: list[int] = []
     while stack:
         node = stack.pop()
         if id(node) in seen:
             continue
         seen.add(id(node))
         if node.window is not None and node.window.kernel:
-            return len(node.window.kernel)
-        if node.op == "input" and node.shape is not None and len(node.shape) >= 3:
-            return len(node.shape) - 2
+            axes.append(len(node.window.kernel))
         stack.extend(node.inputs)
-    raise SatcliError("the model has no convolution or pooling window: a receptive field needs a spatial model")
+    if not axes:
+        raise SatcliError("the model has no convolution or pooling window: a receptive field needs a spatial model")
+    return len(shape) - 1 if shape is not None else axes[0]
 
 
 def _notes(layers: Sequence[LayerField]) -> tuple[str, ...]:
