@@ -23,6 +23,10 @@ from satcli.weights.graph import Call, Node
 Size = tuple[int, ...]
 
 
+class NotSpatial(SatcliError):
+    """The model has no convolution or pooling window: it has no receptive field to speak of."""
+
+
 @dataclass(frozen=True)
 class LayerField:
     """A tracked layer's receptive field (None per axis: the whole input) and its border flag per size."""
@@ -111,7 +115,7 @@ def _trace_shape(
         return (channels, *per_axis(size, len(input_shape) - 1))
     conv = next((m for m in module.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
     if conv is None:
-        raise SatcliError("the model has no convolution: a receptive field needs a spatial (convolutional) model")
+        raise NotSpatial("the model has no convolution: a receptive field needs a spatial (convolutional) model")
     axes = len(conv.kernel_size)
     return (conv.in_channels, *per_axis(size, axes))
 
@@ -130,7 +134,7 @@ def _spatial_axes(calls: list[Call], shape: tuple[int, ...] | None) -> int:
             axes.append(len(node.window.kernel))
         stack.extend(node.inputs)
     if not axes:
-        raise SatcliError("the model has no convolution or pooling window: a receptive field needs a spatial model")
+        raise NotSpatial("the model has no convolution or pooling window: a receptive field needs a spatial model")
     return len(shape) - 1 if shape is not None else axes[0]
 
 
