@@ -81,7 +81,7 @@ def test_sweep_json_has_one_record_per_size_and_k_matches_numpy(run_cli, sensibl
         assert got == want, record["input_size"]
     # r_min: features.2 5 (not > 5), features.5 10 (> 5 and > 7), the head sees the whole input.
     assert records[1]["rf_border"] == ["features.5", "head.0", "head.2"]
-    assert "resized to 5x7" in records[1]["data"]
+    assert "resized to 5x7" in json.dumps(records[1]["options"])
 
 
 def test_sweep_table_shows_sizes_and_the_border(run_cli, sensible_state: Path) -> None:
