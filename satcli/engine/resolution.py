@@ -40,11 +40,13 @@ class Borders:
         return tuple(self.report.border_layers(full)) if full in self.report.sizes else None
 
 
-def borders(loaded: LoadedModel, sizes: Sequence[Size], channels: int | None) -> Borders:
-    """Receptive fields at ``sizes``; a model without windows has none, and a failure is kept as a note."""
-    shape = None if channels is None else (channels, *sizes[0])
+def borders(loaded: LoadedModel, sizes: Sequence[Size]) -> Borders:
+    """Receptive fields at ``sizes``; a model without windows has none, and a failure is kept as a note.
+
+    The trace takes its channels from the model (its first convolution), not the data: --grayscale-to-rgb
+    changes them only on the way into the model."""
     try:
-        return Borders(rf_report(loaded.module, sizes, shape))
+        return Borders(rf_report(loaded.module, sizes))
     except NotSpatial:
         return Borders(None)
     except SatcliError as exc:
@@ -62,7 +64,7 @@ def resolution_sweep(
     """Score ``path`` at every size (the model loaded once, the data decoded once); no store is written."""
     full = [per_axis(size, 2) for size in sizes]
     loaded = load(path)
-    found = borders(loaded, full, source.sample_shape[0] if len(source.sample_shape) == 3 else None)
+    found = borders(loaded, full)
     source.materialize()
     results = []
     for size in full:
@@ -81,16 +83,42 @@ class BorderNotes:
         self._load = load
         shape = source.sample_shape
         self._size: Size | None = tuple(shape[1:]) if not source.is_text and len(shape) == 3 else None
-        self._channels = shape[0] if self._size is not None else None
         self.found: dict[str, Borders] = {}
 
     def __call__(self, path: Path) -> LoadedModel:
         loaded = self._load(path)
         if self._size is not None:
-            self.found[str(loaded.path)] = borders(loaded, [self._size], self._channels)
+            self.found[str(loaded.path)] = borders(loaded, [self._size])
         return loaded
 
     def at(self, model: str) -> tuple[Size, Borders] | None:
         """(the data's input size, the borders) of a checkpoint scored in this run, when computed."""
         found = self.found.get(model)
         return None if found is None or self._size is None else (self._size, found)
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """Seed 001's claim at one size: the layers past the border (output layer left out) against the tail."""
+
+    size: Size
+    border: tuple[str, ...]
+    tail: tuple[str, ...]
+
+    @property
+    def both(self) -> tuple[str, ...]:
+        return tuple(name for name in self.border if name in self.tail)
+
+    @property
+    def holds(self) -> bool:
+        """Every layer past the border is in the measured tail (vacuous when none is past it)."""
+        return len(self.both) == len(self.border)
+
+
+def agreement(item: SizeResult) -> Agreement | None:
+    """Border against tail over the layers the verdict averages (D: every layer but the output layer)."""
+    if item.border is None:
+        return None
+    averaged = set(item.result.verdict.averaged_layers)
+    border = tuple(name for name in item.border if name in averaged)
+    return Agreement(item.size, border, tuple(item.result.verdict.tail))

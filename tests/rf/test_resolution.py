@@ -115,3 +115,25 @@ def test_analyze_skips_the_border_note_for_a_model_without_convolutions(run_cli)
     result = run_cli("analyze", REPO / "sample_models" / "deep_wide.pt2", "--data", "digits", "--no-store", "-q")
     assert result.code == 0, result.stderr
     assert "receptive field" not in result.stdout
+
+
+def test_claim_check_on_the_trained_sample_at_4x4() -> None:
+    """Seed 001's claim on the trained sample CNN at 4x4: r_min 3, 5, 10, whole input for conv 0, 2, 5 and
+    head.0 puts three averaged layers past the border; the measured tail is empty, so the claim does not hold."""
+    from satcli.engine.options import AnalysisOptions
+    from satcli.engine.resolution import agreement, resolution_sweep
+    from satcli.models import load_model
+
+    source = open_data("digits", DataOptions(max_samples=SAMPLES))
+    results, _ = resolution_sweep(
+        REPO / "sample_models" / "sensible_state_dict.pt",
+        source,
+        [(4,)],
+        AnalysisOptions(store_activations=False),
+        lambda path: load_model(path, arch=ARCH),
+    )
+    found = agreement(results[0])
+    assert found is not None and found.size == (4, 4)
+    assert found.border == ("features.2", "features.5", "head.0")
+    assert found.tail == results[0].result.verdict.tail == ()
+    assert found.both == () and not found.holds
