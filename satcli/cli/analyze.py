@@ -97,6 +97,15 @@ def analyze_command(
     quiet: Quiet = False,
     shard: Shard = None,
     columns: Columns = None,
+    input_size: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input-size",
+            help="Resize the images to S or HxW before the model and score at each size given (a resolution "
+            "sweep of one checkpoint; no store is written).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Score checkpoints: per-layer k and saturation, average saturation and a verdict.
 
@@ -105,6 +114,7 @@ def analyze_command(
     """
     from satcli.data import open_data
     from satcli.engine.distributed import launched_ranks, local_device
+    from satcli.engine.resolution import BorderNotes
     from satcli.engine.sweep import order_checkpoints
     from satcli.models import resolve_device
     from satcli.render.output import check_output_dir
@@ -121,6 +131,9 @@ def analyze_command(
         activations_dtype=storing.activations_dtype.value,
         **analyses.switches(),
     )
+    if input_size:
+        _sweep(models, input_size, data, model, options, storing, output_format, quiet)
+        return
     paths = order_checkpoints(models, sort=not no_sort)
     store_for = storing.target_for
     _check_store_option(storing.store)
@@ -131,8 +144,8 @@ def analyze_command(
     data_opts = with_model_preprocessors(data.options(model.trust_remote_code), paths[0])
     source = open_data(data.data, data_opts)
     run_device = local_device(resolve_device(model.device)) if launched_ranks() else resolve_device(model.device)
-    load = model.loader(run_device, data.download)
-    run = _Run(paths, options, load, store_for, quiet, storing.wait, storing.append, tuple(columns or ()))
+    borders = BorderNotes(model.loader(run_device, data.download), source)
+    run = _Run(paths, options, borders, store_for, quiet, storing.wait, storing.append, tuple(columns or ()))
     results, failed = run.score(source, shard, run_device, output_format, trajectory)
     if results is None:
         return  # a torchrun rank other than 0: quiet
@@ -200,6 +213,8 @@ class _Run:
                     _write_result(
                         outcome, output_format, out, first=len(results) == 1, table=table, columns=self.columns
                     )
+                    if output_format is OutputFormat.table and not trajectory:
+                        _border_note(outcome, self.load, out)
         if part.rank != 0:
             return None, 0
         if gathered and results:
@@ -232,6 +247,57 @@ def _check_store_option(store: Path | None) -> None:
             f"--store {store}: STORE:{ref.key} names a checkpoint of a store (for report and plot), not a file "
             f"to write; give the store file, e.g. --store {ref.path}"
         )
+
+
+def _border_note(result: CheckpointResult, load: Any, out: Console) -> None:
+    """Which tail layers are also past the receptive-field border at the data's size (spatial models only)."""
+    from satcli.render.rf import border_note
+
+    found = load.at(result.model) if hasattr(load, "at") else None
+    if found is None:
+        return
+    _, borders = found
+    if borders.report is not None:
+        note = border_note(borders.report, borders.report.sizes[0], result.verdict.tail)
+        if note:
+            out.print(f"receptive field: {escape(note)}", soft_wrap=True, highlight=False)
+    elif borders.problem:
+        out.print(f"receptive field: {escape(borders.problem)}", soft_wrap=True, highlight=False)
+
+
+def _sweep(
+    models: list[Path],
+    sizes: list[str],
+    data: DataArgs,
+    model: ModelArgs,
+    options: Any,
+    storing: StoreArgs,
+    output_format: OutputFormat,
+    quiet: bool,
+) -> None:
+    """The resolution sweep: one checkpoint scored at every --input-size, as a layers x sizes table or JSON."""
+    from satcli.data import open_data
+    from satcli.engine.resolution import resolution_sweep
+    from satcli.models import resolve_device
+    from satcli.render.resolution import sweep_json, sweep_table
+    from satcli.rf.report import parse_size
+
+    if len(models) != 1:
+        raise SatcliError("--input-size sweeps one checkpoint; give one MODEL")
+    if storing.store is not None:
+        raise SatcliError("--input-size writes no store; leave out --store")
+    if output_format is OutputFormat.csv:
+        raise SatcliError("--input-size prints a table or JSON; use --format table or json")
+    parsed = [parse_size(text) for text in sizes]
+    if any(len(size) > 2 for size in parsed):
+        raise SatcliError("--input-size takes S or HxW for image inputs")
+    source = open_data(data.data, with_model_preprocessors(data.options(model.trust_remote_code), models[0]))
+    load = model.loader(resolve_device(model.device), data.download)
+    results, found = resolution_sweep(models[0], source, parsed, options, load)
+    if output_format is OutputFormat.json:
+        sys.stdout.write(sweep_json(results))
+        return
+    stdout_console(highlight=False).print(sweep_table(str(models[0]), results, found))
 
 
 def _check_store_targets(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from satcli.taps.script import attr_path
-from satcli.weights.graph import BN_OPS, LAYER_OPS, Call, Node, batch_norm_from, op_name
+from satcli.weights.graph import BN_OPS, LAYER_OPS, Call, Node, Window, batch_norm_from, op_name, window_of
 from satcli.weights.matrices import named_tensors
 
 
@@ -23,14 +23,17 @@ def script_calls(sm: torch.jit.ScriptModule) -> list[Call]:
         kind = op_name(ts.kind())
         ins = list(ts.inputs())
         feeders = _script_inputs(ins, made)
+        window = _script_window(kind, ins, tensors)
         if kind in LAYER_OPS and len(ins) > 1 and (attr_path(ins[1]) or "").endswith(".weight"):
             layer = str(attr_path(ins[1]))[: -len(".weight")]
-            calls.append(Call(layer, made.get(ins[0].unique()) or Node("unknown")))
-            made[ts.output().unique()] = Node("layer", shape=_script_shape(ts.output()), layer=layer)
+            fed = made.get(ins[0].unique()) or Node("unknown")
+            node = Node("layer", (fed,), _script_shape(ts.output()), layer=layer, window=window)
+            calls.append(Call(layer, fed, node))
+            made[ts.output().unique()] = node
             continue
         if not feeders:
             continue
-        node = Node(kind, feeders, _script_shape(ts.output()))
+        node = Node(kind, feeders, _script_shape(ts.output()), window=window)
         if kind == "flatten":
             node.meta["dims"] = tuple(i.toIValue() for i in ins[1:3])
         elif kind in ("view", "reshape") and _flat_view(ins):
@@ -45,6 +48,27 @@ def script_calls(sm: torch.jit.ScriptModule) -> list[Call]:
             if _carries_tensors(out):
                 made[out.unique()] = node
     return calls
+
+
+def _script_window(kind: str, ins: list[torch._C.Value], tensors: dict[str, torch.Tensor]) -> Window | None:
+    """The window of a conv / pooling node from its constant arguments (the weight's shape from the module)."""
+    if kind not in LAYER_OPS and "pool" not in kind and not kind.startswith("conv"):
+        return None
+    values = [_constant(value) for value in ins]
+    path = attr_path(ins[1]) if len(ins) > 1 else None
+    weight = tensors.get(path) if path else None
+    return window_of(kind, values, {}, None if weight is None else tuple(weight.shape))
+
+
+def _constant(value: torch._C.Value) -> object:
+    """A constant argument's value (ints, int lists, bools), or None for a tensor or a computed value."""
+    node = value.node()
+    if node.kind() == "prim::Constant":
+        return value.toIValue()
+    if node.kind() == "prim::ListConstruct":
+        items = [_constant(v) for v in node.inputs()]
+        return items if all(isinstance(i, int) for i in items) else None
+    return None
 
 
 def _script_shape(value: torch._C.Value) -> tuple[int | None, ...] | None:

@@ -16,7 +16,7 @@ from torch.overrides import TorchFunctionMode
 
 from satcli.errors import SatcliError, one_line
 from satcli.taps import layer_kind
-from satcli.weights.graph import Call, Node, batch_norm_from, op_name, shape_of
+from satcli.weights.graph import Call, Node, Window, batch_norm_from, op_name, shape_of, window_of
 from satcli.weights.matrices import BatchNorm, named_tensors
 
 
@@ -40,7 +40,8 @@ class _Recorder(TorchFunctionMode):
         if not data:
             return out
         name = op_name(func)
-        node = Node(name, tuple(self.node_of(a) for a in data), shape_of(out if not isinstance(out, tuple) else out[0]))
+        shape = shape_of(out if not isinstance(out, tuple) else out[0])
+        node = Node(name, tuple(self.node_of(a) for a in data), shape, window=_window(name, args, kwargs))
         if name == "batch_norm":
             node.bn = self._batch_norm(args, kwargs)
         for result in out if isinstance(out, tuple | list) else (out,):
@@ -57,6 +58,12 @@ class _Recorder(TorchFunctionMode):
         var = bound.get("running_var")
         label = self.bn_names.get(id(var), "batch_norm")
         return batch_norm_from(label, [bound.get("weight"), var], bound.get("eps", 1e-5))
+
+
+def _window(name: str, args: tuple, kwargs: dict[str, Any]) -> Window | None:
+    """The sliding window of a conv / pooling call (the weight is the second argument of a convolution)."""
+    weight = args[1] if len(args) > 1 else kwargs.get("weight")
+    return window_of(name, args, kwargs, tuple(weight.shape) if isinstance(weight, torch.Tensor) else None)
 
 
 def _tensors(args: tuple, kwargs: dict[str, Any]) -> Iterator[torch.Tensor]:
@@ -82,7 +89,11 @@ def _layer_hooks(module: nn.Module, rec: _Recorder, calls: list[Call]) -> Iterat
         def hook(mod: nn.Module, args: tuple[Any, ...], out: Any) -> None:
             value = out[0] if isinstance(out, tuple) else out
             if isinstance(value, torch.Tensor):
-                rec.producer[id(value)] = Node("layer", (), shape_of(value), layer=name)
+                index = max(i for i, call in enumerate(calls) if call.layer == name)
+                inner = rec.producer.get(id(value)) or calls[index].source
+                node = Node("layer", (inner,), shape_of(value), layer=name)
+                calls[index] = Call(name, calls[index].source, node)
+                rec.producer[id(value)] = node
                 rec.keep.append(value)
 
         return hook
