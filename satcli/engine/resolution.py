@@ -99,7 +99,8 @@ class BorderNotes:
 
 @dataclass(frozen=True)
 class Agreement:
-    """The receptive-field claim (Richter et al. 2021) at one size: the layers past the border (output layer left out) against the tail."""
+    """The receptive-field claim (Richter et al. 2021) at one size: the layers past the border (output layer
+    left out) against the tail."""
 
     size: Size
     border: tuple[str, ...]
