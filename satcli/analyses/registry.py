@@ -4,5 +4,10 @@ from __future__ import annotations
 
 from satcli.analyses.base import LayerAnalysis
 from satcli.analyses.classes import ClassesAnalysis
+from satcli.analyses.neighbours import MLEAnalysis, TwoNNAnalysis
 
-LAYER_ANALYSES: dict[str, type[LayerAnalysis]] = {ClassesAnalysis.name: ClassesAnalysis}
+LAYER_ANALYSES: dict[str, type[LayerAnalysis]] = {
+    ClassesAnalysis.name: ClassesAnalysis,
+    TwoNNAnalysis.name: TwoNNAnalysis,
+    MLEAnalysis.name: MLEAnalysis,
+}

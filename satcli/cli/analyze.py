@@ -83,6 +83,14 @@ def analyze_command(
             "--weight-spectra", help="Add each layer's weight-spectrum alpha and stable rank (data-free, as `weights`)."
         ),
     ] = False,
+    nn_id: Annotated[
+        bool,
+        typer.Option(
+            "--nn-id",
+            help="Add nearest-neighbour intrinsic dimension (TwoNN and Levina-Bickel MLE, k = 20) per layer, on "
+            "a reservoir of at most 2000 samples chosen by a hash of the input's index.",
+        ),
+    ] = False,
     thresholds: ThresholdArgs,
     storing: StoreArgs,
     output_format: AnalyzeFormat = OutputFormat.table,
@@ -111,6 +119,7 @@ def analyze_command(
         activations_dtype=storing.activations_dtype.value,
         classes=classes,
         weight_spectra=weight_spectra,
+        nn_id=nn_id,
     )
     paths = order_checkpoints(models, sort=not no_sort)
     store_for = storing.target_for

@@ -20,6 +20,7 @@ class AnalysisOptions:
     `classes`: class/cross-class spectra; None = on when the data carry labels. `weight_spectra`: add each
     layer's data-free weight spectrum (alpha, stable rank) next to its saturation. `precision`: of the
     per-block covariance arithmetic (sums are float64 either way; docs/method.md gives float32's error).
+    `nn_id`: TwoNN and Levina-Bickel nearest-neighbour intrinsic dimension on a reservoir of samples.
     """
 
     reduction: Reduction = field(default_factory=Reduction)
@@ -32,6 +33,7 @@ class AnalysisOptions:
     weight_spectra: bool = False
     precision: str = "float64"
     on_nonfinite: str = "skip"
+    nn_id: bool = False
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -45,7 +47,8 @@ class AnalysisOptions:
 
     def extra_analyses(self, has_labels: bool) -> tuple[str, ...]:
         """Names of the layer analyses to run besides saturation."""
-        return ("classes",) if has_labels and self.classes is not False else ()
+        classes = ("classes",) if has_labels and self.classes is not False else ()
+        return classes + (("twonn", "mle") if self.nn_id else ())
 
     def describe(self, has_labels: bool = False) -> dict[str, object]:
         """The options as recorded in the store and in json output."""

@@ -19,7 +19,7 @@ from satcli.analyses.score import score_state
 from satcli.core.results import CheckpointResult
 from satcli.core.state import CheckpointMeta, CheckpointState, LayerMeta, LayerState
 from satcli.data import Batch, DataSource
-from satcli.engine.nonfinite import NonFiniteCount, flag_unmeasured
+from satcli.engine.nonfinite import NonFiniteCount, finite_inputs, flag_unmeasured
 from satcli.engine.options import AnalysisOptions
 from satcli.engine.threads import scoring_threads
 from satcli.errors import DataError, SatcliError
@@ -78,7 +78,10 @@ def analyze(
     meta = checkpoint_meta(model, data, options)
     seen: dict[str, _Seen] = {}
     keep_rows = any(o.wants_rows for o in observers)
+    wants_index = any(getattr(a, "wants_index", False) for a in analyses)
+    first_index = data_offset(data)
     now: list[Batch] = []
+    positions: list[torch.Tensor] = []
     nonfinite = NonFiniteCount(options.on_nonfinite)
 
     def sink(layer: Layer, out: torch.Tensor) -> None:
@@ -90,9 +93,10 @@ def analyze(
             reduction = options.reduction.name_for(layer, out.ndim)
             entry = seen[layer.name] = _Seen(layer, reduction, _per_input(samples, out), [])
         labels = sample_labels(batch.labels, samples, int(out.shape[0]), batch.mask)
-        measured, labels = nonfinite.finite_samples(layer.name, samples, labels)
+        index = sample_labels(positions[-1], samples, int(out.shape[0]), batch.mask) if wants_index else None
+        measured, labels, index = nonfinite.finite_samples(layer.name, samples, labels, index)
         for analysis in analyses:
-            analysis.update(layer, measured, labels)
+            analysis.update(layer, measured, labels, index)
         if keep_rows:
             entry.calls.append(input_rows(out, samples, layer, batch.mask))
 
@@ -104,6 +108,9 @@ def analyze(
             if batch is None:
                 continue
             now[:] = [on_device(batch, device)]
+            if wants_index:
+                start = first_index + num_inputs + nonfinite.inputs - (batch_size(raw) - batch_size(batch))
+                positions[:] = [input_index(raw, start, device)]
             for entry in seen.values():
                 entry.calls.clear()
             taps.stream(now[-1].inputs, sink)
@@ -141,6 +148,19 @@ def _report_eigen(analyses: Sequence[Analysis], observers: Sequence[Observer]) -
     for analysis in analyses:
         if hooks and isinstance(analysis, SaturationAnalysis):
             analysis.on_eigen = lambda done, total: [hook(done, total) for hook in hooks]
+
+
+def data_offset(data: DataSource) -> int:
+    """The global index of the source's first input: a shard (a contiguous Subset) starts where it starts."""
+    indices = getattr(data.dataset, "indices", None)
+    return indices.start if isinstance(indices, range) else 0
+
+
+def input_index(raw: Batch, start: int, device: torch.device) -> torch.Tensor:
+    """(B,) int64 global index of each input the engine kept from `raw` (inputs holding NaN/inf are left out)."""
+    index = torch.arange(start, start + batch_size(raw), dtype=torch.int64)
+    keep = finite_inputs(raw.inputs)
+    return (index if keep is None else index[keep.cpu()]).to(device)
 
 
 def on_device(batch: Batch, device: torch.device) -> Batch:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 
 import h5py
 import numpy as np
 
+from satcli.core.neighbours import Reservoir
 from satcli.core.spectral import LayerScore
 from satcli.core.state import ClassStats, LayerMeta, LayerStats
 
@@ -46,6 +47,7 @@ def plain(value: object) -> object:
 
 LAYER_STATS = ("layer-stats", 1)
 CLASS_STATS = ("class-stats", 1)
+RESERVOIR = ("reservoir", 1)
 
 
 def _checked_dataset(group: h5py.Group, name: str, data: np.ndarray) -> None:
@@ -139,7 +141,26 @@ def decode_class_stats(group: h5py.Group) -> ClassStats:
     )
 
 
-EXTRAS = {"classes": (ClassStats, encode_class_stats, decode_class_stats)}
+def encode_reservoir(group: h5py.Group, reservoir: Reservoir) -> None:
+    """A nearest-neighbour reservoir: its uint64 keys, float64 rows, capacity and samples seen."""
+    group.create_dataset("keys", data=np.asarray(reservoir.keys, dtype=np.uint64))
+    _checked_dataset(group, "rows", np.asarray(reservoir.rows, dtype=np.float64))
+    group.attrs["capacity"] = int(reservoir.capacity)
+    group.attrs["seen"] = int(reservoir.seen)
+    _mark(group, RESERVOIR)
+
+
+def decode_reservoir(group: h5py.Group) -> Reservoir:
+    """The inverse of encode_reservoir."""
+    _expect(group, RESERVOIR)
+    return Reservoir(int(group.attrs["capacity"]), group["keys"][()], group["rows"][()], int(group.attrs["seen"]))
+
+
+EXTRAS: dict[str, tuple[type, Callable[..., None], Callable[[h5py.Group], object]]] = {
+    "classes": (ClassStats, encode_class_stats, decode_class_stats),
+    "twonn": (Reservoir, encode_reservoir, decode_reservoir),
+    "mle": (Reservoir, encode_reservoir, decode_reservoir),
+}
 
 
 def encode_extra(layer_group: h5py.Group, name: str, element: object) -> None:
