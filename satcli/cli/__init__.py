@@ -1,6 +1,6 @@
 """The command line: thin Typer commands, one module each; `main` is the one error boundary."""
 
-from satcli.cli import analyze, check, layers, merge, plot, project, rescore, weights  # noqa: F401  (registers the commands)
+from satcli.cli import analyze, check, layers, merge, plot, project, rescore, similarity, weights  # noqa: F401  (registers the commands)
 from satcli.cli.app import app
 from satcli.cli.main import main
 

@@ -4,26 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from cka_reference import reference_cka
 
 from satcli.core.cka import Cross, Side, add_cross, add_rows, linear_cka, merge_cross, merge_sides, self_cross
-
-
-def reference_cka(x: np.ndarray, y: np.ndarray, debiased: bool = False) -> float:
-    """google-research representation_similarity's feature_space_linear_cka, re-derived in float64."""
-    x = x - x.mean(axis=0)
-    y = y - y.mean(axis=0)
-    n = x.shape[0]
-
-    def unbiased(frob2: float, rows_x: np.ndarray, rows_y: np.ndarray) -> float:
-        return frob2 - n / (n - 2) * rows_x @ rows_y + rows_x.sum() * rows_y.sum() / ((n - 1) * (n - 2))
-
-    top = np.linalg.norm(x.T @ y) ** 2
-    nx, ny = np.linalg.norm(x.T @ x), np.linalg.norm(y.T @ y)
-    if debiased:
-        rx, ry = np.einsum("ij,ij->i", x, x), np.einsum("ij,ij->i", y, y)
-        top = unbiased(top, rx, ry)
-        nx, ny = np.sqrt(unbiased(nx**2, rx, rx)), np.sqrt(unbiased(ny**2, ry, ry))
-    return float(top / (nx * ny))
 
 
 def hsic_u(k: np.ndarray, m: np.ndarray) -> float:
