@@ -255,9 +255,9 @@ def _side_bytes(d: int) -> int:
 
 
 def format_size(n: float) -> str:
-    """Bytes as a short size: 512 B, 3.1 MiB, 2.0 GiB."""
+    """Bytes as a short size: 512B, 3.1MiB, 2.0GiB (no space, so a wrapped line never splits one)."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
         n /= 1024
-    return f"{n:.1f} TiB"
+    return f"{n:.1f}TiB"

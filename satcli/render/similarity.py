@@ -172,6 +172,6 @@ def plot_similarity(report: SimilarityReport, output: Path) -> Path:
     if not report.same_model:
         ax.set_ylabel(Path(report.models[0]).name)
         ax.set_xlabel(Path(report.models[1]).name)
-    ax.set_title(f"linear CKA on {report.data} ({report.inputs} inputs)", fontsize=10)
+    ax.set_title(f"linear CKA over {report.inputs} inputs", fontsize=10)
     fig.colorbar(image, ax=ax, shrink=0.8, label="CKA")
     return save_figure(fig, Path(output))
