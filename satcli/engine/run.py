@@ -79,7 +79,7 @@ def analyze(
     seen: dict[str, _Seen] = {}
     keep_rows = any(o.wants_rows for o in observers)
     wants_index = any(getattr(a, "wants_index", False) for a in analyses)
-    first_index = data_offset(data)
+    first_index = data_offset(data) if wants_index else 0
     now: list[Batch] = []
     positions: list[torch.Tensor] = []
     nonfinite = NonFiniteCount(options.on_nonfinite)
@@ -152,7 +152,7 @@ def _report_eigen(analyses: Sequence[Analysis], observers: Sequence[Observer]) -
 
 def data_offset(data: DataSource) -> int:
     """The global index of the source's first input: a shard (a contiguous Subset) starts where it starts."""
-    indices = getattr(data.dataset, "indices", None)
+    indices = getattr(getattr(data, "dataset", None), "indices", None)  # sources of Python batches have none
     return indices.start if isinstance(indices, range) else 0
 
 
