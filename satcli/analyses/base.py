@@ -76,6 +76,8 @@ class Analysis(ABC):
     columns: ClassVar[tuple[Column, ...]] = ()
     # Scored from the saturation moments alone (no state of its own): every store has what it needs.
     derived: ClassVar[bool] = False
+    # update() also takes each sample's input index in the whole data set (reservoirs keyed by it).
+    wants_index: ClassVar[bool] = False
     summary: ClassVar[str] = ""
 
     def __init__(self, options: object | None = None, device: torch.device | str | None = None) -> None:
@@ -83,11 +85,14 @@ class Analysis(ABC):
         self.device = torch.device(device) if device is not None else torch.device("cpu")
 
     @abstractmethod
-    def update(self, layer: Layer, samples: torch.Tensor, labels: torch.Tensor | None) -> None:
+    def update(
+        self, layer: Layer, samples: torch.Tensor, labels: torch.Tensor | None, index: torch.Tensor | None = None
+    ) -> None:
         """Add one batch of a layer's samples, shape (B, ..., d): every leading index is one sample.
 
         `labels` holds one label per sample, in the order of ``samples.reshape(-1, d)`` (each sample carries
-        its input's label; -1 = no label), or is None when the data carry none.
+        its input's label; -1 = no label), or is None when the data carry none. `index` holds, in the same
+        order, each sample's input's global index (its position in the whole data set, whatever the shard).
         """
 
     @abstractmethod

@@ -54,7 +54,9 @@ class ClassesAnalysis(LayerAnalysis):
         self.layers: dict[str, _ClassSums] = {}
         self._last: tuple[torch.Tensor, _Groups] | None = None
 
-    def update(self, layer: Layer, samples: torch.Tensor, labels: torch.Tensor | None) -> None:
+    def update(
+        self, layer: Layer, samples: torch.Tensor, labels: torch.Tensor | None, index: torch.Tensor | None = None
+    ) -> None:
         if labels is None:
             return
         d = samples.shape[-1]

@@ -16,6 +16,7 @@ import torch
 from satcli.analyses.base import LABELLED, ON, Analysis, Column
 from satcli.analyses.classes import ClassesAnalysis
 from satcli.analyses.health import HealthAnalysis
+from satcli.analyses.neighbours import MLEAnalysis, TwoNNAnalysis
 from satcli.analyses.saturation import SaturationAnalysis
 from satcli.analyses.spectrum import SpectrumAnalysis
 from satcli.analyses.weights import WeightsAnalysis
@@ -28,6 +29,8 @@ _CLASSES: tuple[type[Analysis], ...] = (
     SpectrumAnalysis,
     HealthAnalysis,
     WeightsAnalysis,
+    TwoNNAnalysis,
+    MLEAnalysis,
 )
 
 ANALYSES: dict[str, type[Analysis]] = {cls.name: cls for cls in _CLASSES}

@@ -50,7 +50,9 @@ class SaturationAnalysis(Analysis):
         # its eigenvalues then come from the small n x n Gram matrix instead.
         self.few: dict[str, list[torch.Tensor] | None] = {}
 
-    def update(self, layer: Layer, samples: torch.Tensor, labels: torch.Tensor | None) -> None:
+    def update(
+        self, layer: Layer, samples: torch.Tensor, labels: torch.Tensor | None, index: torch.Tensor | None = None
+    ) -> None:
         acc = self.accumulators.get(layer.name)
         if acc is None:
             acc = self.accumulators[layer.name] = CovarianceAccumulator(

@@ -1,6 +1,18 @@
 """The command line: thin Typer commands, one module each; `main` is the one error boundary."""
 
-from satcli.cli import analyses, analyze, check, layers, merge, plot, project, rescore, rf, weights  # noqa: F401  (registers the commands)
+from satcli.cli import (  # noqa: F401  (registers the commands)
+    analyses,
+    analyze,
+    check,
+    layers,
+    merge,
+    plot,
+    project,
+    rescore,
+    rf,
+    similarity,
+    weights,
+)
 from satcli.cli.app import app
 from satcli.cli.main import main
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -144,22 +145,35 @@ def compare_command(
     thresholds: ThresholdArgs,
     output_format: CompareFormatOption = CompareFormat.table,
 ) -> None:
-    """Per-layer saturation of stored checkpoints side by side, with the change from the first one."""
+    """Per-layer saturation of stored checkpoints side by side, with the change from the first one.
+
+    When the stores keep per-input activations of the same inputs (analyze's default), each layer's linear
+    CKA between the first checkpoint and every other one is added (table and json).
+    """
     from satcli.core.compare import compare
-    from satcli.render.compare import comparison_csv, comparison_json, comparison_table
+    from satcli.render.compare import cka_record, cka_table, comparison_csv, comparison_json, comparison_table
     from satcli.render.text import fitted, natural_width
     from satcli.store.rescore import rescore_refs
+    from satcli.store.similarity import stored_cka
 
     overrides = thresholds.overrides()
     comparison = compare(rescore_refs(stores, overrides))
+    cka = stored_cka(stores) if output_format is not CompareFormat.csv else None
     if output_format is CompareFormat.table:
         out = stdout_console()
         # Off a terminal with no COLUMNS the table takes its natural width; else it splits into blocks.
         table = comparison_table(comparison, None if getattr(out, "fit_content", False) else out.width)
         with fitted(out, natural_width(out, table)):
             out.print(table)
+            if cka is not None and not isinstance(cka, str):
+                out.print()
+                out.print(cka_table(comparison, cka))
     elif output_format is CompareFormat.csv:
         sys.stdout.write(comparison_csv(comparison))
     else:
-        sys.stdout.write(comparison_json(comparison) + "\n")
+        record = json.loads(comparison_json(comparison))
+        record["cka"] = cka_record(comparison, cka) if cka is not None and not isinstance(cka, str) else None
+        sys.stdout.write(json.dumps(record, allow_nan=False) + "\n")
     sys.stdout.flush()
+    if isinstance(cka, str):
+        stderr_console().print(f"note: {cka}", soft_wrap=True, highlight=False, markup=False)

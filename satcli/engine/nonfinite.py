@@ -56,7 +56,7 @@ class NonFiniteCount:
     def finite_inputs(self, inputs: Inputs, seen_before: int = 0, data: str = "the data") -> torch.Tensor | None:
         """(B,) bool: the inputs without a non-finite value (None when all are, no copy); the others are counted,
         or refused under the fail policy (`seen_before` and `data` only make the error name the input)."""
-        keep = _finite_rows(inputs)
+        keep = finite_rows(inputs)
         if keep is None:
             return None
         if self.policy == FAIL:
@@ -66,23 +66,25 @@ class NonFiniteCount:
         return keep
 
     def finite_samples(
-        self, layer: str, samples: torch.Tensor, labels: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """A layer's samples (and their labels) without the non-finite ones; unchanged (no copy) when all are finite."""
+        self, layer: str, samples: torch.Tensor, labels: torch.Tensor | None, index: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """A layer's samples (and their labels and input indices) without the non-finite ones; unchanged (no
+        copy) when all are finite."""
         if bool(torch.isfinite(samples.sum())):
-            return samples, labels
+            return samples, labels, index
         rows = samples.reshape(-1, samples.shape[-1])
         keep = torch.isfinite(rows).all(dim=1)
         dropped = int((~keep).sum())
         if dropped == 0:  # the sum overflowed, every value is finite
-            return samples, labels
+            return samples, labels, index
         if self.policy == FAIL:
             raise DataError(f"layer '{layer}' gave non-finite outputs (NaN or inf) for finite inputs")
         self.layer_samples[layer] = self.layer_samples.get(layer, 0) + dropped
-        return rows[keep], None if labels is None else labels.reshape(-1)[keep]
+        kept_index = None if index is None else index.reshape(-1)[keep]
+        return rows[keep], None if labels is None else labels.reshape(-1)[keep], kept_index
 
 
-def _finite_rows(inputs: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor | None:
+def finite_rows(inputs: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor | None:
     """(B,) bool: inputs whose every floating value is finite; None when all are (the common case, no copy)."""
     tensors = list(inputs.values()) if isinstance(inputs, dict) else [inputs]
     keep: torch.Tensor | None = None

@@ -16,6 +16,7 @@ from satcli.analyses.saturation import SaturationAnalysis
 from satcli.core.state import CheckpointMeta, CheckpointState, LayerMeta, LayerState
 from satcli.engine.nonfinite import NonFiniteCount, flag_unmeasured
 from satcli.engine.options import AnalysisOptions
+from satcli.errors import SatcliError
 from satcli.taps import CONV, Layer, sample_view
 from satcli.taps.layers import Inputs
 from satcli.taps.reduce import sample_labels
@@ -35,6 +36,8 @@ class Recorder:
         self.output_layer: str | None = None
         self._metas: dict[str, LayerMeta] = {}
         self._keep: torch.Tensor | None = None  # inputs of the current forward pass to measure (None: all)
+        # Analyses that choose samples by the input's global index (reservoirs) get each sample's index.
+        self.wants_index = any(analysis.wants_index for analysis in self.analyses)
 
     @property
     def layers(self) -> list[LayerMeta]:
@@ -49,24 +52,39 @@ class Recorder:
         return int(first.shape[0]) if self._keep is None else int(self._keep.sum())
 
     def record(
-        self, layer: Layer, out: torch.Tensor, mask: torch.Tensor | None, labels: torch.Tensor | None
+        self,
+        layer: Layer,
+        out: torch.Tensor,
+        mask: torch.Tensor | None,
+        labels: torch.Tensor | None,
+        index: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Hand one tracked output (and the batch's (B, T) real-token mask and per-input labels) to every analysis.
+        """Hand one tracked output (and the batch's (B, T) real-token mask, per-input labels and per-input global
+        indices) to every analysis.
 
         Returns the output's samples as sample_view gives them (before non-finite filtering), for callers that
         keep per-input rows. Runs inside the forward pass, before later in-place ops of the model change `out`.
         """
         if self._keep is not None:
             out, mask, labels = _inputs_kept(out, layer, mask, labels, self._keep)
+            index = None if index is None else index[self._keep.to(index.device)]
         samples = sample_view(out, layer, self.options.reduction, mask)
         if samples.numel() == 0:  # every input of the pass held a NaN or inf
             return samples
         if layer.name not in self._metas:
             self._metas[layer.name] = self._meta(layer, out, samples)
         per_sample = sample_labels(labels, samples, int(out.shape[0]), mask)
-        measured, per_sample = self.nonfinite.finite_samples(layer.name, samples, per_sample)
+        if self.wants_index and index is None:
+            raise SatcliError("an analysis that keeps a reservoir needs each input's index; this run gives none")
+        sample_index = sample_labels(index, samples, int(out.shape[0]), mask) if self.wants_index else None
+        measured, per_sample, sample_index = self.nonfinite.finite_samples(
+            layer.name, samples, per_sample, sample_index
+        )
         for analysis in self.analyses:
-            analysis.update(layer, measured, per_sample)
+            if analysis.wants_index:
+                analysis.update(layer, measured, per_sample, sample_index)
+            else:
+                analysis.update(layer, measured, per_sample)
         return samples
 
     def _meta(self, layer: Layer, out: torch.Tensor, samples: torch.Tensor) -> LayerMeta:

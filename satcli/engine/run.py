@@ -19,6 +19,7 @@ from satcli.analyses.score import score_state
 from satcli.core.results import CheckpointResult
 from satcli.core.state import CheckpointMeta, CheckpointState, LayerMeta
 from satcli.data import Batch, DataSource
+from satcli.engine.nonfinite import finite_rows
 from satcli.engine.options import AnalysisOptions
 from satcli.engine.recorder import Recorder
 from satcli.engine.threads import scoring_threads
@@ -67,11 +68,14 @@ def analyze(
     keep_rows = any(o.wants_rows for o in observers)
     calls: dict[str, list[torch.Tensor]] = {}
     now: list[Batch] = []
+    # Each kept input's index in the whole data set, for analyses that choose samples by it (reservoirs).
+    positions: list[torch.Tensor | None] = [None]
+    first_index = data_offset(data)
 
     def sink(layer: Layer, out: torch.Tensor) -> None:
         # Runs inside the forward pass, before later in-place ops of the model can change `out`.
         batch = now[-1]
-        samples = recorder.record(layer, out, batch.mask, batch.labels)
+        samples = recorder.record(layer, out, batch.mask, batch.labels, positions[-1])
         if keep_rows:
             calls.setdefault(layer.name, []).append(input_rows(out, samples, layer, batch.mask))
 
@@ -80,10 +84,13 @@ def analyze(
     nonfinite = recorder.nonfinite
     with open_taps(model.module, options.include, options.exclude) as taps:
         for raw in data.iter_batches():
+            start = first_index + num_inputs + nonfinite.inputs
             batch = nonfinite.finite_batch(raw, num_inputs + nonfinite.inputs, data.description)
             if batch is None:
                 continue
             now[:] = [on_device(batch, device)]
+            if recorder.wants_index:
+                positions[:] = [input_index(raw, start, device)]
             for entry in calls.values():
                 entry.clear()
             taps.stream(now[-1].inputs, sink)
@@ -122,6 +129,19 @@ def _report_eigen(analyses: Sequence[Analysis], observers: Sequence[Observer]) -
             analysis.on_eigen = lambda done, total: [hook(done, total) for hook in hooks]
 
 
+def data_offset(data: DataSource) -> int:
+    """The global index of the source's first input: a shard (a contiguous Subset) starts where it starts."""
+    indices = getattr(getattr(data, "dataset", None), "indices", None)  # sources of Python batches have none
+    return indices.start if isinstance(indices, range) else 0
+
+
+def input_index(raw: Batch, start: int, device: torch.device) -> torch.Tensor:
+    """(B,) int64 global index of each input the engine kept from `raw` (inputs holding NaN/inf are left out)."""
+    index = torch.arange(start, start + batch_size(raw), dtype=torch.int64)
+    keep = finite_rows(raw.inputs)
+    return (index if keep is None else index[keep.cpu()]).to(device)
+
+
 def on_device(batch: Batch, device: torch.device) -> Batch:
     """The batch's tensors on the model's device (labels and mask too: the analyses run there)."""
     inputs = batch.inputs
@@ -145,4 +165,3 @@ def batch_size(batch: Batch) -> int:
 def _rows(calls: list[torch.Tensor]) -> torch.Tensor:
     """One row per input; a layer called several times per forward pass keeps the mean of its calls."""
     return calls[0] if len(calls) == 1 else torch.stack(calls).mean(dim=0)
-

@@ -15,6 +15,7 @@ from rich.text import Text
 from satcli.core.compare import Column, Comparison, change_pp
 from satcli.core.spectral import LayerScore
 from satcli.render.text import column_blocks, format_percent
+from satcli.store.similarity import StoredCKA
 
 MISSING = "-"
 
@@ -187,3 +188,24 @@ def comparison_csv(comparison: Comparison) -> str:
                 }
             )
     return out.getvalue()
+
+
+def cka_table(comparison: Comparison, cka: StoredCKA) -> RenderableType:
+    """Per layer, linear CKA between the baseline's stored activations and each other checkpoint's."""
+    base = comparison.columns[0].label
+    table = Table(box=box.SIMPLE_HEAD)
+    table.add_column("layer", no_wrap=True)
+    for column in comparison.columns[1:]:
+        table.add_column(f"{base}-{column.label}", justify="right", no_wrap=True)
+    for name in cka.layers:
+        table.add_row(name, *(MISSING if v is None else f"{v:.3f}" for v in cka.values[name]))
+    return Group(Text(f"linear CKA with {base}, from the stored activations", style="bold"), table)
+
+
+def cka_record(comparison: Comparison, cka: StoredCKA) -> dict[str, object]:
+    """{"baseline": label, "layers": {layer: {label: cka}}} for the JSON output."""
+    labels = [c.label for c in comparison.columns[1:]]
+    return {
+        "baseline": comparison.columns[0].label,
+        "layers": {name: dict(zip(labels, cka.values[name], strict=True)) for name in cka.layers},
+    }

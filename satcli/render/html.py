@@ -230,8 +230,9 @@ def _how_to_read() -> str:
         ("intrinsic-dimensionality-and-saturation", "saturation = k / width: the share of the width the data use"),
         ("average-saturation", "the average is over every scored layer but the output layer"),
         ("2-the-verdict", "the tail and the under/over rule behind the verdict"),
-        ("3-classcross-class-structure-seed-003-layersiclasses", "between = the variance that separates classes"),
-        ("5-weight-spectra-data-free-satcli-weights", "alpha and stable rank of each layer's weights"),
+        ("4-classcross-class-structure-layersiclasses", "between = the variance that separates classes"),
+        ("6-weight-spectra-data-free-satcli-weights", "alpha and stable rank of each layer's weights"),
+        ("11-activation-health-layersihealth-dead-dormant", "dead and dormant units"),
     ]
     items = "".join(f'<li><a href="{METHOD}#{anchor}">{escape(text)}</a></li>' for anchor, text in links)
     return f"<h2>How to read this</h2><ul>{items}</ul>"

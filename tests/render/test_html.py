@@ -205,3 +205,17 @@ def test_the_page_renders_in_a_headless_browser(run_cli: Callable, classes_store
             assert layer["name"] in text
             assert [layer["name"], str(layer["k"])] in [[row[1], row[5]] for row in rows if len(row) > 5]
     assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def test_how_to_read_links_name_headings_of_the_method_page() -> None:
+    """Every docs/method.md#anchor the page links to is a heading of that page (MkDocs' slug rule)."""
+    from markdown.extensions.toc import slugify
+
+    from satcli.render.html import _how_to_read
+
+    method = (Path(__file__).resolve().parents[2] / "docs" / "method.md").read_text(encoding="utf-8")
+    slugs = {
+        slugify(line.lstrip("#").strip().replace("`", ""), "-") for line in method.splitlines() if line.startswith("#")
+    }
+    anchors = re.findall(r'href="docs/method\.md#([^"]+)"', _how_to_read())
+    assert anchors and set(anchors) <= slugs, set(anchors) - slugs
