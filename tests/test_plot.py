@@ -156,3 +156,16 @@ def test_bar_chart_draws_the_between_class_share(tmp_path: Path) -> None:
     from satcli.render.plot import plot_results
 
     assert plot_results([result], out).stat().st_size > 0
+
+
+@pytest.mark.parametrize("selection", [":0000", ""])
+def test_an_inconclusive_checkpoint_plots_in_grey(run_cli, tmp_path: Path, selection: str) -> None:
+    # 500 inputs for 600-wide layers: every averaged layer is undersampled, so the verdict is inconclusive.
+    store = write_store(
+        tmp_path / "run.h5",
+        {"wide.pt": [(600, 300), (600, 200), (10, 9)], "narrow.pt": [(64, 30), (64, 20), (10, 9)]},
+    )
+    out = tmp_path / "plot.png"
+    result = run_cli("plot", f"{store}{selection}", "-o", out)
+    assert result.code == 0, result.stderr
+    assert_png(out, (600, 400))
