@@ -108,13 +108,25 @@ def layer_calls(
     return trace_module(module, shape, device), f"one forward pass on input {shape}"
 
 
+ATTENTION_REASON = "attention: q, k, v and out_proj meet in softmax(q k^T / sqrt(d)) v, which is not a composition"
+
+
 def build_chain(calls: list[Call], weights: dict[str, LayerWeight], source: str, others: Sequence[str] = ()) -> Chain:
-    """Pairs of consecutive composing layers from the calls; ``others`` are tracked layers without a matrix."""
-    layers = list(dict.fromkeys(c.layer for c in calls if c.layer in weights))
+    """Pairs of consecutive composing layers from the calls; ``others`` are tracked layers without a matrix.
+
+    An attention layer's matrices (``LayerWeight.owner``) are listed as layers, but no pair into, inside or
+    out of the attention composes: each such pair is skipped and named.
+    """
+    parts: dict[str, list[str]] = {}
+    for weight in weights.values():
+        if weight.owner is not None:
+            parts.setdefault(weight.owner, []).append(weight.name)
+    layers = list(dict.fromkeys(n for c in calls for n in parts.get(c.layer, [c.layer]) if n in weights))
     links: dict[tuple[str, str], Link] = {}
     skipped: dict[tuple[str | None, str], Skip] = {
         (None, name): Skip(None, name, "recurrent layer: no single weight matrix") for name in others
     }
+    skipped |= {(None, owner): Skip(None, owner, ATTENTION_REASON) for owner in parts}
     for call in calls:
         path, src, reason = _walk(call.source)
         if src is None:
@@ -122,6 +134,8 @@ def build_chain(calls: list[Call], weights: dict[str, LayerWeight], source: str,
         key = (src, call.layer)
         if key in links or key in skipped:
             continue
+        if reason is None and (src in parts or call.layer in parts):
+            reason = ATTENTION_REASON
         if reason is None and (src not in weights or call.layer not in weights):
             reason = "recurrent layer: no single weight matrix"
         if reason is None:
