@@ -21,7 +21,7 @@ from satcli.taps import CONV, discover
 from satcli.weights.graph import BN_OPS, Call, Node, graph_calls
 from satcli.weights.matrices import BatchNorm, LayerWeight
 from satcli.weights.script import script_calls
-from satcli.weights.trace import trace_module
+from satcli.weights.trace import TOKENS, token_vocab, trace_module, trace_tokens
 
 _ACTIVATIONS = "relu relu6 gelu silu sigmoid tanh leaky_relu elu selu celu hardtanh hardswish hardsigmoid mish"
 _OTHER_PASS = "softplus softsign threshold clone contiguous detach alias to type float double half identity pad"
@@ -104,6 +104,9 @@ def layer_calls(
         calls = graph_calls(module)
         if calls:
             return calls, "exported graph"
+    vocab = token_vocab(module) if not input_shape else None
+    if vocab is not None:
+        return trace_tokens(module, vocab, device), f"one forward pass on {TOKENS} random token ids"
     shape = resolve_input_shape(module, input_shape)
     return trace_module(module, shape, device), f"one forward pass on input {shape}"
 

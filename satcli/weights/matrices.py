@@ -80,6 +80,8 @@ def layer_weights(
             weight = getattr(_submodule(module, layer.name), "weight", None)
         if not isinstance(weight, torch.Tensor):
             raise SatcliError(f"layer '{layer.name}' ({layer.type}) has no weight tensor to analyse")
+        if hasattr(_submodule(module, layer.name), "nf"):  # transformers' Conv1D stores W as (in, out)
+            weight = weight.t()
         found[layer.name] = LayerWeight(layer.name, layer.type, layer.kind, as_float64(weight))
     return found
 
