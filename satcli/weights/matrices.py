@@ -108,7 +108,7 @@ def attention_weights(name: str, tensors: dict[str, torch.Tensor]) -> dict[str, 
 def _submodule(module: nn.Module | torch.jit.ScriptModule, name: str) -> object:
     try:
         return module.get_submodule(name)
-    except AttributeError:
+    except (AttributeError, RuntimeError):  # RuntimeError: TorchScript modules have no get_submodule
         return None
 
 
