@@ -62,6 +62,24 @@ def write_bert(folder: Path, *, head: bool = True, num_labels: int = 3, tokenize
     return model.eval()
 
 
+def write_gpt2(folder: Path) -> torch.nn.Module:
+    """A tiny GPT-2 and a word-level tokenizer over VOCAB's words with an eos token but no pad token (as GPT-2's)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    vocab = {word: index for index, word in enumerate(["<unk>", "<eos>", *VOCAB[5:]])}
+    words = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    words.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=words, unk_token="<unk>", eos_token="<eos>")
+    torch.manual_seed(0)
+    config = GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=len(vocab), n_positions=64, bos_token_id=1)
+    config.eos_token_id = 1
+    model = GPT2LMHeadModel(config).eval()
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return model
+
+
 def token_batch(n: int = 2, length: int = 6) -> dict[str, torch.Tensor]:
     generator = torch.Generator().manual_seed(3)
     ids = torch.randint(5, len(VOCAB), (n, length), generator=generator)

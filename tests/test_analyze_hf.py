@@ -181,6 +181,8 @@ def test_a_folder_without_a_tokenizer_is_one_complete_line(
 ) -> None:
     empty = tmp_path / "no-tokenizer"
     empty.mkdir()
+    # tokenizer files that do not load (a folder without any is refused earlier, naming --tokenizer)
+    (empty / "tokenizer_config.json").write_text('{"tokenizer_class": "NoSuchTokenizerFast"}')
     try:
         transformers.AutoTokenizer.from_pretrained(empty, local_files_only=True)
     except Exception as exc:  # transformers' own words, which may span lines ("... from one of:\n(1) ...")

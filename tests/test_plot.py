@@ -179,3 +179,16 @@ def test_heatmap_checkpoint_labels_do_not_overlap(tmp_path: Path, count: int) ->
     assert [t.get_text().splitlines()[0] for t in ticks] == [PurePath(m).stem for m in models]
     boxes = [tick.get_window_extent() for tick in ticks]
     assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+
+
+@pytest.mark.parametrize("selection", [":0000", ""])
+def test_an_inconclusive_checkpoint_plots_in_grey(run_cli, tmp_path: Path, selection: str) -> None:
+    # 500 inputs for 600-wide layers: every averaged layer is undersampled, so the verdict is inconclusive.
+    store = write_store(
+        tmp_path / "run.h5",
+        {"wide.pt": [(600, 300), (600, 200), (10, 9)], "narrow.pt": [(64, 30), (64, 20), (10, 9)]},
+    )
+    out = tmp_path / "plot.png"
+    result = run_cli("plot", f"{store}{selection}", "-o", out)
+    assert result.code == 0, result.stderr
+    assert_png(out, (600, 400))

@@ -189,9 +189,11 @@ def data_options(
 
 
 def with_model_preprocessors(options: DataOptions, model: str | Path) -> DataOptions:
-    """The options with a Hugging Face model directory's tokenizer / image processor where none was given."""
-    from satcli.models import model_preprocessors
+    """The options with a Hugging Face model directory's tokenizer / image processor where none was given, and
+    its vocabulary size (a tokenizer that does not fit it is refused)."""
+    from satcli.models import config_vocab_size, model_preprocessors
 
+    options = replace(options, vocab_size=config_vocab_size(model, download=options.download))
     if options.tokenizer is not None and options.image_processor is not None:
         return options
     tokenizer, processor = model_preprocessors(

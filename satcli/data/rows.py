@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 from satcli.data.collate import DEFAULT_MAX_LENGTH, ArrayCollate, ImageCollate, Row, TextCollate, TokenIdsCollate
 from satcli.data.common import _describe, _subset_indices
 from satcli.data.source import Batch, DataOptions, DataSource
+from satcli.data.tokens import check_known_words, check_vocabulary, with_padding
 from satcli.errors import SatcliError
 
 INPUT_COLUMNS = ("text", "image", "img", "pixel_values", "input_ids")
@@ -58,10 +59,13 @@ def open_rows(spec: str, name: str, table: Any, options: DataOptions, details: S
         table = table.select(indices)
         labels = None if labels is None else labels[torch.tensor(indices, dtype=torch.int64)]
     table = table.select_columns(inputs)
-    collate = _collate_for(name, table.features, inputs, options, labels is not None)
+    collate, notes = _collate_for(name, table.features, inputs, options, labels is not None)
     dataset = RowDataset(table, inputs, labels if labels is not None else torch.full((len(table),), -1))
     first = collate([dataset[0]])
-    parts = [*details, f"input {','.join(inputs)}"]
+    if isinstance(collate, TextCollate):
+        probe = collate(dataset.__getitems__(list(range(min(len(dataset), options.batch_size)))))
+        check_known_words(name, collate.tokenizer, probe.inputs)  # type: ignore[arg-type]
+    parts = [*details, f"input {','.join(inputs)}", *notes]
     if label_column is not None and labels is not None:
         parts.append(f"labels {label_column}")
     return DataSource(
@@ -75,6 +79,7 @@ def open_rows(spec: str, name: str, table: Any, options: DataOptions, details: S
         collate=collate,
         class_names=class_names,
         is_text=isinstance(first.inputs, dict),
+        notes=tuple(f"{name}: {note}" for note in notes),
     )
 
 
@@ -127,7 +132,10 @@ def _label_column(name: str, columns: list[str], wanted: str | None) -> str | No
     return wanted
 
 
-def _collate_for(name: str, features: Any, inputs: list[str], options: DataOptions, labelled: bool) -> Any:
+def _collate_for(
+    name: str, features: Any, inputs: list[str], options: DataOptions, labelled: bool
+) -> tuple[Any, list[str]]:
+    """The collate for the input column(s), and notes on how it prepares them (for the data description)."""
     import datasets
 
     kinds = [_kind(features[column], column, datasets) for column in inputs]
@@ -135,14 +143,14 @@ def _collate_for(name: str, features: Any, inputs: list[str], options: DataOptio
         raise SatcliError(f"{name}: two input columns must both hold text, found {' and '.join(kinds)}")
     kind, column = kinds[0], inputs[0]
     if kind == "text":
-        tokenizer = _tokenizer(name, column, options)
-        return TextCollate(name, inputs, tokenizer, _max_length(tokenizer, options), labelled)
+        tokenizer, notes = _padding_tokenizer(name, column, options)
+        return TextCollate(name, inputs, tokenizer, _max_length(tokenizer, options), labelled), notes
     if kind == "tokens":
-        tokenizer = None if options.tokenizer is None else _tokenizer(name, column, options)
-        return TokenIdsCollate(name, column, tokenizer, options.max_length, labelled)
+        tokenizer, notes = (None, []) if options.tokenizer is None else _padding_tokenizer(name, column, options)
+        return TokenIdsCollate(name, column, tokenizer, options.max_length, labelled), notes
     if kind == "image":
-        return ImageCollate(name, column, _image_processor(options), options.image_size, labelled)
-    return ArrayCollate(name, column, labelled)
+        return ImageCollate(name, column, _image_processor(options), options.image_size, labelled), []
+    return ArrayCollate(name, column, labelled), []
 
 
 def _kind(feature: Any, column: str, datasets: Any) -> str:
@@ -157,9 +165,20 @@ def _kind(feature: Any, column: str, datasets: Any) -> str:
     return "array"
 
 
+def _padding_tokenizer(name: str, column: str, options: DataOptions) -> tuple[Any, list[str]]:
+    """The tokenizer, checked against the model's vocabulary and able to pad, and a note when it pads with eos."""
+    tokenizer = _tokenizer(name, column, options)
+    check_vocabulary(name, tokenizer, options.vocab_size)
+    tokenizer, note = with_padding(name, tokenizer)
+    return tokenizer, [note] if note else []
+
+
 def _tokenizer(name: str, column: str, options: DataOptions) -> Any:
     if options.tokenizer is None:
-        raise SatcliError(f"{name}: text in {column} needs a tokenizer (the model directory's or a tokenizer folder)")
+        raise SatcliError(
+            f"{name}: text in {column} needs a tokenizer and the model has none; pass a tokenizer folder with "
+            "--tokenizer PATH"
+        )
     if isinstance(options.tokenizer, (str, bytes)) or hasattr(options.tokenizer, "__fspath__"):
         from satcli.models.hf import load_tokenizer
 

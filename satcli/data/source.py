@@ -31,6 +31,8 @@ class DataOptions:
     - `max_length`: tokens per text (longer ones are truncated); default the tokenizer's model_max_length,
       capped at 512. Padding is per batch, on the tokenizer's configured side.
     - `trust_remote_code`: allow a tokenizer or processor given as a path to run code shipped with it.
+    - `vocab_size`: the model's embedding rows (a Hugging Face config's vocab_size), so a tokenizer much
+      smaller than the model's vocabulary is refused instead of feeding it the wrong ids.
     """
 
     root: Path | None = None
@@ -47,6 +49,7 @@ class DataOptions:
     image_processor: Any = None
     max_length: int | None = None
     trust_remote_code: bool = False
+    vocab_size: int | None = None
     # Repeat the channel of 1-channel image batches (N, 1, H, W) to 3, for models trained on RGB.
     grayscale_to_rgb: bool = False
 
@@ -114,6 +117,7 @@ class DataSource:
     collate: Callable[[list[Any]], Batch] | None = None
     class_names: tuple[str, ...] | None = None
     is_text: bool = False
+    notes: tuple[str, ...] = ()  # how the data were prepared where it is not the usual way (e.g. eos as padding)
     _cache: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, init=False, repr=False, compare=False)
     _batch_cache: list[Batch] | None = field(default=None, init=False, repr=False, compare=False)
 

@@ -48,6 +48,8 @@ def build_analyses(options: AnalysisOptions, has_labels: bool, device: torch.dev
 def checkpoint_meta(model: LoadedModel, data: DataSource, options: AnalysisOptions) -> CheckpointMeta:
     """Where the numbers come from, as the store and JSON record it."""
     record = dict(options.describe(data.has_labels), data=data.description, device=str(model.device), num_inputs=0)
+    if data.notes:
+        record["data_notes"] = list(data.notes)
     return CheckpointMeta(
         model_path=str(model.path),
         model_sha256=model.sha256,

@@ -13,6 +13,7 @@ from satcli.models.arch import build_arch, parse_arch_kwargs
 from satcli.models.detect import FORMATS, file_sha256
 from satcli.models.device import resolve_device
 from satcli.models.hf import (
+    config_vocab_size,
     is_hf_model_dir,
     load_image_processor,
     load_preprocessors,
@@ -26,6 +27,7 @@ __all__ = [
     "FORMATS",
     "LoadedModel",
     "build_arch",
+    "config_vocab_size",
     "file_sha256",
     "is_hf_model_dir",
     "load_image_processor",

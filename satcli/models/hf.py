@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
+import json
 import pickle
 import re
 import zipfile
@@ -34,6 +35,10 @@ WEIGHT_FILES = (
 )
 _EXPECTED = f"expected config.json and one of {', '.join(WEIGHT_FILES)}"
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+# Files a saved tokenizer consists of (one is enough); without any, AutoTokenizer would build an empty one from
+# config.json that maps every word to its unknown token.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "merges.txt")
+TOKENIZER_PATTERNS = ("*.model", "*.spm", "*.tiktoken")
 # What a download fetches: config, weights, tokenizer and processor files; not other frameworks' weights.
 _DOWNLOAD_IGNORE = ["*.h5", "*.msgpack", "*.onnx", "*.ot", "*.tflite", "*.gguf", "onnx/*", "openvino/*", "coreml/*"]
 
@@ -138,6 +143,28 @@ def load_hf_model(
     return model.to(device).eval(), type(model).__name__
 
 
+def has_tokenizer_files(folder: Path) -> bool:
+    """True when a directory holds the files of a saved tokenizer, not only a model's config and weights."""
+    return any((folder / name).is_file() for name in TOKENIZER_FILES) or any(
+        next(folder.glob(pattern), None) is not None for pattern in TOKENIZER_PATTERNS
+    )
+
+
+def config_vocab_size(spec: str | Path, *, download: bool = False) -> int | None:
+    """The embedding rows (config vocab_size) of a Hugging Face model spec; None for other models or configs."""
+    text = str(spec)
+    if not text.startswith(HF_PREFIX) and not is_hf_model_dir(Path(text).expanduser()):
+        return None
+    try:
+        config = json.loads((resolve_model_dir(spec, download=download) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(config, dict):
+        return None
+    size = config.get("vocab_size", (config.get("text_config") or {}).get("vocab_size"))
+    return size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else None
+
+
 def load_preprocessors(folder: Path | str, *, trust_remote_code: bool = False) -> tuple[Any, Any]:
     """(tokenizer, image processor) saved with a model directory; each None when the directory has none."""
     transformers = require("transformers", "hf")
@@ -145,6 +172,9 @@ def load_preprocessors(folder: Path | str, *, trust_remote_code: bool = False) -
     found: list[Any] = []
     with _quiet_transformers(transformers):
         for auto in (transformers.AutoTokenizer, transformers.AutoImageProcessor):
+            if auto is transformers.AutoTokenizer and not has_tokenizer_files(path):
+                found.append(None)
+                continue
             try:
                 found.append(auto.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code))
             except Exception:
@@ -168,6 +198,12 @@ def model_preprocessors(
 
 def load_tokenizer(path: Path | str, *, trust_remote_code: bool = False) -> Any:
     """The tokenizer in a model directory or tokenizer folder, or a one-line error."""
+    folder = Path(path)
+    if folder.is_dir() and not has_tokenizer_files(folder):
+        raise SatcliError(
+            f"{folder} holds no tokenizer files ({', '.join(TOKENIZER_FILES)}, ...); pass a tokenizer folder "
+            "with --tokenizer PATH"
+        )
     return _from_pretrained("AutoTokenizer", "a tokenizer", path, trust_remote_code)
 
 

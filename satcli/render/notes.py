@@ -61,6 +61,12 @@ def unknown_analysis_notes(result: CheckpointResult) -> list[str]:
     ]
 
 
+def data_notes(result: CheckpointResult) -> list[str]:
+    """How the data were prepared where it is not the usual way (e.g. a tokenizer's eos token as padding)."""
+    notes = result.options.get("data_notes")
+    return [str(note) for note in notes] if isinstance(notes, list) else []
+
+
 def result_notes(result: CheckpointResult) -> list[str]:
     """Every warning about one checkpoint, in a fixed order."""
-    return nonfinite_notes(result) + untracked_notes(result) + unknown_analysis_notes(result)
+    return data_notes(result) + nonfinite_notes(result) + untracked_notes(result) + unknown_analysis_notes(result)

@@ -29,7 +29,14 @@ TAIL = "#DD8452"
 OUTPUT = "#9A9A9A"
 AVERAGE = "#222222"
 UNDER_LINE = "#C44E52"
-VERDICT_COLOURS = {"balanced": "#55A868", "over": TAIL, "under": UNDER_LINE, "under+over": UNDER_LINE}
+# Keyed by render.trajectory.short_verdict; an inconclusive verdict is grey (no rule decided it).
+VERDICT_COLOURS = {
+    "balanced": "#55A868",
+    "over": TAIL,
+    "under": UNDER_LINE,
+    "under+over": UNDER_LINE,
+    "inconcl.": OUTPUT,
+}
 # Cell values are written into the heatmap up to this many cells; beyond, the colours speak alone.
 MAX_ANNOTATED_CELLS = 600
 LABEL_BOX = {"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1.0}

@@ -89,6 +89,7 @@ class PythonBatches:
 
     spec = PYTHON_DATA
     description = "batches from Python"
+    notes: tuple[str, ...] = ()  # nothing prepared here: the batches are used as given
 
     def __init__(self, batches: Iterable[object]) -> None:
         self._items: Iterator[object] = iter(batches)

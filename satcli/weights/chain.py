@@ -21,7 +21,7 @@ from satcli.taps import CONV, discover
 from satcli.weights.graph import BN_OPS, Call, Node, graph_calls
 from satcli.weights.matrices import BatchNorm, LayerWeight
 from satcli.weights.script import script_calls
-from satcli.weights.trace import trace_module
+from satcli.weights.trace import TOKENS, token_vocab, trace_module, trace_tokens
 
 _ACTIVATIONS = "relu relu6 gelu silu sigmoid tanh leaky_relu elu selu celu hardtanh hardswish hardsigmoid mish"
 _OTHER_PASS = "softplus softsign threshold clone contiguous detach alias to type float double half identity pad"
@@ -104,17 +104,32 @@ def layer_calls(
         calls = graph_calls(module)
         if calls:
             return calls, "exported graph"
+    vocab = token_vocab(module) if not input_shape else None
+    if vocab is not None:
+        return trace_tokens(module, vocab, device), f"one forward pass on {TOKENS} random token ids"
     shape = resolve_input_shape(module, input_shape)
     return trace_module(module, shape, device), f"one forward pass on input {shape}"
 
 
+ATTENTION_REASON = "attention: q, k, v and out_proj meet in softmax(q k^T / sqrt(d)) v, which is not a composition"
+
+
 def build_chain(calls: list[Call], weights: dict[str, LayerWeight], source: str, others: Sequence[str] = ()) -> Chain:
-    """Pairs of consecutive composing layers from the calls; ``others`` are tracked layers without a matrix."""
-    layers = list(dict.fromkeys(c.layer for c in calls if c.layer in weights))
+    """Pairs of consecutive composing layers from the calls; ``others`` are tracked layers without a matrix.
+
+    An attention layer's matrices (``LayerWeight.owner``) are listed as layers, but no pair into, inside or
+    out of the attention composes: each such pair is skipped and named.
+    """
+    parts: dict[str, list[str]] = {}
+    for weight in weights.values():
+        if weight.owner is not None:
+            parts.setdefault(weight.owner, []).append(weight.name)
+    layers = list(dict.fromkeys(n for c in calls for n in parts.get(c.layer, [c.layer]) if n in weights))
     links: dict[tuple[str, str], Link] = {}
     skipped: dict[tuple[str | None, str], Skip] = {
         (None, name): Skip(None, name, "recurrent layer: no single weight matrix") for name in others
     }
+    skipped |= {(None, owner): Skip(None, owner, ATTENTION_REASON) for owner in parts}
     for call in calls:
         path, src, reason = _walk(call.source)
         if src is None:
@@ -122,6 +137,8 @@ def build_chain(calls: list[Call], weights: dict[str, LayerWeight], source: str,
         key = (src, call.layer)
         if key in links or key in skipped:
             continue
+        if reason is None and (src in parts or call.layer in parts):
+            reason = ATTENTION_REASON
         if reason is None and (src not in weights or call.layer not in weights):
             reason = "recurrent layer: no single weight matrix"
         if reason is None:

@@ -23,6 +23,8 @@ class LayerWeight:
     type: str
     kind: str
     weight: np.ndarray
+    # The tracked layer this matrix belongs to when it is one of several (an attention's q, k, v and out_proj).
+    owner: str | None = None
 
     @property
     def channels_out(self) -> int:
@@ -62,26 +64,51 @@ def layer_weights(
     """Weights of the dense and conv tracked layers (`layers`: the module's, when already discovered), keyed
     by the names ``analyze`` uses.
 
-    Recurrent layers have no single weight matrix and are left out (callers name them as skipped).
+    Recurrent layers have no single weight matrix and are left out (callers name them as skipped). A
+    MultiheadAttention gives four matrices, named `NAME.in_proj[q]`, `[k]`, `[v]` and `NAME.out_proj`.
     """
     tensors = named_tensors(module)
     found: dict[str, LayerWeight] = {}
     for layer in discover(module) if layers is None else layers:
         if layer.kind not in (CONV, DENSE):
             continue
+        if layer.type == "MultiheadAttention":
+            found.update(attention_weights(layer.name, tensors))
+            continue
         weight = tensors.get(f"{layer.name}.weight")
         if weight is None:  # e.g. a parametrized weight, computed on access
             weight = getattr(_submodule(module, layer.name), "weight", None)
         if not isinstance(weight, torch.Tensor):
             raise SatcliError(f"layer '{layer.name}' ({layer.type}) has no weight tensor to analyse")
+        if hasattr(_submodule(module, layer.name), "nf"):  # transformers' Conv1D stores W as (in, out)
+            weight = weight.t()
         found[layer.name] = LayerWeight(layer.name, layer.type, layer.kind, as_float64(weight))
     return found
+
+
+def attention_weights(name: str, tensors: dict[str, torch.Tensor]) -> dict[str, LayerWeight]:
+    """A MultiheadAttention's projections as dense matrices: q, k, v (the three row blocks of in_proj_weight,
+    or q/k/v_proj_weight when key and value widths differ from the embedding) and out_proj."""
+    out = tensors.get(f"{name}.out_proj.weight")
+    packed = tensors.get(f"{name}.in_proj_weight")
+    if packed is not None:
+        parts = dict(zip("qkv", torch.chunk(packed, 3, dim=0), strict=True))
+    else:
+        parts = {p: tensors.get(f"{name}.{p}_proj_weight") for p in "qkv"}
+    if out is None or any(part is None for part in parts.values()):
+        raise SatcliError(f"layer '{name}' (MultiheadAttention) has no projection weights to analyse")
+    found = {f"{name}.in_proj[{p}]": weight for p, weight in parts.items()}
+    found[f"{name}.out_proj"] = out
+    return {
+        key: LayerWeight(key, "MultiheadAttention", DENSE, as_float64(weight), owner=name)  # type: ignore[arg-type]
+        for key, weight in found.items()
+    }
 
 
 def _submodule(module: nn.Module | torch.jit.ScriptModule, name: str) -> object:
     try:
         return module.get_submodule(name)
-    except AttributeError:
+    except (AttributeError, RuntimeError):  # RuntimeError: TorchScript modules have no get_submodule
         return None
 
 

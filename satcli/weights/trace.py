@@ -109,25 +109,50 @@ def _layer_hooks(module: nn.Module, rec: _Recorder, calls: list[Call]) -> Iterat
             handle.remove()
 
 
+TOKENS = 16  # token count of the one forward pass of a text model
+
+
+def token_vocab(module: nn.Module) -> int | None:
+    """The vocabulary size of a Hugging Face text model (one fed token ids), else None."""
+    config = getattr(module, "config", None)
+    vocab = getattr(config, "vocab_size", None)
+    if getattr(module, "main_input_name", None) != "input_ids" or not isinstance(vocab, int) or vocab < 1:
+        return None
+    return vocab
+
+
 def trace_module(module: nn.Module, input_shape: tuple[int, ...], device: torch.device) -> list[Call]:
     """Tracked layer calls of one forward pass on a batch of two random inputs of ``input_shape``."""
+    param = next((p for p in module.parameters() if p.is_floating_point()), None)
+    dtype = param.dtype if param is not None else torch.float32
+    device = param.device if param is not None else device
+    x = torch.randn((2, *input_shape), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    return _trace(module, x.to(device=device, dtype=dtype), {})
+
+
+def trace_tokens(module: nn.Module, vocab: int, device: torch.device) -> list[Call]:
+    """Tracked layer calls of one forward pass of a text model on (1, TOKENS) random token ids < ``vocab``."""
+    param = next(iter(module.parameters()), None)
+    ids = torch.randint(0, vocab, (1, TOKENS), generator=torch.Generator().manual_seed(0))
+    ids = ids.to(param.device if param is not None else device)
+    return _trace(module, ids, {"attention_mask": torch.ones_like(ids)})
+
+
+def _trace(module: nn.Module, x: torch.Tensor, extra: dict[str, torch.Tensor]) -> list[Call]:
     weights = {id(t) for t in named_tensors(module).values()}
     rec = _Recorder(weights)
     for name, sub in module.named_modules():
         if isinstance(sub, nn.modules.batchnorm._BatchNorm) and sub.running_var is not None:
             rec.bn_names[id(sub.running_var)] = name
-    param = next((p for p in module.parameters() if p.is_floating_point()), None)
-    dtype = param.dtype if param is not None else torch.float32
-    device = param.device if param is not None else device
-    x = torch.randn((2, *input_shape), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    x = x.to(device=device, dtype=dtype)
     rec.producer[id(x)] = Node("input", shape=shape_of(x))
+    for value in extra.values():
+        rec.producer[id(value)] = Node("input", shape=shape_of(value))
     calls: list[Call] = []
     was_training = module.training
     module.eval()
     try:
         with torch.no_grad(), _layer_hooks(module, rec, calls), rec:
-            module(x)
+            module(x, **extra)
     except SatcliError:
         raise
     except Exception as exc:
