@@ -13,8 +13,9 @@ from satcli.taps.layers import FOREIGN_DENSE, TRACKED
 README = (REPO / "README.md").read_text()
 DATA_PAGE = (REPO / "docs" / "data-and-models.md").read_text()
 CLI = REPO / "satcli" / "cli"
-# Flags two commands define separately on purpose: each command's help says what its own one writes or replaces.
-COMMAND_SPECIFIC = {"--output", "--force"}
+# Flags two commands define separately on purpose: each command's help says what its own one writes, replaces or
+# (--input-size) whether it resizes the data or only assesses the size.
+COMMAND_SPECIFIC = {"--output", "--force", "--input-size"}  # rf: sizes to assess; analyze: resize the data
 
 
 def _between(text: str, start: str, end: str) -> str:
