@@ -27,7 +27,7 @@ def analyses_command(
         return
     table = Table(show_edge=False, pad_edge=False, header_style="bold")
     for header in ("analysis", "runs", "options (defaults)", "requires", "columns", "what"):
-        table.add_column(header, overflow="fold", no_wrap=header != "what")
+        table.add_column(header, no_wrap=header in ("analysis", "runs"))
     runs = {"on": "always", "labelled": "labelled data", "off": "when asked"}
     for entry in entries:
         options = ", ".join(f"{key}={value}" for key, value in dict(entry["options"]).items())  # type: ignore[call-overload]
@@ -39,4 +39,6 @@ def analyses_command(
             ", ".join(entry["columns"]) or "-",  # type: ignore[arg-type]
             str(entry["summary"]),
         )
-    stdout_console().print(table)
+    from satcli.render.text import Fit, print_fitted
+
+    print_fitted(stdout_console(), Fit(table))

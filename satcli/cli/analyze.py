@@ -280,6 +280,7 @@ def _sweep(
     from satcli.engine.resolution import resolution_sweep
     from satcli.models import resolve_device
     from satcli.render.resolution import sweep_json, sweep_table
+    from satcli.render.text import print_fitted
     from satcli.rf.report import parse_size
 
     if len(models) != 1:
@@ -297,7 +298,7 @@ def _sweep(
     if output_format is OutputFormat.json:
         sys.stdout.write(sweep_json(results))
         return
-    stdout_console(highlight=False).print(sweep_table(str(models[0]), results, found))
+    print_fitted(stdout_console(highlight=False), sweep_table(str(models[0]), results, found))
 
 
 def _check_store_targets(

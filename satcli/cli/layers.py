@@ -92,17 +92,19 @@ def layers_command(
 def _print_layers(title: str, found: list[Any], missing: list[Any]) -> None:
     """The layer table, then the untracked layers grouped by reason and fix."""
     from satcli.render.notes import grouped_untracked
-    from satcli.render.text import fitted, natural_width
+    from satcli.render.text import DottedName, Fit, fitted, least_width, natural_width
 
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("#", "layer", "type", "width"):
-        table.add_column(column, justify="right" if column in ("#", "width") else "left")
+        table.add_column(column, justify="right" if column in ("#", "width") else "left", no_wrap=column != "layer")
     for i, layer in enumerate(found):
-        table.add_row(str(i + 1), layer.name, layer.type, "?" if layer.width is None else str(layer.width))
+        row = (str(i + 1), DottedName(layer.name), layer.type, "?" if layer.width is None else str(layer.width))
+        table.add_row(*row)
     out = stdout_console(highlight=False)
     out.print(title, soft_wrap=True)
-    with fitted(out, natural_width(out, table)):
-        out.print(table)
+    fit = Fit(table)
+    with fitted(out, natural_width(out, fit), least_width(out, fit)):
+        out.print(fit)
     for (reason, fix), names in grouped_untracked(layer.to_dict() for layer in missing).items():
         out.print(f"untracked (not measured): {', '.join(names)}", soft_wrap=True)
         out.print(f"  why: {reason}", soft_wrap=True)

@@ -41,10 +41,12 @@ def _load(model: Path, loading: ModelFileArgs, plot: Path | None) -> LoadedModel
 
 def _show(output_format: CheckFormat, document: Callable[[], object], table: Callable[[], object]) -> None:
     """The report as indented JSON or as a table on stdout."""
+    from satcli.render.text import print_fitted
+
     if output_format is CheckFormat.json:
         typer.echo(json.dumps(document(), indent=2))
     else:
-        stdout_console(highlight=False).print(table())
+        print_fitted(stdout_console(highlight=False), table())
 
 
 @app.command("svr")

@@ -14,7 +14,7 @@ from rich.text import Text
 
 from satcli.core.compare import Column, Comparison, change_pp
 from satcli.core.spectral import LayerScore
-from satcli.render.text import column_blocks, format_percent
+from satcli.render.text import DottedName, Fit, column_blocks, format_percent
 from satcli.store.similarity import StoredCKA
 
 MISSING = "-"
@@ -63,7 +63,7 @@ def comparison_table(comparison: Comparison, width: int | None = None) -> Render
         legend.add_row(Text(c.label, style="bold"), Text(c.source), Text(f"({c.result.model})", style="dim"))
     parts: list[RenderableType] = [legend]
     for block in _blocks(comparison, width):
-        parts += [Text(""), _block_table(comparison, block)]
+        parts += [Text(""), Fit(_block_table(comparison, block))]
     parts.append(Text(f"Δ: change from {columns[0].label} in percentage points", style="dim"))
     return Group(*parts)
 
@@ -88,14 +88,14 @@ def _column_width(c: Column) -> int:
 def _block_table(comparison: Comparison, others: list[Column]) -> Table:
     base = comparison.columns[0]
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 0, 0, 1), header_style="bold")
-    table.add_column("layer", overflow="fold")
+    table.add_column("layer")
     table.add_column(base.label, justify="right", no_wrap=True)
     for c in others:
         table.add_column(c.label, justify="right", no_wrap=True)
         table.add_column(f"Δ {c.label}-{base.label}", justify="right", no_wrap=True)
     for name in comparison.layers:
         base_score = base.score(name)
-        row = [name, _cell(base_score)]
+        row: list[RenderableType] = [DottedName(name), _cell(base_score)]
         for c in others:
             score = c.score(name)
             row += [_cell(score), _format_change(change_pp(_saturation(base_score), _saturation(score)))]

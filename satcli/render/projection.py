@@ -15,7 +15,7 @@ from rich.text import Text
 
 from satcli.core.projection import ProjectionReport, ProjectionResult
 from satcli.render.plot import matplotlib_classes, save_figure
-from satcli.render.text import NOT_AVAILABLE, plural
+from satcli.render.text import NOT_AVAILABLE, DottedName, Fit, column_blocks, least_width, plural, print_fitted
 
 # A variant is marked when its accuracy is more than this many points below the base (the paper's "no loss"
 # reads as within half a point here), or, without labels, when its output changes by more than this share.
@@ -30,28 +30,39 @@ def projection_json(report: ProjectionReport) -> str:
 
 
 def render_projection(report: ProjectionReport, console: Console) -> None:
-    """Header line, the layers x deltas table and a legend."""
+    """Header line, the layers x deltas table (split into blocks of deltas that fit the console) and a legend."""
     console.print(_header(report), soft_wrap=True, highlight=False)
+    cells = {(r.scope, r.layer, r.delta): r for r in report.results}
+    names = [DottedName(layer.name + (" (output)" if layer.output else "")) for layer in report.layers]
+    fixed = max((least_width(console, name) for name in names), default=0) + 1
     labelled = report.base_accuracy is not None
+    sub = f"{'k/d':>5}{'acc%':>7}{'pts':>6}{'Δout':>7}" if labelled else f"{'k/d':>5}{'Δout':>7}"
+    needs = [max(len(sub), len(f"delta {delta:g}")) + 2 for delta in report.deltas]
+    for i, block in enumerate(column_blocks(fixed, needs, console.width)):
+        if i:
+            console.print()
+        print_fitted(console, Fit(_delta_table(report, cells, [report.deltas[j] for j in block], sub)))
+    console.print(_legend(report), highlight=False, style="dim")
+
+
+def _delta_table(report: ProjectionReport, cells: dict[Any, ProjectionResult], deltas: list[float], sub: str) -> Table:
+    """Layers down, the given deltas across, and the all-layers row below."""
     table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False, show_edge=False)
     table.add_column("layer")
-    sub = f"{'k/d':>5}{'acc%':>7}{'pts':>6}{'Δout':>7}" if labelled else f"{'k/d':>5}{'Δout':>7}"
-    for delta in report.deltas:
+    for delta in deltas:
         table.add_column(f"delta {delta:g}\n{sub}", justify="right", no_wrap=True)
-    cells = {(r.scope, r.layer, r.delta): r for r in report.results}
     for layer in report.layers:
         name = Text(layer.name)
         if layer.output:
             name.append(" (output)", style="dim")
-        table.add_row(name, *[_cell(report, cells[("layer", layer.name, d)], layer.width) for d in report.deltas])
+        table.add_row(DottedName(name), *[_cell(report, cells[("layer", layer.name, d)], layer.width) for d in deltas])
     inner = [layer for layer in report.layers if not layer.output]
-    if any(("all", None, d) in cells for d in report.deltas):
+    if any(("all", None, d) in cells for d in deltas):
         table.add_section()
         label = Text(f"{ALL} ({plural(len(inner), 'layer')})", style="bold")
         width = sum(layer.width for layer in inner)
-        table.add_row(label, *[_cell(report, cells[("all", None, d)], width) for d in report.deltas])
-    console.print(table)
-    console.print(_legend(report), highlight=False, style="dim")
+        table.add_row(label, *[_cell(report, cells[("all", None, d)], width) for d in deltas])
+    return table
 
 
 def _header(report: ProjectionReport) -> str:

@@ -6,14 +6,13 @@ import json
 from collections.abc import Sequence
 
 from rich.console import Group, RenderableType
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from satcli.engine.resolution import Borders, SizeResult
 from satcli.render.rf import border_note, size_label
 from satcli.render.serialize import json_ready
-from satcli.render.text import format_percent
+from satcli.render.text import DottedName, Fit, format_percent
 
 MARKS = "t: in the tail · b: past the receptive-field border (r_min > size)"
 
@@ -31,7 +30,7 @@ def sweep_json(results: Sequence[SizeResult]) -> str:
 def sweep_table(model: str, results: Sequence[SizeResult], found: Borders) -> RenderableType:
     """Layers down, sizes across: saturation with t (tail) and b (past the border); the tail per size below."""
     table = Table(box=None, header_style="bold", pad_edge=False, padding=(0, 1))
-    table.add_column("layer", no_wrap=True)
+    table.add_column("layer")
     for item in results:
         table.add_column(size_label(item.size), justify="right", no_wrap=True)
     names = list(dict.fromkeys(layer.name for item in results for layer in item.result.layers))
@@ -42,8 +41,8 @@ def sweep_table(model: str, results: Sequence[SizeResult], found: Borders) -> Re
             marks = ("t" if name in item.result.verdict.tail else " ") + ("b" if name in (item.border or ()) else " ")
             value = format_percent(score.saturation) if score is not None else "-"
             cells.append(f"{value} {marks}")
-        table.add_row(escape(name), *cells)
-    lines: list[RenderableType] = [Text(f"{model}: saturation by input size", style="bold"), table, Text(MARKS)]
+        table.add_row(DottedName(name), *cells)
+    lines: list[RenderableType] = [Text(f"{model}: saturation by input size", style="bold"), Fit(table), Text(MARKS)]
     for item in results:
         tail = item.result.verdict.tail
         lines.append(Text(f"at {size_label(item.size)}: tail {', '.join(tail) if tail else '(none)'}"))

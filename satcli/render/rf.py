@@ -6,15 +6,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Group, RenderableType
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from satcli.core.receptive import Axes
+from satcli.render.text import DottedName, Fit
 from satcli.rf.report import RfReport, Size
 
 WHOLE = "input"  # a field that covers the whole input (global pooling and after)
-NAME_WIDTH = 28
 
 
 def size_label(size: Size) -> str:
@@ -32,10 +31,6 @@ def _axes_text(values: Axes) -> str:
     if len(set(values)) == 1:
         return str(values[0])
     return "x".join(WHOLE if v is None else str(v) for v in values)
-
-
-def _short(name: str) -> str:
-    return name if len(name) <= NAME_WIDTH else "…" + name[-(NAME_WIDTH - 1) :]
 
 
 def rf_json(report: RfReport, model: str, fmt: str) -> dict[str, object]:
@@ -68,7 +63,7 @@ def rf_table(report: RfReport, model: str, fmt: str) -> RenderableType:
     """Layer, r_min, r_max, stride, then '>' per input size where the layer is past the border (r_min > s)."""
     head = Text(f"{model} ({fmt})\nlayer graph from {report.source}", style="bold")
     table = Table(box=None, header_style="bold", pad_edge=False, padding=(0, 1))
-    table.add_column("layer", no_wrap=True)
+    table.add_column("layer")
     for column in ("r_min", "r_max", "stride"):
         table.add_column(column, justify="right", no_wrap=True)
     labels = [size_label(s) for s in report.sizes]
@@ -77,13 +72,13 @@ def rf_table(report: RfReport, model: str, fmt: str) -> RenderableType:
     for layer in report.layers:
         flags = [Text("past", style="magenta") if past else Text("-", style="dim") for past in layer.past_border]
         table.add_row(
-            escape(_short(layer.name)),
+            DottedName(layer.name),
             _axes_text(layer.field.r_min),
             _axes_text(layer.field.r_max),
             _axes_text(layer.field.jump) if not layer.field.whole else "-",
             *flags,
         )
-    lines = [head, table, Text("")]
+    lines = [head, Fit(table), Text("")]
     for label, size in zip(labels, report.sizes, strict=True):
         past = report.border_layers(size)
         text = f"{len(past)} of {len(report.layers)} layers past the border (r_min > {label})"

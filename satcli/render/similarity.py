@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from satcli.engine.similarity import SimilarityReport, format_size
-from satcli.render.text import column_blocks, plural
+from satcli.render.text import column_blocks, plural, wrap_at_dots
 
 MISSING = "-"
 CELL = 4  # "0.93", "1.00"
@@ -32,20 +32,6 @@ def _labels(report: SimilarityReport) -> tuple[list[str], list[str]]:
 
 def _cell(value: float | None) -> str:
     return MISSING if value is None else f"{value:.2f}"
-
-
-def wrap_at_dots(name: str, width: int) -> str:
-    """A module path broken after dots into lines of at most `width` (a part longer than that stays whole)."""
-    parts = name.split(".")
-    lines, line = [], ""
-    for i, part in enumerate(parts):
-        piece = part + ("." if i < len(parts) - 1 else "")
-        if line and len(line) + len(piece) > width:
-            lines.append(line)
-            line = ""
-        line += piece
-    lines.append(line)
-    return "\n".join(lines)
 
 
 def header(report: SimilarityReport) -> str:

@@ -24,14 +24,20 @@ from satcli.render.text import (
     MARK_OUTPUT,
     MARK_TAIL,
     NOT_AVAILABLE,
+    DottedName,
+    Fit,
     SaturationBar,
     fitted,
     format_percent,
+    least_width,
     natural_width,
     plural,
     threshold_percent,
     verdict_style,
 )
+
+# Index of the saturation bar in the layer table: the first column to give up cells.
+SATURATION_COLUMN = 6
 
 # Width a report may take in a log when only its verdict panel's prose would make it wider.
 LOG_WIDTH = 120
@@ -110,11 +116,12 @@ def shown_columns(result: CheckpointResult, asked: Sequence[str] = ()) -> list[C
     ]
 
 
-def _layer_table(result: CheckpointResult, asked: Sequence[str] = ()) -> Table:
-    """The per-layer table; on a narrow console the bar shrinks and names and flags wrap, numbers never do."""
+def _layer_table(result: CheckpointResult, asked: Sequence[str] = ()) -> Fit:
+    """The per-layer table; on a narrow console the bar goes first, then names wrap at dots and flags at spaces;
+    numbers are never cut."""
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 0, 0, 1), header_style="bold")
     table.add_column("#", justify="right", no_wrap=True)
-    table.add_column("layer", overflow="fold")
+    table.add_column("layer")
     table.add_column("type", no_wrap=True)
     table.add_column("width", justify="right", no_wrap=True)
     table.add_column("samples", justify="right", no_wrap=True)
@@ -124,13 +131,13 @@ def _layer_table(result: CheckpointResult, asked: Sequence[str] = ()) -> Table:
     columns = shown_columns(result, asked)
     for column in columns:
         table.add_column(column.header, justify="right", no_wrap=True)
-    table.add_column("flags", overflow="fold")
+    table.add_column("flags")
     for index, layer in enumerate(result.layers, start=1):
         entry = layer.to_dict() if columns else {}
         between = [column.cell(entry) for column in columns]
         table.add_row(
             str(index),
-            Text(layer.name),
+            DottedName(layer.name),
             Text(layer.type),
             str(layer.width),
             str(layer.samples),
@@ -139,7 +146,7 @@ def _layer_table(result: CheckpointResult, asked: Sequence[str] = ()) -> Table:
             *between,
             _flags_text(layer, result.verdict),
         )
-    return table
+    return Fit(table, first=[SATURATION_COLUMN])
 
 
 def _class_notes(result: CheckpointResult) -> list[str]:
@@ -254,7 +261,8 @@ def render_result(result: CheckpointResult, console: Console, columns: Sequence[
     # Where the console has no width of its own: names whole, and the panel's long lines (a tail of many layers)
     # wrapped at word boundaries within the table's width or LOG_WIDTH, whichever is wider.
     widest = max(natural_width(console, table), natural_width(console, header))
-    with fitted(console, max(widest, min(natural_width(console, panel), max(widest, LOG_WIDTH)))):
+    wanted = max(widest, min(natural_width(console, panel), max(widest, LOG_WIDTH)))
+    with fitted(console, wanted, least_width(console, table)):
         console.print(header)
         console.print(table)
         for note in _class_notes(result):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
+from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.measure import Measurement
+from rich.table import Table
 from rich.text import Text
 
 from satcli.core.spectral import FLAG_DEAD, FLAG_NONFINITE, LayerScore
@@ -115,15 +117,23 @@ def natural_width(console: Console, renderable: RenderableType) -> int:
     return Measurement.get(console, console.options.update_width(_UNBOUNDED), renderable).maximum
 
 
+def least_width(console: Console, renderable: RenderableType) -> int:
+    """Cells the renderable needs at the least: its numbers whole and its names wrapped only at dots."""
+    return Measurement.get(console, console.options.update_width(_UNBOUNDED), renderable).minimum
+
+
 @contextlib.contextmanager
-def fitted(console: Console, width: int) -> Iterator[Console]:
-    """Widen a console that asks for it (`fit_content`: off a terminal with no COLUMNS) to `width` cells.
+def fitted(console: Console, width: int, least: int = 0) -> Iterator[Console]:
+    """Widen a console that asks for it (`fit_content`: off a terminal with no COLUMNS) to `width` cells, and any
+    console to `least` cells (a table that cannot fit the terminal without cutting a number or a name).
 
     A CI log has no width of its own; Rich's 80-column fallback would fold layer names mid-word there.
     """
     saved = console.width
     if getattr(console, "fit_content", False) and width > saved:
         console.width = width
+    if least > console.width:
+        console.width = least
     try:
         yield console
     finally:
@@ -143,3 +153,112 @@ def column_blocks(fixed: int, widths: Sequence[int], total: int, gap: int = 0) -
     if widths:
         blocks.append(range(start, len(widths)))
     return blocks
+
+
+def print_fitted(console: Console, renderable: RenderableType) -> None:
+    """Print at the console's width, or wider when the renderable cannot fit without cutting."""
+    with fitted(console, 0, least_width(console, renderable)):
+        console.print(renderable)
+
+
+def _dot_pieces(name: str) -> list[int]:
+    """Offsets where a name may break: after each dot and each space."""
+    return [i + 1 for i, char in enumerate(name[:-1]) if char in ". "]
+
+
+def _dot_lines(text: Text, width: int) -> list[Text]:
+    """The text in lines of at most `width` cells, broken only after dots or spaces (a longer piece stays whole)."""
+    lines: list[Text] = []
+    for piece in text.divide(_dot_pieces(text.plain)):
+        if lines and cell_len(lines[-1].plain) + cell_len(piece.plain.rstrip()) <= width:
+            lines[-1].append_text(piece)
+        else:
+            lines.append(piece.copy())
+    for line in lines:
+        line.rstrip()
+    return lines
+
+
+def wrap_at_dots(name: str, width: int) -> str:
+    """A module path broken after dots into lines of at most `width` (a part longer than that stays whole)."""
+    return "\n".join(line.plain for line in _dot_lines(Text(name), width))
+
+
+class DottedName:
+    """A layer name for a table cell: it wraps only after a dot (or a space), never mid-word, never with "…".
+
+    Its narrowest width is its longest dotted piece ("encoder_layer_0."), so a table sized by `Fit` never cuts it.
+    """
+
+    def __init__(self, name: str | Text, style: str = "") -> None:
+        self.text = Text(name, style=style) if isinstance(name, str) else name
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        pieces = [p.plain.rstrip() for p in self.text.divide(_dot_pieces(self.text.plain))]
+        return Measurement(max(map(cell_len, pieces), default=0), cell_len(self.text.plain))
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        joined = Text("\n").join(_dot_lines(self.text, options.max_width))
+        joined.no_wrap, joined.overflow = True, "ignore"
+        yield joined
+
+
+def dotted(names: Iterable[str]) -> list[DottedName]:
+    return [DottedName(name) for name in names]
+
+
+class Fit:
+    """A table sized here rather than by Rich, whose last resort cuts every column evenly (numbers and names).
+
+    Columns with no_wrap (numbers) keep their full width; the columns in `first` (saturation bars) give up their
+    cells first, then the other wrappable ones shrink, widest first, down to their longest word or dotted piece.
+    A table that still does not fit asks for more (its minimum measure), and is printed wider, never cut.
+    """
+
+    def __init__(self, table: Table, first: Sequence[int] = ()) -> None:
+        self.table = table
+        self.first = tuple(first)
+        self.fixed = [column.width for column in table.columns]
+
+    def _ranges(self, console: Console, options: ConsoleOptions) -> list[Measurement]:
+        table, unbounded = self.table, options.update_width(_UNBOUNDED)
+        for column, width in zip(table.columns, self.fixed, strict=True):
+            column.width = width
+        ranges = [table._measure_column(console, unbounded, column) for column in table.columns]
+        return [
+            Measurement(r.maximum, r.maximum) if column.no_wrap else r
+            for r, column in zip(ranges, table.columns, strict=True)
+        ]
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        ranges, extra = self._ranges(console, options), self.table._extra_width
+        return Measurement(sum(r.minimum for r in ranges) + extra, sum(r.maximum for r in ranges) + extra)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        table = self.table
+        ranges = self._ranges(console, options)
+        widths = fit_widths(
+            [r.minimum for r in ranges], [r.maximum for r in ranges], options.max_width - table._extra_width, self.first
+        )
+        for index, (column, width) in enumerate(zip(table.columns, widths, strict=True)):
+            column.width = width - table._get_padding_width(index)
+        yield table
+
+
+def fit_widths(least: Sequence[int], most: Sequence[int], total: int, first: Sequence[int] = ()) -> list[int]:
+    """Column widths from their largest that sum to at most `total`: the `first` columns shrink first, then the
+    widest of the others, one cell at a time, none below its least (so the sum may stay above `total`)."""
+    widths = list(most)
+    excess = sum(widths) - total
+    for i in first:
+        cut = max(0, min(excess, widths[i] - least[i]))
+        widths[i] -= cut
+        excess -= cut
+    while excess > 0:
+        shrinkable = [i for i in range(len(widths)) if widths[i] > least[i]]
+        if not shrinkable:
+            break
+        widest = max(shrinkable, key=lambda i: widths[i])
+        widths[widest] -= 1
+        excess -= 1
+    return widths

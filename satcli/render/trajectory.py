@@ -17,6 +17,7 @@ from satcli.core.verdict import BALANCED, Verdict
 from satcli.render.text import (
     MARK_OUTPUT,
     PERCENT_CELLS,
+    DottedName,
     column_blocks,
     fitted,
     format_percent,
@@ -166,7 +167,7 @@ def _print_trajectory(
         if number:
             console.print()
         table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 0, 0, 0), header_style="bold")
-        table.add_column("layer", overflow="fold", min_width=label_width)
+        table.add_column("layer", min_width=label_width)
         for i in block:
             # The box draws a one-cell divider before each column; min_width adds the rest of the gap.
             table.add_column(headers[i], justify="right", no_wrap=True, min_width=widths[i] + TRAJECTORY_GAP - 1)
@@ -176,6 +177,6 @@ def _print_trajectory(
                 name.stylize("dim", len(label) - len(MARK_OUTPUT))
             if row >= num_layers:
                 name.stylize("bold")
-            table.add_row(name, *(columns[i][row] for i in block), end_section=row == num_layers - 1)
+            table.add_row(DottedName(name), *(columns[i][row] for i in block), end_section=row == num_layers - 1)
         console.print(table)
     console.print(Text(_trajectory_legend(results), style="dim"))

@@ -5,20 +5,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rich.console import Group, RenderableType
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from satcli.render.text import DottedName, Fit
 from satcli.weights.esd import LayerSpectrum
 from satcli.weights.report import SvrReport, spectra_summary
 
 SHOWN_SINGULAR_VALUES = 3
 
 
+# Columns of names and words: they wrap (names at dots); every other column holds numbers and never wraps.
+WRAPPED = ("layer", "from", "to", "bn", "top singular values", "strongest (to, from): A", "reading")
+
+
 def _table(columns: Sequence[str], right: Sequence[str]) -> Table:
     table = Table(box=None, header_style="bold", pad_edge=False, padding=(0, 1))
     for column in columns:
-        table.add_column(column, justify="right" if column in right else "left", no_wrap=True)
+        table.add_column(column, justify="right" if column in right else "left", no_wrap=column not in WRAPPED)
     return table
 
 
@@ -85,8 +89,8 @@ def svr_table(report: SvrReport, model: str, fmt: str) -> RenderableType:
         top = ", ".join(f"{s:.3g}" for s in layer.modes.s[:SHOWN_SINGULAR_VALUES])
         more = ", ..." if len(layer.modes.s) > SHOWN_SINGULAR_VALUES else ""
         layers.add_row(
-            str(i + 1), escape(layer.name), layer.type, _shape(layer.shape), _shape(layer.matrix_shape),
-            str(len(layer.modes.s)), top + more, escape(layer.batchnorm or ""),
+            str(i + 1), DottedName(layer.name), layer.type, _shape(layer.shape), _shape(layer.matrix_shape),
+            str(len(layer.modes.s)), top + more, DottedName(layer.batchnorm or ""),
         )  # fmt: skip
     pairs = _table(
         ("from", "to", "z", "n", "threshold", "significant", "share", "strongest (to, from): A"),
@@ -97,11 +101,11 @@ def svr_table(report: SvrReport, model: str, fmt: str) -> RenderableType:
         count = len(r.edges())
         to_mode, from_mode, value = r.strongest()
         pairs.add_row(
-            escape(pair.src), escape(pair.dst), str(r.z), str(r.n), f"{r.threshold:.3g}",
+            DottedName(pair.src), DottedName(pair.dst), str(r.z), str(r.n), f"{r.threshold:.3g}",
             f"{count}/{r.adjacency.size}", f"{count / r.adjacency.size:.1%}",
             f"({to_mode}, {from_mode}): {value:.3g}" + (" *" if value >= r.threshold else ""),
         )  # fmt: skip
-    parts: list[RenderableType] = [head, layers, Text(""), pairs]
+    parts: list[RenderableType] = [head, Fit(layers), Text(""), Fit(pairs)]
     if report.skipped:
         parts.append(Text(f"skipped ({len(report.skipped)}):"))
         parts += [Text(f"  {f'{src} -> ' if src else ''}{dst}: {reason}") for src, dst, reason in report.skipped]
@@ -137,7 +141,7 @@ def weights_table(found: Sequence[LayerSpectrum], model: str, fmt: str) -> Rende
     table = _table((*columns, "reading"), columns[3:])
     for i, s in enumerate(found):
         table.add_row(
-            str(i + 1), escape(s.name), _shape(s.shape), _num(s.spectral_norm), _num(s.frobenius_norm),
+            str(i + 1), DottedName(s.name), _shape(s.shape), _num(s.spectral_norm), _num(s.frobenius_norm),
             _num(s.stable_rank), _num(s.alpha), _num(s.xmin), _num(s.ks_distance),
             "-" if s.num_tail is None else f"{s.num_tail}/{s.num_evals}", s.reading or "no fit",
         )  # fmt: skip
@@ -146,7 +150,7 @@ def weights_table(found: Sequence[LayerSpectrum], model: str, fmt: str) -> Rende
     mean_text = f"mean alpha {mean:.3g} over {summary['fitted']} fitted" if mean is not None else "no layer fitted"
     counts = f"{summary['well_trained']} well trained, {summary['under_trained']} under-trained, "
     counts += f"{summary['over_fitted']} over-fitted, {summary['not_fitted']} without a fit"
-    parts: list[RenderableType] = [Text(f"{model} ({fmt}) · {len(found)} layers · ESD of W^T W"), table]
+    parts: list[RenderableType] = [Text(f"{model} ({fmt}) · {len(found)} layers · ESD of W^T W"), Fit(table)]
     parts += [Text(f"  {s.name}: no fit, {s.reason}") for s in found if s.reason]
     parts.append(Text(f"{mean_text} · {counts}"))
     return Group(*parts)
