@@ -121,6 +121,17 @@ class PassSums:
 OnPass = Callable[[SumsHeader, PassSums], None]
 
 
+def fan_out(*consumers: OnPass | None) -> OnPass:
+    """One consumer handing each finished pass to every given one (None: left out), in order."""
+    chosen = [c for c in consumers if c is not None]
+
+    def on_pass(header: SumsHeader, sums: PassSums) -> None:
+        for consumer in chosen:
+            consumer(header, sums)
+
+    return on_pass
+
+
 def pair_cka(header: SumsHeader, sums: PassSums, debiased: bool) -> list[PairCKA]:
     """The CKA of each pair of a finished pass."""
     out = []
