@@ -18,6 +18,7 @@ from satcli.cli.console import stderr_console, stdout_console
 from satcli.cli.groups import DataArgs, ModelArgs, with_groups
 from satcli.cli.options import (
     CompareFormat,
+    CompareFormatOption,
     ConvMethod,
     ConvMethodOption,
     Exclude,
@@ -92,9 +93,7 @@ def similarity_command(
             show_default=False,
         ),
     ] = None,
-    output_format: Annotated[
-        CompareFormat, typer.Option("--format", "-f", help="table, or json / csv on stdout.")
-    ] = CompareFormat.table,
+    output_format: CompareFormatOption = CompareFormat.table,
     plot: Annotated[Path | None, typer.Option(help="Also draw the CKA matrix as a heatmap to this image.")] = None,
     shard: Annotated[
         str | None,
