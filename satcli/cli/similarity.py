@@ -32,7 +32,7 @@ from satcli.errors import SatcliError
 
 if TYPE_CHECKING:
     from satcli.engine.similarity import OnPass, ReportBuilder, SimilarityOptions, SimilarityReport
-    from satcli.store.similarity import SumsWriter
+    from satcli.store.cka_sums import SumsWriter
 
 _UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)(b?)\s*$", re.IGNORECASE)
@@ -162,7 +162,7 @@ def show_report(report: SimilarityReport, output_format: CompareFormat, plot: Pa
 def merged_sums(parts: list[Path], output: Path | None, debiased: bool, shard: str | None = None) -> ReportBuilder:
     """The report of merged sums files (and the merged sums written to `output`)."""
     from satcli.engine.similarity import ReportBuilder, fan_out
-    from satcli.store.similarity import merge_sums
+    from satcli.store.cka_sums import merge_sums
 
     if shard is not None:
         raise SatcliError("--merge joins the shards' sums; leave out --shard")
@@ -222,7 +222,7 @@ def _streamed(
 
 
 def _writer(output: Path | None, inputs: list[Path], attrs: dict[str, object]) -> SumsWriter | None:
-    from satcli.store.similarity import SumsWriter, check_sums_target
+    from satcli.store.cka_sums import SumsWriter, check_sums_target
 
     if output is None:
         return None
