@@ -61,13 +61,15 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return float((model(x).argmax(dim=1) == y).double().mean()) * 100.0
 
 
-def train(name: str, x: torch.Tensor, y: torch.Tensor, recipe: Recipe) -> nn.Module:
-    """Build a model from its factory and train it with Adam and cross-entropy."""
-    torch.manual_seed(SEED)
-    model = FACTORIES[name]()
+def train(
+    name: str, x: torch.Tensor, y: torch.Tensor, recipe: Recipe, start: nn.Module | None = None, seed: int = SEED
+) -> nn.Module:
+    """Build a model from its factory (or continue `start`) and train it with Adam and cross-entropy."""
+    torch.manual_seed(seed)
+    model = FACTORIES[name]() if start is None else start
     opt = torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     loss_fn = nn.CrossEntropyLoss()
-    gen = torch.Generator().manual_seed(SEED)
+    gen = torch.Generator().manual_seed(seed)
     pairs = list(zip(x, y, strict=True))
     loader = DataLoader(pairs, batch_size=recipe.batch_size, shuffle=True, generator=gen)
     for _ in range(recipe.epochs):

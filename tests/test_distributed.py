@@ -204,3 +204,20 @@ def test_shard_under_torchrun_is_refused(run_cli: Callable, monkeypatch: pytest.
         monkeypatch.setenv(name, value)
     result = run_cli("analyze", MODEL, *COMMON, "--shard", "0/2", "--no-store")
     assert result.code == 2 and "cannot also run under torchrun" in result.stderr
+
+
+def test_torchrun_similarity_gathers_the_ranks_sums(tmp_path: Path) -> None:
+    """Two ranks' CKA sums gathered and merged on rank 0 give the one-process matrix (1e-12)."""
+    args = ["similarity", MODEL, "--data", "digits", "--max-samples", "120", "-q", "-f", "json"]
+    one = subprocess.run([sys.executable, "-m", "satcli", *args], capture_output=True, text=True, cwd=REPO, check=True)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    sums = tmp_path / "sums.h5"
+    run = [*command, "-m", "satcli", *args, "-o", sums]
+    out = subprocess.run(run, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=240)
+    assert out.returncode == 0, out.stderr
+    document, reference = json.loads(out.stdout), json.loads(one.stdout)  # one document: only rank 0 prints
+    assert document["inputs"] == 120
+    np.testing.assert_allclose(document["matrix"], reference["matrix"], rtol=1e-12, atol=1e-14)
+    with h5py.File(sums, "r") as f:  # rank 0 wrote the merged, complete sums
+        assert not f.attrs["partial"] and f["sides/0/0"].attrs["n"] == 120

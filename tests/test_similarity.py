@@ -6,6 +6,7 @@ import copy
 import json
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -132,3 +133,46 @@ def test_parse_size() -> None:
     for bad in ("2x", "-1MB", "0", "MB", "iB"):
         with pytest.raises(Exception, match=r"size|positive"):
             parse_size(bad)
+
+
+def test_three_shards_merge_to_the_one_process_sums(run_cli, setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    model, rotated, data, acts, acts_rotated = setup
+    whole = _json(run_cli, model, rotated, "--data", data, "--debiased", "--batch-size", "64")
+    parts = [tmp_path / f"part{i}.h5" for i in range(3)]
+    for i, part in enumerate(parts):
+        out = run_cli("similarity", model, rotated, "--data", data, "-q", "--shard", f"{i}/3", "-o", part)
+        assert out.code == 0 and out.stdout == "", out.stderr
+    with h5py.File(parts[1], "r") as f:  # the store's encoding conventions, and the shard it holds
+        assert (f.attrs["encoding_type"], f.attrs["encoding_version"]) == ("similarity-sums", 1)
+        assert f["crosses/2-2"].attrs["encoding_type"] == "cka-cross" and f.attrs["shard_start"] == 100
+    merged = _json(run_cli, "--merge", parts[2], parts[0], parts[1], "--debiased")  # any order: data order
+    assert merged["inputs"] == 300 and merged["layers_b"] == list(LAYERS)
+    for key in ("matrix", "debiased_matrix"):
+        np.testing.assert_allclose(merged[key], whole[key], rtol=1e-12, atol=1e-14)
+    for i, a in enumerate(LAYERS):
+        for j, b in enumerate(LAYERS):
+            assert merged["matrix"][i][j] == pytest.approx(reference_cka(acts[a], acts_rotated[b]), abs=1e-6)
+    full = tmp_path / "full.h5"
+    table = run_cli("merge", *parts, "-o", full)  # satcli merge: the complete sums, and the table
+    assert table.code == 0 and "a2  fc1" in table.stdout, table.stderr
+    again = _json(run_cli, "--merge", full)
+    np.testing.assert_allclose(again["matrix"], whole["matrix"], rtol=1e-12, atol=1e-14)
+
+
+def test_parts_of_other_runs_are_refused(run_cli, setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    model, rotated, data, _, _ = setup
+    parts = {}
+    runs = {
+        "a0": (model, "--shard", "0/2"),
+        "a1": (model, "--shard", "1/2"),
+        "r1": (rotated, "--shard", "1/2"),
+        "x1": (model, "--shard", "1/2", "--layers", "fc1"),
+    }
+    for name, args in runs.items():
+        parts[name] = tmp_path / f"{name}.h5"
+        assert run_cli("similarity", *args, "--data", data, "-q", "-o", parts[name]).code == 0
+    for pair, words in ((("a0", "r1"), "another sha256"), (("a0", "x1"), "another layers a"), (("a1",), "gap")):
+        out = run_cli("similarity", "--merge", *(parts[p] for p in pair))
+        assert out.code == 2 and words in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    out = run_cli("similarity", model, "--data", data, "--shard", "0/2")
+    assert out.code == 2 and "--output" in out.stderr

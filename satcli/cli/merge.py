@@ -25,9 +25,18 @@ def merge_command(
     ] = False,
 ) -> None:
     """Merge shard stores exactly (a complete, disjoint set from one model, data and options), or concatenate
-    full stores into one trajectory store; report, compare, check and plot then read the result."""
+    full stores into one trajectory store; report, compare, check and plot then read the result. The sums of
+    `satcli similarity --shard` jobs merge into the complete sums, and their CKA table is printed."""
+    from satcli.store.cka_sums import is_sums_file
     from satcli.store.merge import merge_stores
     from satcli.store.safety import check_store_target
+
+    if any(is_sums_file(part) for part in parts):
+        from satcli.cli.options import CompareFormat
+        from satcli.cli.similarity import merged_sums, show_report
+
+        show_report(merged_sums(parts, output, debiased=False).report(), CompareFormat.table, None)
+        return
 
     check_store_target(output, parts, replace_foreign=force)
     results = merge_stores(parts, output)

@@ -7,8 +7,9 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -28,6 +29,10 @@ from satcli.cli.options import (
     with_model_preprocessors,
 )
 from satcli.errors import SatcliError
+
+if TYPE_CHECKING:
+    from satcli.engine.similarity import OnPass, ReportBuilder, SimilarityOptions, SimilarityReport
+    from satcli.store.cka_sums import SumsWriter
 
 _UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)(b?)\s*$", re.IGNORECASE)
@@ -90,36 +95,59 @@ def similarity_command(
     ] = None,
     output_format: CompareFormatOption = CompareFormat.table,
     plot: Annotated[Path | None, typer.Option(help="Also draw the CKA matrix as a heatmap to this image.")] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            help="Stream only shard I of K of the data (I/K, from 0) and write its sums to --output; join the parts "
+            "with satcli merge or satcli similarity --merge."
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Also write the float64 CKA sums (HDF5) to this file.", show_default=False),
+    ] = None,
+    merge: Annotated[
+        bool,
+        typer.Option(
+            "--merge", help="MODEL... are sums files (-o) to read: every shard of one run, or one complete file."
+        ),
+    ] = False,
     quiet: Quiet = False,
 ) -> None:
     """Linear CKA (Kornblith et al. 2019) between layers, from exact streamed float64 sums.
 
     One row per input and layer, pooled as analyze pools (--conv-method, --sequence-method; channelwise and
-    token samples are averaged per input). Shards and torchrun are not supported by this command.
+    token samples are averaged per input). Split the data with --shard I/K jobs (then merge their sums) or run
+    under torchrun (rank 0 gathers every rank's sums); both give the one-process numbers.
     """
-    from satcli.data import open_data
-    from satcli.engine.similarity import SimilarityOptions, similarity
-    from satcli.models import resolve_device
+    from satcli.engine.similarity import ReportBuilder, SimilarityOptions
     from satcli.render.plot import check_image_path
-    from satcli.render.similarity import plot_similarity, render_similarity, similarity_csv, similarity_json
     from satcli.taps import Reduction
 
-    if len(models) > 2:
-        raise SatcliError(f"similarity takes one or two models, got {len(models)}")
     if plot is not None:
         check_image_path(plot)
-    options = SimilarityOptions(
-        reduction=Reduction(conv_method.value, sequence_method.value),
-        include=tuple(layers or ()),
-        exclude=tuple(exclude or ()),
-        debiased=debiased,
-        memory_budget=default_budget() if memory_budget is None else parse_size(memory_budget),
-    )
-    source = open_data(data.data, with_model_preprocessors(data.options(model_args.trust_remote_code), models[0]))
-    load = model_args.loader(resolve_device(model_args.device), data.download)
-    loaded = [load(path) for path in models]
-    with _progress(quiet, source.num_samples) as advance:
-        report = similarity(loaded[0], loaded[1] if len(loaded) > 1 else None, source, options, advance)
+    if merge:
+        build = merged_sums(models, output, debiased, shard)
+    else:
+        if len(models) > 2:
+            raise SatcliError(f"similarity takes one or two models, got {len(models)}")
+        options = SimilarityOptions(
+            reduction=Reduction(conv_method.value, sequence_method.value),
+            include=tuple(layers or ()),
+            exclude=tuple(exclude or ()),
+            debiased=debiased,
+            memory_budget=default_budget() if memory_budget is None else parse_size(memory_budget),
+        )
+        build = _streamed(models, data, model_args, options, shard, output, quiet)
+    if not isinstance(build, ReportBuilder):
+        return
+    show_report(build.report(), output_format, plot)
+
+
+def show_report(report: SimilarityReport, output_format: CompareFormat, plot: Path | None) -> None:
+    """The report on stdout as a table, JSON or CSV; the heatmap to `plot`."""
+    from satcli.render.similarity import plot_similarity, render_similarity, similarity_csv, similarity_json
+
     if output_format is CompareFormat.json:
         sys.stdout.write(similarity_json(report) + "\n")
     elif output_format is CompareFormat.csv:
@@ -129,6 +157,90 @@ def similarity_command(
     sys.stdout.flush()
     if plot is not None:
         typer.echo(f"wrote {plot_similarity(report, plot)}", err=True)
+
+
+def merged_sums(parts: list[Path], output: Path | None, debiased: bool, shard: str | None = None) -> ReportBuilder:
+    """The report of merged sums files (and the merged sums written to `output`)."""
+    from satcli.engine.similarity import ReportBuilder, fan_out
+    from satcli.store.cka_sums import merge_sums
+
+    if shard is not None:
+        raise SatcliError("--merge joins the shards' sums; leave out --shard")
+    build = ReportBuilder(debiased, budget=0)
+    writer = _writer(output, parts, {"partial": False, "merged_parts": len(parts)})
+    with _committed(writer, lambda: build.budget):
+        build.budget = merge_sums(parts, fan_out(build, writer))
+    return build
+
+
+def _streamed(
+    models: list[Path], data: DataArgs, model_args: ModelArgs, options: SimilarityOptions, shard: str | None,
+    output: Path | None, quiet: bool,
+) -> ReportBuilder | None:  # fmt: skip
+    """Stream the sums of this process' data: all of it, one --shard, or (under torchrun) this rank's shard,
+    gathered on rank 0. The report on rank 0 unless this is a shard job; the sums written to `output`."""
+    from satcli.data import open_data
+    from satcli.engine.distributed import gather_objects, launched_ranks, parse_shard, process_group, shard_source
+    from satcli.engine.similarity import ReportBuilder, fan_out, stream_sums
+    from satcli.engine.similarity_split import stream_gathered
+    from satcli.models import resolve_device
+
+    ranks = launched_ranks()
+    if shard is not None and ranks is not None and ranks[1] > 1:
+        raise SatcliError("a shard job cannot also run under torchrun; use one way of splitting the data")
+    if shard is not None and output is None:
+        raise SatcliError("--shard writes its part of the sums to a file; give it with --output/-o")
+    source = open_data(data.data, with_model_preprocessors(data.options(model_args.trust_remote_code), models[0]))
+    attrs: dict[str, object] = {"partial": False}
+    if shard is not None:
+        source, plan = shard_source(source, *parse_shard(shard))
+        attrs = plan.to_attrs()
+    device = resolve_device(model_args.device)
+    rank = 0 if ranks is None else ranks[0]
+    group = process_group(device) if ranks is not None else contextlib.nullcontext()
+    with group:
+        if ranks is not None:
+            source, _ = shard_source(source, rank, ranks[1])
+            options = replace(options, memory_budget=min(gather_objects(options.memory_budget)))  # one plan
+        load = model_args.loader(device, data.download)
+        loaded = [load(path) for path in models]
+        build = None if shard is not None or rank else ReportBuilder(options.debiased, options.memory_budget)
+        writer = _writer(output, models, attrs) if rank == 0 else None
+        on_pass = fan_out(build, writer)
+        with _progress(quiet or rank > 0, source.num_samples) as advance, _committed(writer, options.memory_budget):
+
+            def stream(target: OnPass) -> None:
+                stream_sums(loaded[0], loaded[1] if len(loaded) > 1 else None, source, options, target, advance)
+
+            if ranks is None:
+                stream(on_pass)
+            else:
+                stream_gathered(stream, on_pass, rank)
+    if writer is not None and shard is not None:
+        typer.echo(f"wrote {output}: the sums of shard {shard} ({source.num_samples} inputs)", err=True)
+    return build
+
+
+def _writer(output: Path | None, inputs: list[Path], attrs: dict[str, object]) -> SumsWriter | None:
+    from satcli.store.cka_sums import SumsWriter, check_sums_target
+
+    if output is None:
+        return None
+    check_sums_target(output, inputs)
+    return SumsWriter(output, attrs)
+
+
+@contextlib.contextmanager
+def _committed(writer: SumsWriter | None, budget: int | Callable[[], int]) -> Iterator[None]:
+    """Commit the writer when the block succeeds, remove its temp file when it fails."""
+    try:
+        yield
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    if writer is not None:
+        writer.commit(budget() if callable(budget) else budget)
 
 
 @contextlib.contextmanager

@@ -22,6 +22,7 @@ sum b_i u_i per pair, all of which re-express in closed form.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -190,3 +191,18 @@ def linear_cka(x: Side, y: Side, cross: Cross, debiased: bool = False) -> float 
     if not (norm_x > 0 and norm_y > 0):
         return None
     return top / math.sqrt(norm_x * norm_y)
+
+
+def merge_parts(
+    sides_x: Sequence[Side], sides_y: Sequence[Side], crosses: Sequence[Cross | None]
+) -> tuple[Side, Side, Cross | None]:
+    """A pair's sides and cross sums over several parts (in data order), around the first part's shifts.
+
+    `crosses` holds None for a layer paired with itself (its cross is `self_cross` of the merged side).
+    """
+    x, y, cross = sides_x[0], sides_y[0], crosses[0]
+    for ox, oy, oc in zip(sides_x[1:], sides_y[1:], crosses[1:], strict=True):
+        if cross is not None and oc is not None:
+            cross = merge_cross(cross, x, y, oc, ox, oy)
+        x, y = merge_sides(x, ox), merge_sides(y, oy)
+    return x, y, cross

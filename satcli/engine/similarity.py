@@ -81,6 +81,102 @@ class SimilarityReport:
 Progress = Callable[[int, int], None]  # (pass number from 1, inputs in the batch)
 
 
+@dataclass(frozen=True)
+class SumsHeader:
+    """What a run's sums are of; every part of a split run has the same header (checked before a merge)."""
+
+    models: tuple[str, ...]
+    sha256: tuple[str, ...]
+    data: str
+    layers_a: tuple[str, ...]
+    layers_b: tuple[str, ...]
+    widths_a: tuple[int, ...]
+    widths_b: tuple[int, ...]
+    reduction: str
+
+    @property
+    def two_models(self) -> bool:
+        return len(self.models) == 2
+
+    def side_keys(self, pair: tuple[str, str]) -> tuple[tuple[int, str], tuple[int, str]]:
+        """The (model, layer) keys of a pair's two sides."""
+        return (0, pair[0]), (1 if self.two_models else 0, pair[1])
+
+
+@dataclass(frozen=True)
+class PassSums:
+    """One finished pass: every layer's complete side, the cross sums of this pass's pairs (a layer of one model
+    with itself has none: `self_cross` of its side), and the run's counts so far."""
+
+    number: int
+    passes: int
+    pairs: tuple[tuple[str, str], ...]
+    sides: dict[tuple[int, str], Side]
+    crosses: dict[tuple[str, str], Cross]
+    inputs: int
+    skipped: int
+    held: int
+
+
+OnPass = Callable[[SumsHeader, PassSums], None]
+
+
+def fan_out(*consumers: OnPass | None) -> OnPass:
+    """One consumer handing each finished pass to every given one (None: left out), in order."""
+    chosen = [c for c in consumers if c is not None]
+
+    def on_pass(header: SumsHeader, sums: PassSums) -> None:
+        for consumer in chosen:
+            consumer(header, sums)
+
+    return on_pass
+
+
+def pair_cka(header: SumsHeader, sums: PassSums, debiased: bool) -> list[PairCKA]:
+    """The CKA of each pair of a finished pass."""
+    out = []
+    for pair in sums.pairs:
+        kx, ky = header.side_keys(pair)
+        x, y = sums.sides[kx], sums.sides[ky]
+        cross = sums.crosses[pair] if pair in sums.crosses else self_cross(x)
+        value = linear_cka(x, y, cross)
+        out.append(PairCKA(pair[0], pair[1], value, linear_cka(x, y, cross, True) if debiased else None, x.n))
+    return out
+
+
+class ReportBuilder:
+    """Turns finished passes into a SimilarityReport (the cross sums are dropped once their CKA is taken)."""
+
+    def __init__(self, debiased: bool, budget: int) -> None:
+        self.debiased, self.budget = debiased, budget
+        self.header: SumsHeader | None = None
+        self.last: PassSums | None = None
+        self.pairs: list[PairCKA] = []
+
+    def __call__(self, header: SumsHeader, sums: PassSums) -> None:
+        self.header, self.last = header, sums
+        self.pairs += pair_cka(header, sums, self.debiased)
+
+    def report(self) -> SimilarityReport:
+        header, last = self.header, self.last
+        assert header is not None and last is not None
+        return SimilarityReport(
+            models=header.models,
+            data=header.data,
+            layers_a=header.layers_a,
+            layers_b=header.layers_b,
+            widths_a=header.widths_a,
+            widths_b=header.widths_b,
+            pairs=tuple(self.pairs),
+            inputs=last.inputs,
+            skipped=last.skipped,
+            passes=last.passes,
+            held_bytes=last.held,
+            budget=self.budget,
+            debiased=self.debiased,
+        )
+
+
 @dataclass
 class _Tapped:
     """One model's per-input rows of the current batch, by layer, in forward order."""
@@ -97,20 +193,34 @@ def similarity(
     progress: Progress | None = None,
 ) -> SimilarityReport:
     """CKA of every planned layer pair over the whole data set, in as many passes as the budget needs."""
+    build = ReportBuilder(options.debiased, options.memory_budget)
+    stream_sums(model_a, model_b, data, options, build, progress)
+    return build.report()
+
+
+def stream_sums(
+    model_a: LoadedModel,
+    model_b: LoadedModel | None,
+    data: DataSource,
+    options: SimilarityOptions,
+    on_pass: OnPass,
+    progress: Progress | None = None,
+) -> None:
+    """Stream every planned pair's float64 sums over the data, handing each finished pass to `on_pass`."""
     models = [model_a] if model_b is None else [model_a, model_b]
     last = len(models) - 1
     sides: dict[tuple[int, str], Side] = {}
-    crosses: dict[tuple[str, str], Cross] = {}
     plan: _Plan | None = None
-    names: list[list[str]] = []
+    header: SumsHeader | None = None
     inputs = skipped = 0
     number = 0
     while plan is None or number < len(plan.groups):
         number += 1
+        crosses: dict[tuple[str, str], Cross] = {}
         for raw in _batches(models, data, options):
             if plan is None:
-                names = [list(r) for r in raw]
-                plan = _plan(names, [{n: int(t.shape[1]) for n, t in r.items()} for r in raw], options)
+                header = _header(models, data, options, raw)
+                plan = _plan([list(header.layers_a), list(header.layers_b)][: last + 1], _widths(raw), options)
             count = len(next(iter(raw[0].values())))
             rows, dropped = _finite(raw)
             if number == 1:
@@ -122,31 +232,31 @@ def similarity(
                     crosses[(a, b)] = add_cross(crosses.get((a, b)), shifted[(0, a)], shifted[(last, b)])
             if progress is not None:
                 progress(number, count)
-        if plan is None:
+        if plan is None or header is None:
             raise SatcliError(f"the data set {data.description} gave no samples")
-    pairs = []
-    for group in plan.groups:
-        for a, b in group:
-            x, y = sides[(0, a)], sides[(last, b)]
-            cross = crosses.pop((a, b)) if (last or a != b) else self_cross(x)
-            debiased = linear_cka(x, y, cross, True) if options.debiased else None
-            pairs.append(PairCKA(a, b, linear_cka(x, y, cross), debiased, x.n))
-    widths = [tuple(int(sides[(m, n)].shift.shape[0]) for n in names[m]) for m in range(len(models))]
-    return SimilarityReport(
+        group = tuple(plan.groups[number - 1])
+        on_pass(header, PassSums(number, len(plan.groups), group, sides, crosses, inputs, skipped, plan.held))
+
+
+def _header(
+    models: Sequence[LoadedModel], data: DataSource, options: SimilarityOptions, raw: list[dict[str, torch.Tensor]]
+) -> SumsHeader:
+    names = [tuple(r) for r in raw]
+    widths = [tuple(int(t.shape[1]) for t in r.values()) for r in raw]
+    return SumsHeader(
         models=tuple(str(m.path) for m in models),
+        sha256=tuple(str(m.sha256) for m in models),
         data=data.description,
-        layers_a=tuple(names[0]),
-        layers_b=tuple(names[last]),
+        layers_a=names[0],
+        layers_b=names[-1],
         widths_a=widths[0],
-        widths_b=widths[last],
-        pairs=tuple(pairs),
-        inputs=inputs,
-        skipped=skipped,
-        passes=len(plan.groups),
-        held_bytes=plan.held,
-        budget=options.memory_budget,
-        debiased=options.debiased,
+        widths_b=widths[-1],
+        reduction=f"{options.reduction.conv_method}/{options.reduction.sequence_method}",
     )
+
+
+def _widths(raw: list[dict[str, torch.Tensor]]) -> list[dict[str, int]]:
+    return [{n: int(t.shape[1]) for n, t in r.items()} for r in raw]
 
 
 def _batches(

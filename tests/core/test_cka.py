@@ -6,7 +6,17 @@ import numpy as np
 import pytest
 from cka_reference import reference_cka
 
-from satcli.core.cka import Cross, Side, add_cross, add_rows, linear_cka, merge_cross, merge_sides, self_cross
+from satcli.core.cka import (
+    Cross,
+    Side,
+    add_cross,
+    add_rows,
+    linear_cka,
+    merge_cross,
+    merge_parts,
+    merge_sides,
+    self_cross,
+)
 
 
 def hsic_u(k: np.ndarray, m: np.ndarray) -> float:
@@ -93,3 +103,14 @@ def test_undefined_cases() -> None:
     sx, sy, cross = streamed(small_x, small_y, [])
     assert linear_cka(sx, sy, cross, debiased=True) is None
     assert linear_cka(sx, sy, cross) is not None
+
+
+def test_merge_parts_of_three_splits_matches_numpy() -> None:
+    x, y = _data(4)
+    parts = [streamed(x[a:b], y[a:b], []) for a, b in ((0, 90), (90, 91), (91, 300))]
+    mx, my, mc = merge_parts([p[0] for p in parts], [p[1] for p in parts], [p[2] for p in parts])
+    assert mc is not None and mx.n == 300
+    for debiased in (False, True):
+        assert linear_cka(mx, my, mc, debiased) == pytest.approx(reference_cka(x, y, debiased), rel=1e-10)
+    sx, _, none = merge_parts([p[0] for p in parts], [p[0] for p in parts], [None] * 3)
+    assert none is None and linear_cka(sx, sx, self_cross(sx)) == pytest.approx(1.0, abs=1e-12)
