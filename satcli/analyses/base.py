@@ -78,6 +78,9 @@ class Analysis(ABC):
     derived: ClassVar[bool] = False
     # update() also takes each sample's input index in the whole data set (reservoirs keyed by it).
     wants_index: ClassVar[bool] = False
+    # update() gets every position / real token of a layer's output as a sample, whatever the run's reduction
+    # (a unit that fires at one position of one input is alive, though its pooled mean may be negative).
+    positions: ClassVar[bool] = False
     summary: ClassVar[str] = ""
 
     def __init__(self, options: object | None = None, device: torch.device | str | None = None) -> None:

@@ -40,6 +40,7 @@ class HealthAnalysis(LayerAnalysis):
     name = "health"
     Options = HealthOptions
     runs = ON
+    positions = True  # dead = never > 0 at any position or real token, not a negative pooled mean
     keys = ("health",)
     summary = "shares of dead (max <= 0) and dormant (mean |x| <= tau x the average) units per layer"
 

@@ -17,7 +17,7 @@ from satcli.core.state import CheckpointMeta, CheckpointState, LayerMeta, LayerS
 from satcli.engine.nonfinite import NonFiniteCount, flag_unmeasured
 from satcli.engine.options import AnalysisOptions
 from satcli.errors import SatcliError
-from satcli.taps import CONV, Layer, sample_view
+from satcli.taps import CONV, Layer, Reduction, sample_view
 from satcli.taps.layers import Inputs
 from satcli.taps.reduce import sample_labels
 
@@ -38,6 +38,7 @@ class Recorder:
         self._keep: torch.Tensor | None = None  # inputs of the current forward pass to measure (None: all)
         # Analyses that choose samples by the input's global index (reservoirs) get each sample's index.
         self.wants_index = any(analysis.wants_index for analysis in self.analyses)
+        self._positions = Reduction(conv_method="channelwise", sequence_method="tokens")
 
     @property
     def layers(self) -> list[LayerMeta]:
@@ -80,8 +81,13 @@ class Recorder:
         measured, per_sample, sample_index = self.nonfinite.finite_samples(
             layer.name, samples, per_sample, sample_index
         )
+        every: torch.Tensor | None = None  # every position / real token, for analyses of units (health)
         for analysis in self.analyses:
-            if analysis.wants_index:
+            if analysis.positions:
+                if every is None:
+                    every = _finite_rows(sample_view(out, layer, self._positions, mask))
+                analysis.update(layer, every, None)
+            elif analysis.wants_index:
                 analysis.update(layer, measured, per_sample, sample_index)
             else:
                 analysis.update(layer, measured, per_sample)
@@ -133,6 +139,12 @@ class Recorder:
         self._metas.clear()
         self.nonfinite = NonFiniteCount(self.nonfinite.policy)
         self._keep = None
+
+
+def _finite_rows(samples: torch.Tensor) -> torch.Tensor:
+    """The samples as (N, d) rows without those holding NaN/inf (already counted on the run's own samples)."""
+    rows = samples.reshape(-1, samples.shape[-1])
+    return rows if bool(torch.isfinite(rows.sum())) else rows[torch.isfinite(rows).all(dim=1)]
 
 
 def per_input(samples: torch.Tensor, out: torch.Tensor) -> bool:

@@ -53,6 +53,25 @@ def test_against_numpy_on_hook_activations() -> None:
     assert custom["options"]["analysis_options"] == {"health": {"tau": 0.5}}
 
 
+@pytest.mark.parametrize("conv_method", ["mean", "channelwise"])
+def test_conv_units_are_judged_at_every_position_whatever_the_pooling(conv_method: str) -> None:
+    """A channel with a negative spatial mean that is > 0 at some position is alive (a following ReLU fires)."""
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 8 * 8, 3))
+    with torch.no_grad():
+        model[0].bias[:] = torch.tensor([-100.0, -0.6, 0.0, 0.0, -100.0, 0.0])  # 0 and 4 never fire
+    inputs = torch.randn(64, 1, 8, 8)
+    seen: list[np.ndarray] = []
+    hook = model[0].register_forward_hook(lambda m, i, o: seen.append(o.detach().double().numpy()))
+    result = satcli.analyze_model(model, list(inputs.split(16)), conv_method=conv_method).to_dict()
+    hook.remove()
+    acts = np.concatenate(seen)  # (N, C, H, W)
+    positions = acts.transpose(0, 2, 3, 1).reshape(-1, 6)
+    pooled_max = acts.mean(axis=(2, 3)).max(axis=0)
+    assert pooled_max[1] <= 0 < positions[:, 1].max()  # the case pooling would call dead
+    assert result["layers"][0]["health"] == _numpy_health(positions) and _numpy_health(positions)["dead"] == 2 / 6
+
+
 def test_merge_of_two_halves_equals_one_pass() -> None:
     layer = Layer(name="x", type="Linear", kind="linear", width=6)
     rows = torch.randn(100, 6, dtype=torch.float32)
