@@ -84,7 +84,7 @@ def evaluation_pass(
             f"the evaluation pass of the {names} analysis got no inputs from {data.description} "
             "(a one-pass source cannot be read again: give evaluation data)"
         )
-    options_record = {**state.meta.options, "eval_data": data.description, "eval_inputs": seen}
+    options_record = {**state.meta.options, "eval_data": data.description}
     return with_elements(replace(state, meta=replace(state.meta, options=options_record)), chosen)
 
 
