@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 
-from satcli.core.state import LayerStats
+from satcli.core.state import CheckpointState, LayerStats
 from satcli.taps.layers import Layer
 
 # When an analysis runs without being asked: always, only when the data carry labels, or only when asked.
@@ -81,6 +81,9 @@ class Analysis(ABC):
     # update() gets every position / real token of a layer's output as a sample, whatever the run's reduction
     # (a unit that fires at one position of one input is alive, though its pooled mean may be negative).
     positions: ClassVar[bool] = False
+    # After the fit pass the engine runs the model over labelled evaluation data: `prepare` reads the fit
+    # pass' state, then `evaluate` gets every layer's evaluation samples (engine/evaluate.py).
+    eval_pass: ClassVar[bool] = False
     summary: ClassVar[str] = ""
 
     def __init__(self, options: object | None = None, device: torch.device | str | None = None) -> None:
@@ -112,6 +115,18 @@ class Analysis(ABC):
 
     def finish(self, module: torch.nn.Module) -> None:  # noqa: B027 - optional hook, most analyses need none
         """Called once after the last batch, with the model (data-free analyses compute here)."""
+
+    def prepare(self, state: CheckpointState) -> None:  # noqa: B027 - only analyses with an eval pass
+        """Before the evaluation pass: read what the fit pass measured (every layer's moments and elements)."""
+
+    def evaluate(self, layer: Layer, samples: torch.Tensor, labels: torch.Tensor | None) -> None:  # noqa: B027
+        """Add one batch of a layer's evaluation samples (after `prepare`); `labels` as in `update`."""
+
+    @staticmethod
+    def across(entries: Sequence[Mapping[str, object]]) -> list[Mapping[str, object]] | None:
+        """Keys relating a layer to the others (a gain over the previous layer), from every layer's JSON entry
+        in forward order: one mapping per layer to add to its entry; None adds nothing."""
+        return None
 
     @staticmethod
     def score(stats: LayerStats, element: object, required: Mapping[str, object]) -> Mapping[str, object] | None:

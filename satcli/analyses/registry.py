@@ -17,6 +17,7 @@ from satcli.analyses.base import LABELLED, ON, Analysis, Column
 from satcli.analyses.classes import ClassesAnalysis
 from satcli.analyses.health import HealthAnalysis
 from satcli.analyses.neighbours import MLEAnalysis, TwoNNAnalysis
+from satcli.analyses.probe import ProbeAnalysis
 from satcli.analyses.saturation import SaturationAnalysis
 from satcli.analyses.spectrum import SpectrumAnalysis
 from satcli.analyses.weights import WeightsAnalysis
@@ -31,6 +32,7 @@ _CLASSES: tuple[type[Analysis], ...] = (
     WeightsAnalysis,
     TwoNNAnalysis,
     MLEAnalysis,
+    ProbeAnalysis,
 )
 
 ANALYSES: dict[str, type[Analysis]] = {cls.name: cls for cls in _CLASSES}

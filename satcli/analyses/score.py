@@ -41,6 +41,18 @@ def score_layer_state(layer: LayerState, delta: float) -> LayerScore:
     return replace(base, extras=extras) if extras else base
 
 
+def _across(scores: tuple[LayerScore, ...]) -> tuple[LayerScore, ...]:
+    """The layers with the keys analyses derive across layers (in forward order) added to their entries."""
+    for analysis in LAYER_ANALYSES.values():
+        added = analysis.across([score.extras for score in scores])
+        if added is not None:
+            scores = tuple(
+                replace(score, extras={**score.extras, **extra}) if extra else score
+                for score, extra in zip(scores, added, strict=True)
+            )
+    return scores
+
+
 def unknown_analyses(state: CheckpointState) -> list[str]:
     """Analyses whose state a stored checkpoint holds but this satcli has no class for (kept, not scored)."""
     names = {name for layer in state.layers for name in layer.extras if name not in LAYER_ANALYSES}
@@ -49,7 +61,7 @@ def unknown_analyses(state: CheckpointState) -> list[str]:
 
 def score_state(state: CheckpointState, thresholds: Thresholds, store: str | None = None) -> CheckpointResult:
     """Every layer scored at `thresholds`, the verdict over them, and where the checkpoint came from."""
-    scores = tuple(score_layer_state(layer, thresholds.delta) for layer in state.layers)
+    scores = _across(tuple(score_layer_state(layer, thresholds.delta) for layer in state.layers))
     meta = state.meta
     unknown = unknown_analyses(state)
     return CheckpointResult(

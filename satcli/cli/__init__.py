@@ -7,6 +7,7 @@ from satcli.cli import (  # noqa: F401  (registers the commands)
     layers,
     merge,
     plot,
+    probe,
     project,
     rescore,
     rf,

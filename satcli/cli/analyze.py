@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -22,6 +22,8 @@ from satcli.cli.options import (
     ActivationsDtype,
     AnalyzeFormat,
     Columns,
+    EvalData,
+    EvalSplit,
     NoSort,
     OutputFormat,
     Quiet,
@@ -82,6 +84,8 @@ def analyze_command(
     ],
     *,
     data: DataArgs,
+    eval_data: EvalData = None,
+    eval_split: EvalSplit = None,
     model: ModelArgs,
     layer: LayerArgs,
     analyses: AnalysisArgs,
@@ -112,6 +116,7 @@ def analyze_command(
     Several checkpoints share one decoded data set and print as each finishes; one that fails is reported on
     stderr and skipped, and the exit code is then 2.
     """
+    from satcli.cli.options import eval_source
     from satcli.data import open_data
     from satcli.engine.distributed import launched_ranks, local_device
     from satcli.engine.resolution import BorderNotes
@@ -143,6 +148,9 @@ def analyze_command(
     # Data are prepared once for every checkpoint: with the first one's tokenizer / image processor.
     data_opts = with_model_preprocessors(data.options(model.trust_remote_code), paths[0])
     source = open_data(data.data, data_opts)
+    evaluation = eval_source(eval_data, eval_split, data.data, data.split, data_opts)
+    if evaluation is not None:
+        options = replace(options, eval_data=evaluation)
     run_device = local_device(resolve_device(model.device)) if launched_ranks() else resolve_device(model.device)
     borders = BorderNotes(model.loader(run_device, data.download), source)
     run = _Run(paths, options, borders, store_for, quiet, storing.wait, storing.append, tuple(columns or ()))

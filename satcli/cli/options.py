@@ -206,6 +206,18 @@ def with_model_preprocessors(options: DataOptions, model: str | Path) -> DataOpt
     )
 
 
+def eval_source(
+    eval_data: str | None, eval_split: str | None, data: str, split: str | None, fit: DataOptions
+) -> object:
+    """The evaluation data of --eval-data / --eval-split (prepared like the fit data), or None when neither names
+    other data than --data / --split."""
+    from satcli.data import open_data
+
+    if eval_data is None and (eval_split is None or eval_split == split):
+        return None
+    return open_data(eval_data or data, replace(fit, split=eval_split or split))
+
+
 def arch_kwargs_dict(items: list[str] | None) -> dict[str, object]:
     """--arch-kwargs values (repeatable, or comma-separated) as a dict."""
     from satcli.models import parse_arch_kwargs
@@ -332,6 +344,14 @@ WeightSpectra = Annotated[
         help="Add each layer's weight-spectrum alpha and stable rank (data-free; the same as --analysis weights).",
     ),
 ]
+EvalData = Annotated[
+    str | None,
+    typer.Option(
+        help="Labelled data the evaluation pass runs on (linear probes: --analysis probe) [default: the --data set].",
+        show_default=False,
+    ),
+]
+EvalSplit = Annotated[str | None, typer.Option(help="Split of --eval-data [default: --split].", show_default=False)]
 Columns = Annotated[
     list[str] | None,
     typer.Option(

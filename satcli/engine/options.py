@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from satcli.analyses.registry import options_record, parse_spec, resolve
 from satcli.core.accumulator import PRECISIONS
@@ -22,6 +23,7 @@ class AnalysisOptions:
     (name, options) pairs (analyses/registry.py). `classes` and `weight_spectra` are aliases: classes
     None = on when the data carry labels, False = off; weight_spectra = the `weights` analysis. `precision`:
     of the per-block covariance arithmetic (sums are float64 either way; docs/method.md sec. 1 gives float32's error).
+    `eval_data`: what analyses with an evaluation pass (the linear probes) evaluate on.
     """
 
     reduction: Reduction = field(default_factory=Reduction)
@@ -35,6 +37,8 @@ class AnalysisOptions:
     precision: str = "float64"
     on_nonfinite: str = "skip"
     analyses: tuple[str | tuple[str, object], ...] = ()
+    # The labelled data of the evaluation pass of analyses that have one (a DataSource; None: the fit data).
+    eval_data: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         specs = tuple(parse_spec(spec) if isinstance(spec, str) else spec for spec in self.analyses)

@@ -1,5 +1,6 @@
 """The batch loop: run each batch through the taps and hand every tracked output, with the batch's mask and
 labels, to the recorder (engine/recorder.py, the Monitor's too); observers (store writer, progress) watch.
+Analyses that evaluate what they fitted get a second pass over the evaluation data (engine/evaluate.py).
 
 It prints nothing and writes nothing itself: the store is one observer among others.
 """
@@ -19,6 +20,7 @@ from satcli.analyses.score import score_state
 from satcli.core.results import CheckpointResult
 from satcli.core.state import CheckpointMeta, CheckpointState, LayerMeta
 from satcli.data import Batch, DataSource
+from satcli.engine.evaluate import evaluation_pass
 from satcli.engine.nonfinite import finite_rows
 from satcli.engine.options import AnalysisOptions
 from satcli.engine.recorder import Recorder
@@ -117,6 +119,10 @@ def analyze(
     widest = max(layer.width for layer in recorder.layers)
     with scoring_threads(widest):  # eigendecompositions: see engine/threads.py
         state = recorder.state(meta, num_inputs)
+    # Analyses that evaluate what they fitted (linear probes) see the evaluation data (default: the fit data).
+    evaluate = options.eval_data if options.eval_data is not None else data
+    state = evaluation_pass(model, evaluate, options, state, recorder.analyses)  # type: ignore[arg-type]
+    with scoring_threads(widest):
         result = score_state(state, options.thresholds)
     for observer in observers:
         observer.finished(state, result)

@@ -7,13 +7,14 @@
             monitor.checkpoint(step=epoch)      # one trajectory point in the store, then reset
 
 The hooks never change the model's mode, gradients or outputs; `report`, `compare`, `plot` and `check`
-read the store like any other.
+read the store like any other. `analyses=` takes the API's specs (`"health"`, `"twonn:reservoir=500"`, ...);
+`"classes"` needs each batch's labels, given by `monitor.labels(y)` before the forward pass.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Mapping, Sequence
+from dataclasses import fields, replace
 from pathlib import Path
 from types import TracebackType
 
@@ -22,11 +23,14 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from satcli.analyses.base import LABELLED
+from satcli.analyses.registry import ANALYSES
 from satcli.analyses.saturation import SaturationAnalysis
 from satcli.analyses.score import score_state
-from satcli.core.state import CheckpointMeta, CheckpointState, LayerMeta, LayerStats
+from satcli.core.state import CheckpointMeta, CheckpointState, ClassStats, LayerMeta, LayerStats
 from satcli.engine.distributed import gather_objects
 from satcli.engine.recorder import Recorder
+from satcli.engine.run import build_analyses
 from satcli.errors import SatcliError
 from satcli.store.merge import write_state
 from satcli.store.writer import StoreWriter
@@ -36,7 +40,7 @@ from satcli.training.adapters import analysis_options, module_device, module_sha
 from satcli.training.logging import ScalarWriter, write_scalars
 from satcli.training.result import Result
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: the other analyses' states too (version 1 states hold the moments alone)
 TRAINING_DATA = "training"
 
 
@@ -46,6 +50,9 @@ class Monitor:
     `every`: record only every n-th forward pass (1 = all), to trade precision for overhead.
     `writer`: a TensorBoard SummaryWriter (anything with add_scalar) that gets each checkpoint's saturation,
     k, between-class share and average as scalars (satcli.training.logging).
+    `analyses`: analyses besides those that run by default, as the API's and the CLI's `NAME[:opt=value]`;
+    one that needs labels (`classes`) reads those given by `labels(y)`; reservoir analyses (`twonn`, `mle`)
+    key samples by a running count of the inputs seen. Analyses with an evaluation pass (`probe`) are refused.
     """
 
     def __init__(
@@ -60,20 +67,31 @@ class Monitor:
         sequence_method: str = "mean",
         every: int = 1,
         writer: ScalarWriter | None = None,
+        analyses: Sequence[str] = (),
     ) -> None:
         if every < 1:
             raise SatcliError(f"every must be a positive integer, got {every}")
         self.module = module
         self.store = None if store is None else Path(store)
-        self.options = analysis_options(delta, conv_method, layers, sequence_method, exclude=exclude, classes=False)
+        self.options = analysis_options(delta, conv_method, layers, sequence_method, exclude=exclude, analyses=analyses)
         self.every = every
         self.writer = writer
         self._taps = PassiveTaps(module, self._observe, self._count, self.options.include, self.options.exclude)
-        # The engine's recording step (engine/recorder.py): the same samples, non-finite filter and state as analyze.
-        self._saturation = SaturationAnalysis(device=module_device(module))
-        self._recorder = Recorder(self.options, [self._saturation])
+        # The engine's analyses (built as analyze builds them) and its recording step (engine/recorder.py): the
+        # same samples, non-finite filter and state as analyze.
+        self._labelled = _needs_labels(self.options.analyses)  # type: ignore[arg-type]
+        built = build_analyses(self.options, self._labelled, module_device(module))
+        refused = [analysis.name for analysis in built if analysis.eval_pass]
+        if refused:
+            raise SatcliError(f"the Monitor cannot run {', '.join(refused)}: it needs an evaluation pass over data")
+        self._saturation = next(a for a in built if isinstance(a, SaturationAnalysis))
+        self._recorder = Recorder(self.options, built)
         self._num_inputs = 0
         self._calls = 0
+        self._seen = 0  # inputs of recorded passes since the last reset, the reservoirs' input index
+        self._pending: torch.Tensor | None = None  # labels(y) for the next forward pass
+        self._labels: torch.Tensor | None = None
+        self._index: torch.Tensor | None = None
 
     # --- attaching -------------------------------------------------------------------------------------
 
@@ -104,17 +122,33 @@ class Monitor:
         """Inputs recorded since the last reset."""
         return self._num_inputs
 
+    def labels(self, y: torch.Tensor) -> None:
+        """The (B,) integer labels of the next forward pass' inputs (for `classes`; -1 = no label)."""
+        if not isinstance(y, torch.Tensor) or y.ndim != 1 or y.is_floating_point():
+            raise SatcliError("labels must be a 1-D integer tensor, one label per input of the next forward pass")
+        self._pending = y.detach().long()
+
     def _count(self, inputs: dict[str, torch.Tensor]) -> None:
         self._calls += 1
-        if self._recording():
-            self._num_inputs += self._recorder.begin(inputs)  # inputs holding NaN or inf are left out
+        self._labels, self._pending = self._pending, None
+        if not self._recording():
+            return
+        first = next(iter(inputs.values())) if isinstance(inputs, dict) else inputs
+        size = int(first.shape[0])
+        if self._labels is not None and self._labels.shape[0] != size:
+            raise SatcliError(f"labels(y) gave {self._labels.shape[0]} labels for a forward pass of {size} inputs")
+        if self._recorder.wants_index:
+            self._index = _input_index(self._seen, size, first.device)
+        self._seen += size
+        self._num_inputs += self._recorder.begin(inputs)  # inputs holding NaN or inf are left out
 
     def _recording(self) -> bool:
         return (self._calls - 1) % self.every == 0
 
     def _observe(self, layer: Layer, out: torch.Tensor, mask: torch.Tensor | None) -> None:
         if self._recording():
-            self._recorder.record(layer, out, mask, None)
+            labels = None if self._labels is None else self._labels.to(out.device)
+            self._recorder.record(layer, out, mask, labels, self._index)
 
     # --- results ---------------------------------------------------------------------------------------
 
@@ -124,7 +158,7 @@ class Monitor:
             raise SatcliError("the monitor has recorded no forward pass of a tracked layer")
         self._recorder.output_layer = self._taps.output_layer
         options = {
-            **self.options.describe(False),
+            **self.options.describe(self._labelled),
             "data": "forward passes observed during training",
             "device": str(module_device(self.module)),
             "num_inputs": self._num_inputs,
@@ -150,6 +184,7 @@ class Monitor:
         self._recorder.reset()
         self._num_inputs = 0
         self._calls = 0
+        self._seen = 0
 
     def checkpoint(self, step: int | None = None, **metadata: object) -> Result | None:
         """Score what was recorded, add it to the store as one trajectory point (with `step` and `metadata`
@@ -197,7 +232,18 @@ class Monitor:
                 )
         nonfinite = self._recorder.nonfinite
         skipped = {"inputs": nonfinite.inputs, "layer_samples": dict(nonfinite.layer_samples)}
-        return {"version": STATE_VERSION, "num_inputs": self._num_inputs, "layers": layers, "nonfinite": skipped}
+        others = {
+            a.name: {layer: _as_tensors(element) for layer, element in a.state().items()}
+            for a in self._recorder.analyses
+            if not a.derived and a is not self._saturation
+        }
+        return {
+            "version": STATE_VERSION,
+            "num_inputs": self._num_inputs,
+            "layers": layers,
+            "nonfinite": skipped,
+            "analyses": others,
+        }
 
     def load_state_dict(self, state: dict[str, object]) -> None:
         """Replace the recorded state by a state_dict()."""
@@ -207,7 +253,7 @@ class Monitor:
     def merge(self, other: Monitor | dict[str, object]) -> None:
         """Fold in another monitor's (or state_dict's) samples exactly: the Chan merge of docs/method.md sec. 7."""
         state = other.state_dict() if isinstance(other, Monitor) else other
-        if state.get("version") != STATE_VERSION:
+        if state.get("version") not in (1, STATE_VERSION):
             raise SatcliError(f"unknown monitor state version {state.get('version')!r}")
         incoming: dict[str, object] = {}
         for entry in state["layers"]:  # type: ignore[attr-defined]
@@ -218,6 +264,11 @@ class Monitor:
             m2 = torch.as_tensor(entry["m2"], dtype=torch.float64).cpu().numpy()
             incoming[meta.name] = LayerStats(int(entry["samples"]), mean, m2, np.zeros(0), bool(entry["nonfinite"]))
         self._saturation.merge(incoming)
+        by_name = {analysis.name: analysis for analysis in self._recorder.analyses}
+        for name, elements in (state.get("analyses") or {}).items():  # type: ignore[attr-defined]
+            if name not in by_name:
+                raise SatcliError(f"the state holds analysis {name!r}, which this monitor does not run")
+            by_name[name].merge({layer: _from_tensors(element) for layer, element in elements.items()})
         self._num_inputs += int(state["num_inputs"])  # type: ignore[call-overload]
         skipped = state.get("nonfinite") or {}  # absent in states of older versions
         nonfinite = self._recorder.nonfinite
@@ -234,3 +285,36 @@ class Monitor:
         self.reset()
         for state in gathered:
             self.merge(state)  # type: ignore[arg-type]
+
+
+def _needs_labels(specs: Sequence[tuple[str, object]]) -> bool:
+    """True when an asked-for analysis, or one it requires, reads labels (then `classes` runs too)."""
+    names = [name for name, _ in specs]
+    return any(
+        ANALYSES[n].runs == LABELLED or any(ANALYSES[r].runs == LABELLED for r in ANALYSES[n].requires) for n in names
+    )
+
+
+def _input_index(start: int, size: int, device: torch.device) -> torch.Tensor:
+    """(B,) global index of a forward pass' inputs: a running count, interleaved over torch.distributed ranks so
+    no two ranks give one index."""
+    index = torch.arange(start, start + size, dtype=torch.int64)
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        index = index * dist.get_world_size() + dist.get_rank()
+    return index.to(device)
+
+
+def _as_tensors(element: object) -> dict[str, object]:
+    """An analysis' state element with its arrays as tensors (what torch.save(weights_only=True) holds)."""
+    if isinstance(element, ClassStats):
+        element = {"__class_stats__": True, **{f.name: getattr(element, f.name) for f in fields(ClassStats)}}
+    assert isinstance(element, Mapping)
+    return {key: torch.as_tensor(value) if isinstance(value, np.ndarray) else value for key, value in element.items()}
+
+
+def _from_tensors(element: Mapping[str, object]) -> object:
+    """The inverse of _as_tensors."""
+    plain = {key: value.numpy() if isinstance(value, torch.Tensor) else value for key, value in element.items()}
+    if plain.pop("__class_stats__", False):
+        return ClassStats(**plain)  # type: ignore[arg-type]
+    return plain
