@@ -47,7 +47,7 @@ class ClassesAnalysis(LayerAnalysis):
     runs = LABELLED
     keys = ("classes",)
     columns = (Column("between", "classes", lambda entry: percent_cell(_between(entry)), True),)
-    summary = "class/cross-class spectra (docs/method.md sec. 3); on when the data carry labels"
+    summary = "class/cross-class spectra (docs/method.md sec. 4); on when the data carry labels"
 
     def __init__(self, options: object | None = None, device: torch.device | str | None = None) -> None:
         super().__init__(options, device)

@@ -42,7 +42,7 @@ class HealthAnalysis(LayerAnalysis):
     runs = ON
     positions = True  # dead = never > 0 at any position or real token, not a negative pooled mean
     keys = ("health",)
-    summary = "shares of dead (max <= 0) and dormant (mean |x| <= tau x the average) units per layer"
+    summary = "shares of dead (max <= 0) and dormant (mean |x| <= tau x the average) units (docs/method.md sec. 11)"
 
     def __init__(self, options: HealthOptions | None = None, device: torch.device | str | None = None) -> None:
         super().__init__(options, device)

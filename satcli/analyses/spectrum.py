@@ -21,7 +21,7 @@ class SpectrumAnalysis(DerivedAnalysis):
         Column("PR", "participation_ratio", lambda entry: number_cell(entry.get("participation_ratio"), ".1f")),
         Column("decay", "spectral_decay", lambda entry: number_cell(entry.get("spectral_decay"), ".2f")),
     )
-    summary = "effective rank, participation ratio and spectral decay of the covariance eigenvalues"
+    summary = "effective rank, participation ratio and spectral decay of the eigenvalues (docs/method.md sec. 10)"
 
     @staticmethod
     def score(stats: LayerStats, element: object, required: Mapping[str, object]) -> Mapping[str, object] | None:

@@ -1,4 +1,4 @@
-"""Weight spectra as an analysis (docs/method.md sec. 5): each tracked layer's empirical spectral density,
+"""Weight spectra as an analysis (docs/method.md sec. 6): each tracked layer's empirical spectral density,
 computed once from the model after the last batch (data-free) and stored, so `report` re-scores it."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class WeightsAnalysis(LayerAnalysis):
             "st.rank", "weights", lambda entry: number_cell(entry_of(entry, "weights").get("stable_rank"), ".1f"), True
         ),
     )
-    summary = "power-law alpha, stable rank and norms of each layer weight spectrum (data-free, sec. 5)"
+    summary = "power-law alpha, stable rank and norms of each layer weight spectrum (data-free, docs/method.md sec. 6)"
 
     def __init__(self, options: object | None = None, device: torch.device | str | None = None) -> None:
         super().__init__(options, device)

@@ -45,7 +45,7 @@ def has_weight_spectra(result: CheckpointResult) -> bool:
 
 
 def weights_svg(result: CheckpointResult) -> str:
-    """Power-law alpha and stable rank of each layer's weights (docs/method.md sec. 5), two panels in forward order."""
+    """Power-law alpha and stable rank of each layer's weights (docs/method.md sec. 6), two panels in forward order."""
     figure_class, canvas_class = matplotlib_classes()
     names = [layer.name for layer in result.layers]
     n = len(names)
