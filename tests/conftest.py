@@ -18,7 +18,8 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 REPO = Path(__file__).resolve().parent.parent
 # Optional packages some tests import (extras hf, timm, plot and dev); CI must run those tests, not skip them.
 OPTIONAL_TEST_PACKAGES = ("transformers", "tokenizers", "datasets", "huggingface_hub", "pyarrow", "PIL", "timm")
-OPTIONAL_TEST_PACKAGES += ("matplotlib", "scipy", "pandas", "selenium", "tensorboard")
+OPTIONAL_TEST_PACKAGES += ("matplotlib", "scipy", "pandas", "selenium", "tensorboard", "sklearn", "skdim", "lightning")
+OPTIONAL_TEST_PACKAGES += ("powerlaw", "weightwatcher", "networkx")
 
 
 def pytest_configure(config: pytest.Config) -> None:
