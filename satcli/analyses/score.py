@@ -11,7 +11,7 @@ from dataclasses import replace
 from satcli.analyses.registry import LAYER_ANALYSES
 from satcli.core.results import CheckpointResult
 from satcli.core.spectral import LayerScore, score_layer
-from satcli.core.state import CheckpointState, LayerState
+from satcli.core.state import CheckpointMeta, CheckpointState, LayerState
 from satcli.core.verdict import Thresholds, decide
 
 
@@ -40,15 +40,25 @@ def score_layer_state(layer: LayerState, delta: float) -> LayerScore:
 def score_state(state: CheckpointState, thresholds: Thresholds, store: str | None = None) -> CheckpointResult:
     """Every layer scored at `thresholds`, the verdict over them, and where the checkpoint came from."""
     scores = tuple(score_layer_state(layer, thresholds.delta) for layer in state.layers)
-    meta = state.meta
+    return result_of(state.meta, scores, thresholds, state.num_inputs, store)
+
+
+def result_of(
+    meta: CheckpointMeta,
+    scores: tuple[LayerScore, ...],
+    thresholds: Thresholds,
+    num_inputs: int,
+    store: str | None = None,
+) -> CheckpointResult:
+    """The checkpoint's result from its layers' scores (in forward order): the verdict over them."""
     return CheckpointResult(
         model=meta.model_path,
         sha256=meta.model_sha256,
         model_format=meta.model_format,
         data=meta.data_spec,
         layers=scores,
-        verdict=decide(scores, thresholds, state.num_inputs, _output_layer(meta.options)),
-        options={**meta.options, "num_inputs": state.num_inputs},
+        verdict=decide(scores, thresholds, num_inputs, _output_layer(meta.options)),
+        options={**meta.options, "num_inputs": num_inputs},
         store=store,
     )
 

@@ -22,10 +22,12 @@ from satcli.cli.options import (
     ActivationsDtype,
     AnalyzeFormat,
     Classes,
+    MemoryBudget,
     NoSort,
     OutputFormat,
     Quiet,
     Shard,
+    SplitOption,
     Trajectory,
     Wait,
     with_model_preprocessors,
@@ -44,8 +46,23 @@ class StoreArgs:
         Path | None, typer.Option(help="HDF5 store to write [default: MODEL.satcli.h5 next to each model].")
     ] = None
     no_store: Annotated[bool, typer.Option("--no-store", help="Write no HDF5 store.")] = False
-    no_activations: Annotated[
-        bool, typer.Option("--no-activations", help="Store covariances only, not per-input activations.")
+    activations: Annotated[
+        bool,
+        typer.Option(
+            "--activations",
+            help="Also store each input's pooled activations (for projections, plots); off by default: for "
+            "a transformer they outweigh everything else in the store.",
+        ),
+    ] = False
+    # The default since stores keep no activations unless asked; still accepted so old scripts run.
+    no_activations: Annotated[bool, typer.Option("--no-activations", hidden=True)] = False
+    keep_moments: Annotated[
+        bool,
+        typer.Option(
+            "--keep-moments",
+            help="Keep each layer's d x d second moment (m2) in the store, for satcli merge and projections; "
+            "re-scoring needs only the eigenvalues, the default keeps those.",
+        ),
     ] = False
     activations_dtype: Annotated[ActivationsDtype, typer.Option(help="dtype of stored activations.")] = (
         ActivationsDtype.float32
@@ -94,6 +111,8 @@ def analyze_command(
     no_sort: NoSort = False,
     quiet: Quiet = False,
     shard: Shard = None,
+    split_by: SplitOption = "data",
+    memory_budget: MemoryBudget = None,
 ) -> None:
     """Score checkpoints: per-layer k and saturation, average saturation and a verdict.
 
@@ -110,11 +129,14 @@ def analyze_command(
         check_output_dir(html)
     if trajectory and output_format is not OutputFormat.table:
         raise SatcliError("--trajectory prints a table; leave out --format or --trajectory")
+    if storing.activations and storing.no_activations:
+        raise SatcliError("--activations and --no-activations contradict each other; give one of them")
     if storing.store is not None and storing.no_store:
         raise SatcliError(f"--store {storing.store} and --no-store contradict each other; give one of them")
     options = layer.analysis_options(
         thresholds=thresholds.thresholds(),
-        store_activations=not storing.no_activations,
+        store_activations=storing.activations,
+        keep_moments=storing.keep_moments,
         activations_dtype=storing.activations_dtype.value,
         classes=classes,
         weight_spectra=weight_spectra,
@@ -127,6 +149,8 @@ def analyze_command(
     source = open_data(data.data, data_opts)
     run_device = local_device(resolve_device(model.device)) if launched_ranks() else resolve_device(model.device)
     run = _Run(paths, options, model.loader(run_device, data.download), store_for, quiet, storing.wait)
+    run.budget = budget_bytes(memory_budget)
+    run.split = split_by
     results, failed = run.score(source, shard, run_device, output_format, trajectory)
     if results is None:
         return  # a torchrun rank other than 0: quiet
@@ -148,6 +172,8 @@ class _Run:
     store_for: Callable[[Path], Path | None]
     quiet: bool
     wait: bool
+    budget: int | None = None
+    split: str = "data"
 
     def score(
         self, source: Any, shard: str | None, device: Any, output_format: OutputFormat, trajectory: bool
@@ -160,7 +186,8 @@ class _Run:
         out, err = stdout_console(), stderr_console()
         results: list[CheckpointResult] = []
         failed = 0
-        with split_run(shard, source, device) as part:
+        tell = partial(tell_plan, err, self.quiet)
+        with split_run(shard, source, device, split=self.split, budget=self.budget, tell=tell) as part:
             track = partial(progress_bar, err, self.quiet) if part.rank == 0 else None
             # Under torchrun only rank 0 writes (and locks) the store.
             targets = self.store_for if part.rank == 0 else (lambda path: None)
@@ -185,6 +212,24 @@ class _Run:
                 out.print()
             render_trajectory(results, out)
         return results, failed
+
+
+def budget_bytes(text: str | None) -> int | None:
+    """--memory-budget as bytes (None: the default share of the available memory)."""
+    from satcli.engine.plan import parse_size
+
+    if text is None:
+        return None
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise SatcliError(f"--memory-budget: {exc}") from None
+
+
+def tell_plan(err: Console, quiet: bool, plan: Any) -> None:
+    """One stderr line when a checkpoint needs more than one pass over the data, saying why."""
+    if plan.passes > 1 and not quiet:
+        err.print(f"[cyan]memory:[/] {escape(plan.describe())}", soft_wrap=True, highlight=False)
 
 
 def _write_html(results: list[CheckpointResult], output: Path) -> None:
@@ -232,12 +277,18 @@ class _Advance:
 
     def __init__(self, progress: Progress, task: TaskID, name: str) -> None:
         self._progress, self._task, self._name = progress, task, name
+        self._phase = f"{name}: "
 
     def __call__(self, count: int) -> None:
         self._progress.advance(self._task, count)
 
     def eigen(self, done: int, total: int) -> None:
-        self._progress.update(self._task, description=f"{self._name}: eigenvalues {done}/{total} layers")
+        self._progress.update(self._task, description=f"{self._phase}eigenvalues {done}/{total} layers")
+
+    def phase(self, text: str) -> None:
+        """Name the pass running now (a run within a memory budget makes several)."""
+        self._phase = f"{self._name}: {text}: "
+        self._progress.update(self._task, description=self._phase.rstrip(": "))
 
 
 @contextlib.contextmanager

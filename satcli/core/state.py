@@ -25,11 +25,14 @@ class LayerMeta:
 
 @dataclass(frozen=True)
 class LayerStats:
-    """A layer's streaming moments: enough to recompute the covariance and to merge partial runs."""
+    """A layer's streaming moments: enough to recompute the covariance and to merge partial runs.
+
+    `m2` is None when read from a store that did not keep it: enough to re-score, not to merge or project.
+    """
 
     samples: int
     mean: np.ndarray
-    m2: np.ndarray
+    m2: np.ndarray | None
     eigenvalues: np.ndarray
     nonfinite: bool
 

@@ -20,14 +20,18 @@ class AnalysisOptions:
     `classes`: class/cross-class spectra; None = on when the data carry labels. `weight_spectra`: add each
     layer's data-free weight spectrum (alpha, stable rank) next to its saturation. `precision`: of the
     per-block covariance arithmetic (sums are float64 either way; docs/method.md gives float32's error).
+    `store_activations`: keep pooled per-input activations in the store (opt-in: for a transformer they
+    outweigh everything else the store keeps). `keep_moments`: keep each layer's d x d m2 in the store, which
+    merging and projecting need and re-scoring does not (a shard's partial store keeps it anyway).
     """
 
     reduction: Reduction = field(default_factory=Reduction)
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     thresholds: Thresholds = field(default_factory=Thresholds)
-    store_activations: bool = True
+    store_activations: bool = False
     activations_dtype: str = "float32"
+    keep_moments: bool = False
     classes: bool | None = None
     weight_spectra: bool = False
     precision: str = "float64"
@@ -60,4 +64,5 @@ class AnalysisOptions:
             "on_nonfinite": self.on_nonfinite,
             # Recorded only when not the default, so stores and JSON of float64 runs stay as they were.
             **({"precision": self.precision} if self.precision != "float64" else {}),
+            **({"keep_moments": True} if self.keep_moments else {}),
         }

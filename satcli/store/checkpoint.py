@@ -24,8 +24,10 @@ class CheckpointWriter:
         store_activations: bool,
         activations_dtype: str,
         chunk_bytes: int,
+        keep_moments: bool = True,
     ) -> None:
         self._group = group
+        self._keep_moments = keep_moments
         self._layers = tuple(layers)
         self._store_activations = store_activations
         self._dtype = np.dtype(activations_dtype)
@@ -105,8 +107,9 @@ class CheckpointWriter:
         extras: Mapping[str, Mapping[str, object]] | None = None,
         options: Mapping[str, object] | None = None,
     ) -> None:
-        """Write each layer's moments, covariance, eigenvalues, score and other analyses' state elements
-        (`extras[layer][analysis]`), then mark the checkpoint complete.
+        """Write each layer's mean, eigenvalues, score and other analyses' state elements
+        (`extras[layer][analysis]`), then mark the checkpoint complete. m2 is written when the writer keeps
+        moments, and for every layer with other analyses' state (their scores read it, e.g. class spectra).
 
         `num_inputs` overrides the appended count, for runs that stream statistics without calling append;
         `options` replaces the run's recorded options (what the run learnt while running, e.g. inputs skipped).
@@ -127,8 +130,10 @@ class CheckpointWriter:
             check_layer_stats(layer, stats[layer.name])
         for layer in self._layers:
             group = self._layer_groups[layer.name]
-            encode_layer_stats(group, stats[layer.name], by_name.get(layer.name))
-            for name, element in (extras or {}).get(layer.name, {}).items():
+            elements = (extras or {}).get(layer.name, {})
+            keep = self._keep_moments or bool(elements)
+            encode_layer_stats(group, stats[layer.name], by_name.get(layer.name), keep_moments=keep)
+            for name, element in elements.items():
                 encode_extra(group, name, element)
         if options is not None:
             self._group.attrs["options"] = to_json(dict(options), "options")

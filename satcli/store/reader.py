@@ -30,12 +30,20 @@ class StoredLayer:
 
     meta: LayerMeta
     stats: LayerStats
-    cov: np.ndarray
     k: int | None
     saturation: float | None
     flags: tuple[str, ...]
     has_activations: bool
     extras: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def cov(self) -> np.ndarray | None:
+        """m2 / (n - 1), all NaN below 2 samples (as schema 1 and 2 stored it); None when m2 was not kept."""
+        m2 = self.stats.m2
+        if m2 is None:
+            return None
+        n = int(self.stats.samples)
+        return m2 / (n - 1) if n >= 2 else np.full(np.shape(m2), np.nan)
 
 
 @dataclass(frozen=True)
@@ -101,7 +109,6 @@ def _read_layer(group: h5py.Group) -> StoredLayer:
     return StoredLayer(
         meta=decode_layer_meta(group),
         stats=decode_layer_stats(group),
-        cov=group["cov"][()],
         k=None if k < 0 else k,
         saturation=None if math.isnan(saturation) else saturation,
         flags=tuple(str(flag) for flag in json.loads(attrs["flags"])),
