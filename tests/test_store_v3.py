@@ -44,7 +44,7 @@ def test_layers_with_class_state_keep_m2_and_re_score_identically(run_cli, tmp_p
     assert json.loads(reported.stdout) == json.loads(analyzed.stdout)
 
 
-def test_keep_moments_keeps_m2_compressed_with_the_covariance_of_the_activations(run_cli, tmp_path: Path) -> None:
+def test_keep_moments_keeps_a_checksummed_m2_with_the_covariance_of_the_activations(run_cli, tmp_path: Path) -> None:
     store = tmp_path / "s.h5"
     args = ("--no-classes", "--keep-moments", "--activations", "--store", store)
     assert run_cli("analyze", SENSIBLE, *args, *FAST).code == 0
@@ -53,7 +53,7 @@ def test_keep_moments_keeps_m2_compressed_with_the_covariance_of_the_activations
         for key in layers:
             group = layers[key]
             m2 = group["m2"]
-            assert (m2.compression, m2.shuffle, m2.fletcher32) == ("gzip", True, True)
+            assert m2.fletcher32 and m2.dtype == np.float64
             rows = group["activations"][()].astype(np.float64)
             reference = np.cov(rows, rowvar=False)
             cov = m2[()] / (int(group.attrs["samples"]) - 1)

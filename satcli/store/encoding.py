@@ -12,7 +12,6 @@ import numpy as np
 
 from satcli.core.spectral import LayerScore
 from satcli.core.state import ClassStats, LayerMeta, LayerStats
-from satcli.store.chunks import GZIP_LEVEL
 
 # 1: saturation only. 2: layer groups carry encoding attributes and may hold other analyses' state (classes).
 # 3: layer groups hold no `cov` (it is m2 / (n - 1)) and `m2` only where a merge or projection needs it.
@@ -46,20 +45,16 @@ def plain(value: object) -> object:
 
 # --- layer statistics (the saturation analysis' state) -----------------------------------------------
 
-# layer-stats 1: mean, cov, m2, eigenvalues. 2: mean, eigenvalues, and m2 (gzip + shuffle) only when kept.
+# layer-stats 1: mean, cov, m2, eigenvalues. 2: mean, eigenvalues, and m2 only when kept.
 LAYER_STATS = ("layer-stats", 2)
 CLASS_STATS = ("class-stats", 1)
 
 
-def _checked_dataset(group: h5py.Group, name: str, data: np.ndarray, compress: bool = False) -> None:
+def _checked_dataset(group: h5py.Group, name: str, data: np.ndarray) -> None:
     """A dataset with HDF5's fletcher32 checksum, so a flipped byte is an error on read, not a wrong number.
 
-    `compress`: gzip with the shuffle filter (chunked), for the d x d moments (docs/store-format.md: what it saves)."""
-    if compress and data.size > 0:
-        group.create_dataset(
-            name, data=data, fletcher32=True, compression="gzip", compression_opts=GZIP_LEVEL, shuffle=True
-        )
-        return
+    Not compressed: gzip + shuffle shrinks a float64 m2 by about 10% only, at about 7 MB/s (measured on
+    GPT-2-shaped layers, docs/performance.md), so it does not pay for the d x d moments."""
     group.create_dataset(name, data=data, fletcher32=data.size > 0)
 
 
@@ -88,7 +83,7 @@ def encode_layer_stats(
     for name, data in (("mean", stats.mean), ("eigenvalues", stats.eigenvalues)):
         _checked_dataset(group, name, np.asarray(data, dtype=np.float64))
     if keep_moments and stats.m2 is not None:
-        _checked_dataset(group, "m2", np.asarray(stats.m2, dtype=np.float64), compress=True)
+        _checked_dataset(group, "m2", np.asarray(stats.m2, dtype=np.float64))
     group.attrs.update(
         {
             "samples": samples,
