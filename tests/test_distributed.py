@@ -206,3 +206,26 @@ def test_shard_under_torchrun_is_refused(run_cli: Callable, monkeypatch: pytest.
         monkeypatch.setenv(name, value)
     result = run_cli("analyze", MODEL, *COMMON, "--shard", "0/2", "--no-store")
     assert result.code == 2 and "cannot also run under torchrun" in result.stderr
+
+
+def test_torchrun_layer_split_equals_one_process(one_process: tuple[Path, dict], tmp_path: Path) -> None:
+    """Each rank tracks its share of the layers over all the data; the gathered layers equal one process."""
+    reference, document = one_process
+    store = tmp_path / "layers.h5"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    out = subprocess.run(
+        [*command, "-m", "satcli", "analyze", MODEL, *COMMON, "--split-by", "layers", "--store", store, "-f", "json"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=240,
+    )
+    assert out.returncode == 0, out.stderr
+    (line,) = out.stdout.splitlines()  # only rank 0 prints
+    result = json.loads(line)
+    assert result["distributed"] == {"world_size": 2, "split": "layers"}
+    assert _ks(result) == _ks(document)
+    assert result["average_saturation"] == pytest.approx(document["average_saturation"], abs=1e-12)
+    _assert_same_covariances(store, reference)
