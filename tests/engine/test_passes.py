@@ -121,3 +121,28 @@ def test_joining_overlapping_layer_sets_is_refused(one_pass: tuple[Path, dict]) 
     _, (checkpoint,) = read_store(one_pass[0])
     with pytest.raises(SatcliError, match="overlap"):
         join_layer_parts([checkpoint.state(), checkpoint.state()], {})
+
+
+def test_check_within_a_budget_gates_the_one_pass_numbers(run_cli) -> None:
+    args = ("check", SENSIBLE, "--data", "digits", "--max-samples", "200", "-f", "json")
+    one, passes = run_cli(*args), run_cli(*args, "--memory-budget", "30kB")
+    assert one.code == passes.code == 0, passes.stderr
+    a, b = json.loads(one.stdout), json.loads(passes.stdout)
+    assert [x["k"] for x in a["layers"]] == [x["k"] for x in b["layers"]] and a["verdict"] == b["verdict"]
+    assert "memory: 3 passes" in passes.stderr
+
+
+def test_the_progress_bar_names_the_pass_and_the_eigen_step() -> None:
+    from rich.progress import Progress
+
+    from satcli.cli.analyze import _Advance
+
+    progress = Progress()
+    task = progress.add_task("m.pt2", total=10)
+    advance = _Advance(progress, task, "m.pt2")
+    advance.eigen(1, 4)
+    assert progress.tasks[0].description == "m.pt2: eigenvalues 1/4 layers"
+    advance.phase("pass 2/3")
+    assert progress.tasks[0].description == "m.pt2: pass 2/3"
+    advance.eigen(3, 4)
+    assert progress.tasks[0].description == "m.pt2: pass 2/3: eigenvalues 3/4 layers"
