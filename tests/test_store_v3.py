@@ -34,12 +34,15 @@ def test_a_store_without_moments_re_scores_to_the_analyze_json(run_cli, tmp_path
     assert json.loads(reported.stdout) == json.loads(analyzed.stdout)
 
 
-def test_layers_with_class_state_keep_m2_and_re_score_identically(run_cli, tmp_path: Path) -> None:
+def test_class_state_without_m2_re_scores_identically_from_its_stored_entries(run_cli, tmp_path: Path) -> None:
     store = tmp_path / "s.h5"
     analyzed = run_cli("analyze", SENSIBLE, "--store", store, *FAST)
     assert analyzed.code == 0, analyzed.stderr
     for names in _layer_datasets(store):
-        assert names == {"mean", "eigenvalues", "m2", "classes"}  # class spectra read Sigma_T = m2 / n
+        assert names == {"mean", "eigenvalues", "classes"}  # the class sums, but no d x d m2
+    with h5py.File(store, "r") as f:
+        for group in f["checkpoints/0000/layers"].values():
+            assert set(json.loads(group.attrs["entries"])) == {"classes"}
     reported = run_cli("report", store, "-f", "json")
     assert json.loads(reported.stdout) == json.loads(analyzed.stdout)
 

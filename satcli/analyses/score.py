@@ -31,7 +31,10 @@ def score_layer_state(layer: LayerState, delta: float) -> LayerScore:
     extras = {}
     for name, element in layer.extras.items():
         analysis = LAYER_ANALYSES.get(name)
-        entry = analysis.score(stats, element) if analysis is not None else None
+        if stats.m2 is None and name in layer.entries:
+            entry = layer.entries[name]  # scored when the moments were at hand (a store without m2)
+        else:
+            entry = analysis.score(stats, element) if analysis is not None else None
         if entry is not None:
             extras[name] = dict(entry)
     return replace(base, extras=extras) if extras else base

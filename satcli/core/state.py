@@ -5,7 +5,7 @@ report score through the same functions."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -66,11 +66,16 @@ class ClassStats:
 
 @dataclass(frozen=True)
 class LayerState:
-    """Everything a finished run keeps about one layer: what it is, its moments, and other analyses' state."""
+    """Everything a finished run keeps about one layer: what it is, its moments, and other analyses' state.
+
+    `entries`: other analyses' score entries as computed while m2 was at hand (they do not depend on the
+    thresholds); a store that keeps no m2 keeps these, and re-scoring takes them instead of recomputing.
+    """
 
     meta: LayerMeta
     stats: LayerStats
     extras: dict[str, object]
+    entries: dict[str, dict] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

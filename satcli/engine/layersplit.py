@@ -64,7 +64,7 @@ def layer_share(
         found, plan = _share(loaded, source, options, index, count, budget)
         if tell is not None:
             tell(plan)
-        state, scores = run_passes(loaded, source, options, plan, found, on_batch, keep_m2=target is not None)
+        state, scores = run_passes(loaded, source, options, plan, found, on_batch)
         part_attrs = {**attrs, "shard_layers_total": len(found.layers)}
         return finish(loaded, options, state, scores, target, append=append, attrs=part_attrs)
 
@@ -88,7 +88,7 @@ def score_layer_rank(
     error, item = None, None
     try:
         found, plan = _share(loaded, source, options, rank, world, budget)
-        item = run_passes(loaded, source, options, plan, found, on_batch, keep_m2=target is not None)
+        item = run_passes(loaded, source, options, plan, found, on_batch)
     except SatcliError as exc:
         error = str(exc)
     gathered = gather_objects(error if error is not None else item)

@@ -83,7 +83,7 @@ def budgeted(
                 f"--activations needs every layer in one pass, but the memory budget needs {plan.passes}; "
                 "raise --memory-budget or leave out --activations"
             )
-        state, scores = run_passes(loaded, source, options, plan, found, on_batch, keep_m2=target is not None)
+        state, scores = run_passes(loaded, source, options, plan, found, on_batch)
         return finish(loaded, options, state, scores, target, append=append, attrs=attrs)
 
     return run
@@ -96,16 +96,13 @@ def run_passes(
     plan: Plan,
     found: Discovery,
     on_batch: Callable[[int], None] | None = None,
-    *,
-    keep_m2: bool = False,
 ) -> tuple[CheckpointState, tuple[LayerScore, ...]]:
     """One pass per group of `plan`; the groups' layers joined in forward order with their scores.
 
-    m2 is dropped after each pass unless options.keep_moments, or `keep_m2` and the layer carries other
-    analyses' state (a store keeps m2 there: class spectra re-score from it)."""
+    m2 is dropped after each pass unless options.keep_moments; other analyses' entries, scored while it
+    was at hand, stay with the layer (LayerState.entries), so the joined run holds eigenvalues and means only."""
     passes = [
-        _one_pass(loaded, source, options, group, i, plan.passes, on_batch, keep_m2)
-        for i, group in enumerate(plan.groups)
+        _one_pass(loaded, source, options, group, i, plan.passes, on_batch) for i, group in enumerate(plan.groups)
     ]
     counts = {state.num_inputs for state, _ in passes}
     if len(counts) > 1:
@@ -159,7 +156,6 @@ def _one_pass(
     index: int,
     total: int,
     on_batch: Callable[[int], None] | None,
-    keep_m2: bool,
 ) -> tuple[CheckpointState, list[LayerScore]]:
     """One pass tracking exactly `group`; its state (m2 dropped where nothing needs it) and layer scores."""
     phase = getattr(on_batch, "phase", None)
@@ -175,13 +171,17 @@ def _one_pass(
     state = capture.state
     assert state is not None
     scores = [score_layer_state(layer, options.thresholds.delta) for layer in state.layers]
-    layers = tuple(_lighter(layer, options.keep_moments or (keep_m2 and bool(layer.extras))) for layer in state.layers)
+    layers = tuple(
+        layer if options.keep_moments else _lighter(layer, score)
+        for layer, score in zip(state.layers, scores, strict=True)
+    )
     return replace(state, layers=layers), scores
 
 
-def _lighter(layer: LayerState, keep: bool) -> LayerState:
-    """The layer without its d x d m2 unless `keep`: the joined run then holds only eigenvalues and means."""
-    if keep or layer.stats.m2 is None:
+def _lighter(layer: LayerState, score: LayerScore) -> LayerState:
+    """The layer without its d x d m2, keeping other analyses' entries scored while m2 was at hand."""
+    if layer.stats.m2 is None:
         return layer
+    entries = {name: dict(score.extras[name]) for name in layer.extras if name in score.extras}
     stats: LayerStats = replace(layer.stats, m2=None)
-    return replace(layer, stats=stats)
+    return replace(layer, stats=stats, entries=entries)

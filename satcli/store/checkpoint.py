@@ -10,7 +10,7 @@ import numpy as np
 from satcli.core.spectral import LayerScore
 from satcli.core.state import LayerMeta, LayerStats
 from satcli.store.chunks import GZIP_LEVEL, ChunkWriter, RowBuffer
-from satcli.store.encoding import check_layer_stats, encode_extra, encode_layer_stats, to_json
+from satcli.store.encoding import check_layer_stats, encode_extra, encode_layer_stats, entries_json, to_json
 
 
 class CheckpointWriter:
@@ -109,7 +109,7 @@ class CheckpointWriter:
     ) -> None:
         """Write each layer's mean, eigenvalues, score and other analyses' state elements
         (`extras[layer][analysis]`), then mark the checkpoint complete. m2 is written when the writer keeps
-        moments, and for every layer with other analyses' state (their scores read it, e.g. class spectra).
+        moments; otherwise other analyses' score entries are (their scores read m2, e.g. class spectra).
 
         `num_inputs` overrides the appended count, for runs that stream statistics without calling append;
         `options` replaces the run's recorded options (what the run learnt while running, e.g. inputs skipped).
@@ -131,8 +131,14 @@ class CheckpointWriter:
         for layer in self._layers:
             group = self._layer_groups[layer.name]
             elements = (extras or {}).get(layer.name, {})
-            keep = self._keep_moments or bool(elements)
-            encode_layer_stats(group, stats[layer.name], by_name.get(layer.name), keep_moments=keep)
+            score = by_name.get(layer.name)
+            scored = {name: score.extras[name] for name in elements if score is not None and name in score.extras}
+            entries = entries_json(scored) if elements else None
+            # Without m2, other analyses' entries must be stored to re-score; where they cannot be, m2 is kept.
+            keep = self._keep_moments or (bool(elements) and (entries is None or len(scored) < len(elements)))
+            encode_layer_stats(
+                group, stats[layer.name], score, keep_moments=keep, entries=None if keep or not elements else entries
+            )
             for name, element in elements.items():
                 encode_extra(group, name, element)
         if options is not None:

@@ -74,16 +74,31 @@ def check_layer_stats(layer: LayerMeta, stats: LayerStats) -> None:
         )
 
 
+def entries_json(entries: Mapping[str, Mapping[str, object]]) -> str | None:
+    """Other analyses' score entries as strict JSON, or None when they hold a value JSON cannot (NaN)."""
+    try:
+        return json.dumps({name: dict(entry) for name, entry in entries.items()}, allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+
+
 def encode_layer_stats(
-    group: h5py.Group, stats: LayerStats, score: LayerScore | None, keep_moments: bool = True
+    group: h5py.Group,
+    stats: LayerStats,
+    score: LayerScore | None,
+    keep_moments: bool = True,
+    entries: str | None = None,
 ) -> None:
     """Mean, eigenvalues and the score at the run's thresholds: all that re-scoring needs. With `keep_moments`
-    (and moments present) also m2, which merging and projecting need; the covariance is m2 / (n - 1)."""
+    (and moments present) also m2, which merging and projecting need; the covariance is m2 / (n - 1).
+    `entries` (entries_json): other analyses' score entries, which re-scoring takes when m2 is not kept."""
     samples = int(stats.samples)
     for name, data in (("mean", stats.mean), ("eigenvalues", stats.eigenvalues)):
         _checked_dataset(group, name, np.asarray(data, dtype=np.float64))
     if keep_moments and stats.m2 is not None:
         _checked_dataset(group, "m2", np.asarray(stats.m2, dtype=np.float64))
+    if entries is not None:
+        group.attrs["entries"] = entries
     group.attrs.update(
         {
             "samples": samples,
@@ -94,6 +109,12 @@ def encode_layer_stats(
         }
     )
     _mark(group, LAYER_STATS)
+
+
+def decode_layer_entries(group: h5py.Group) -> dict[str, dict]:
+    """The stored score entries of other analyses (layer-stats 2 without m2; none otherwise)."""
+    text = group.attrs.get("entries")
+    return {} if text is None else dict(json.loads(plain(text)))
 
 
 def decode_layer_meta(group: h5py.Group) -> LayerMeta:

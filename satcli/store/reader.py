@@ -18,6 +18,7 @@ from satcli.store.encoding import (
     FORMAT_NAME,
     SCHEMA_VERSION,
     decode_extras,
+    decode_layer_entries,
     decode_layer_meta,
     decode_layer_stats,
     plain,
@@ -35,6 +36,7 @@ class StoredLayer:
     flags: tuple[str, ...]
     has_activations: bool
     extras: dict[str, object] = field(default_factory=dict)
+    entries: dict[str, dict] = field(default_factory=dict)
 
     @property
     def cov(self) -> np.ndarray | None:
@@ -59,7 +61,9 @@ class StoredCheckpoint:
 
     def state(self) -> CheckpointState:
         """The checkpoint as the engine's final state, for the shared scoring route."""
-        layers = tuple(LayerState(layer.meta, layer.stats, dict(layer.extras)) for layer in self.layers)
+        layers = tuple(
+            LayerState(layer.meta, layer.stats, dict(layer.extras), dict(layer.entries)) for layer in self.layers
+        )
         return CheckpointState(self.meta, layers, self.num_inputs)
 
 
@@ -114,6 +118,7 @@ def _read_layer(group: h5py.Group) -> StoredLayer:
         flags=tuple(str(flag) for flag in json.loads(attrs["flags"])),
         has_activations="activations" in group,
         extras=decode_extras(group),
+        entries=decode_layer_entries(group),
     )
 
 
