@@ -77,3 +77,19 @@ def test_shards_keep_moments_and_merge_refuses_a_part_without_them(run_cli, tmp_
     message = refused.stderr.strip()
     assert "\n" not in message and "--keep-moments" in message and "keeps no moments" in message
     assert not (tmp_path / "bad.h5").exists()
+
+
+def test_full_stores_without_m2_concatenate_and_re_score_unchanged(run_cli, tmp_path: Path) -> None:
+    stores = [tmp_path / f"s{i}.h5" for i in range(2)]
+    documents = []
+    for i, store in enumerate(stores):
+        out = run_cli("analyze", SENSIBLE, "--store", store, *FAST[:3], str(100 + 50 * i), *FAST[4:])
+        assert out.code == 0, out.stderr
+        documents.append(json.loads(out.stdout))
+    merged = tmp_path / "trajectory.h5"
+    assert run_cli("merge", *stores, "-o", merged).code == 0
+    for key, document in zip(("0000", "0001"), documents, strict=True):
+        reported = json.loads(run_cli("report", f"{merged}:{key}", "-f", "json").stdout)
+        assert reported["layers"] == document["layers"]  # class entries included
+        assert reported["verdict"] == document["verdict"]
+    assert all(names == {"mean", "eigenvalues", "classes"} for names in _layer_datasets(merged))
