@@ -200,7 +200,9 @@ def test_in_place_relu_does_not_change_the_numbers(tmp_path: Path) -> None:
         for inplace in (False, True):
             path = tmp_path / f"{method}{inplace}.h5"
             with StoreWriter(path) as store:
-                opts = AnalysisOptions(reduction=Reduction(conv_method=method), store_activations=True)
+                opts = AnalysisOptions(
+                    reduction=Reduction(conv_method=method), store_activations=True, keep_moments=True
+                )
                 analyze(net(inplace), data, opts, [StoreObserver.of(store, opts)])
             layers = read_store(path)[1][0].layers
             results.append(([layer.stats.m2 for layer in layers], read_activations(path, "0000", "3")))

@@ -27,4 +27,3 @@ def test_schema_3_store_reports_its_recorded_numbers(run_cli) -> None:
             k: theirs[k] for k in ("name", "width", "samples", "k", "flags")
         }
         assert mine["saturation"] == pytest.approx(theirs["saturation"], rel=1e-12)
-
