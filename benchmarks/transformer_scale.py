@@ -1,7 +1,7 @@
 """Transformer-scale runs: wall time, peak RSS and store size of `satcli analyze` against plain inference.
 
     python benchmarks/transformer_scale.py                         # GPT-2-small shape, 512 texts, mean pooling
-    python benchmarks/transformer_scale.py --texts 128 -- --sequence-method tokens --no-activations
+    python benchmarks/transformer_scale.py --texts 128 -- --sequence-method tokens --memory-budget 600MB
     python benchmarks/transformer_scale.py --shape qwen-0.5b --texts 64
     python benchmarks/transformer_scale.py --width 2048 --blocks 4   # how it grows with width
 
@@ -22,6 +22,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _harness import busy_cpus
 
 SHAPES = {
     # name: (blocks, width, heads, mlp width): GPT-2 small, and a 0.5B-class decoder's proportions.
@@ -117,8 +119,9 @@ def main() -> None:
         texts = build(folder, blocks, width, heads, mlp, args.texts, args.words)
         model = folder / "model"
         print(f"shape: {blocks} blocks, width {width}, mlp {mlp}; {args.texts} texts x {args.words} words")
+        load = busy_cpus(2.0)
         wall, rss = measured([sys.executable, "-c", PLAIN, str(model), str(texts), str(args.batch_size)])
-        print(f"plain inference   wall {wall:7.1f} s   peak RSS {rss:7.0f} MiB")
+        print(f"plain inference   wall {wall:7.1f} s   peak RSS {rss:7.0f} MiB   (other load {load:.2f} CPUs)")
         store = folder / "bench.satcli.h5"
         command = [
             sys.executable,
@@ -136,9 +139,13 @@ def main() -> None:
             "--force",
             *args.satcli_args,
         ]
+        load = busy_cpus(2.0)
         wall_s, rss_s = measured(command)
         size = store.stat().st_size if store.exists() else 0
-        print(f"satcli analyze    wall {wall_s:7.1f} s   peak RSS {rss_s:7.0f} MiB   store {size / 2**20:8.1f} MiB")
+        print(
+            f"satcli analyze    wall {wall_s:7.1f} s   peak RSS {rss_s:7.0f} MiB   store {size / 2**20:8.1f} MiB"
+            f"   (other load {load:.2f} CPUs)"
+        )
         print(f"ratio             wall {wall_s / wall:7.2f} x  args: {' '.join(args.satcli_args) or '(defaults)'}")
 
 

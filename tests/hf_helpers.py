@@ -146,11 +146,14 @@ def numpy_k(samples: np.ndarray, delta: float = 0.99) -> int:
 def stored_covariances(store: Path) -> dict[str, np.ndarray]:
     with h5py.File(store, "r") as f:
         layers = f["checkpoints/0000/layers"]
-        return {layers[key].attrs["name"]: layers[key]["cov"][()] for key in layers}
+        # schema 3 keeps m2 (with --keep-moments); the covariance is m2 / (n - 1)
+        return {
+            layers[key].attrs["name"]: layers[key]["m2"][()] / (int(layers[key].attrs["samples"]) - 1) for key in layers
+        }
 
 
 def analyze(run_cli: Callable[..., Any], model: Path, data: Path, store: Path, *args: str) -> dict[str, Any]:
-    result = run_cli("analyze", model, "--data", data, "--store", store, "-f", "json", "-q", *args)
+    result = run_cli("analyze", model, "--data", data, "--store", store, "-f", "json", "-q", "--keep-moments", *args)
     assert result.code == 0, result.stderr
     return json.loads(result.stdout)
 

@@ -63,11 +63,11 @@ atexit.register(shutil.rmtree, _DIR, True)
 
 @functools.cache
 def sample_store(name: str) -> Path:
-    """A store of sample_models/NAME.pt2 on the digits test split (covariances only), made once per session."""
+    """A store of sample_models/NAME.pt2 on the digits test split (moments kept), made once per session."""
     path = _DIR / f"{name}.h5"
     loaded = load_model(SAMPLE_MODELS / f"{name}.pt2", device="cpu")
     source = open_data("digits", DataOptions(split="test"))
     with StoreWriter(path, {"command": "analyze"}) as writer:
-        opts = AnalysisOptions(store_activations=False)
+        opts = AnalysisOptions(store_activations=False, keep_moments=True)
         analyze(loaded, source, opts, [StoreObserver.of(writer, opts)])
     return path

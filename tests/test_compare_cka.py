@@ -28,8 +28,8 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     torch.save(noisy, tmp / "noisy.pt")
     out = [tmp / "a.h5", tmp / "b.h5", tmp / "c.h5"]
     for argv in (
-        [str(SENSIBLE), "--store", str(out[0])],
-        [str(tmp / "noisy.pt"), "--arch", ARCH, "--store", str(out[1])],
+        [str(SENSIBLE), "--store", str(out[0]), "--activations"],
+        [str(tmp / "noisy.pt"), "--arch", ARCH, "--store", str(out[1]), "--activations"],
         [str(SENSIBLE), "--store", str(out[2]), "--no-activations"],
     ):
         with pytest.raises(SystemExit) as done:

@@ -17,13 +17,13 @@ from conftest import REPO, SAMPLE_MODELS
 from satcli.store.reader import read_store
 
 MODEL = SAMPLE_MODELS / "sensible.pt2"
-COMMON = ("--data", "digits", "--max-samples", "240", "--batch-size", "50")
+COMMON = ("--data", "digits", "--max-samples", "240", "--batch-size", "50", "--keep-moments")
 
 
 def _covs(store: Path, key: str = "0000") -> dict[str, np.ndarray]:
     with h5py.File(store, "r") as f:
         layers = f["checkpoints"][key]["layers"]
-        return {str(g.attrs["name"]): g["cov"][()] for g in layers.values()}
+        return {str(g.attrs["name"]): g["m2"][()] / (int(g.attrs["samples"]) - 1) for g in layers.values()}
 
 
 def _rows(store: Path, key: str = "0000") -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -45,7 +45,7 @@ def one_process(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """The one-process store and JSON document; its covariance checked against numpy on its own activations."""
     store = tmp_path_factory.mktemp("one") / "one.h5"
     out = subprocess.run(
-        [sys.executable, "-m", "satcli", "analyze", MODEL, *COMMON, "--store", store, "-f", "json"],
+        [sys.executable, "-m", "satcli", "analyze", MODEL, *COMMON, "--activations", "--store", store, "-f", "json"],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -90,7 +90,10 @@ def test_shards_and_merge_equal_one_process(one_process: tuple[Path, dict], run_
     reference, document = one_process
     parts = [tmp_path / f"part{i}.h5" for i in range(3)]
     for i, part in enumerate(parts):
-        assert run_cli("analyze", MODEL, *COMMON, "--shard", f"{i}/3", "--store", part, "-f", "json").code == 0
+        assert (
+            run_cli("analyze", MODEL, *COMMON, "--shard", f"{i}/3", "--activations", "--store", part, "-f", "json").code
+            == 0
+        )
     merged = tmp_path / "merged.h5"
     out = run_cli("merge", parts[2], parts[0], parts[1], "-o", merged)  # any order: merged in shard order
     assert out.code == 0, out.stderr
@@ -184,7 +187,10 @@ def test_merge_concatenates_full_stores_into_a_trajectory(run_cli: Callable, tmp
     stores = []
     for name in ("narrow", "sensible"):
         store = tmp_path / f"{name}.h5"
-        assert run_cli("analyze", SAMPLE_MODELS / f"{name}.pt2", *COMMON, "--store", store, "-q").code == 0
+        assert (
+            run_cli("analyze", SAMPLE_MODELS / f"{name}.pt2", *COMMON, "--activations", "--store", store, "-q").code
+            == 0
+        )
         stores.append(store)
     out = tmp_path / "trajectory.h5"
     assert run_cli("merge", *stores, "-o", out).code == 0
@@ -221,3 +227,26 @@ def test_torchrun_similarity_gathers_the_ranks_sums(tmp_path: Path) -> None:
     np.testing.assert_allclose(document["matrix"], reference["matrix"], rtol=1e-12, atol=1e-14)
     with h5py.File(sums, "r") as f:  # rank 0 wrote the merged, complete sums
         assert not f.attrs["partial"] and f["sides/0/0"].attrs["n"] == 120
+
+
+def test_torchrun_layer_split_equals_one_process(one_process: tuple[Path, dict], tmp_path: Path) -> None:
+    """Each rank tracks its share of the layers over all the data; the gathered layers equal one process."""
+    reference, document = one_process
+    store = tmp_path / "layers.h5"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    out = subprocess.run(
+        [*command, "-m", "satcli", "analyze", MODEL, *COMMON, "--split-by", "layers", "--store", store, "-f", "json"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=240,
+    )
+    assert out.returncode == 0, out.stderr
+    (line,) = out.stdout.splitlines()  # only rank 0 prints
+    result = json.loads(line)
+    assert result["distributed"] == {"world_size": 2, "split": "layers"}
+    assert _ks(result) == _ks(document)
+    assert result["average_saturation"] == pytest.approx(document["average_saturation"], abs=1e-12)
+    _assert_same_covariances(store, reference)

@@ -83,7 +83,7 @@ def _run(model: Path, data: Path, store: Path | None, batch_size: int = 64, **op
 def test_covariance_and_k_match_numpy_on_the_same_activations(setup, tmp_path: Path) -> None:
     model, data, net, x = setup
     store = tmp_path / "out.h5"
-    result = _run(model, data, store)
+    result = _run(model, data, store, store_activations=True, keep_moments=True)
     assert [layer.name for layer in result.layers] == ["conv", "fc1", "fc2"]
     _, [checkpoint] = read_store(store)
     reference = _reference_layers(net, x)
@@ -114,8 +114,8 @@ def test_channelwise_against_float64_forward(setup) -> None:
 def test_batch_size_does_not_change_the_numbers(setup, tmp_path: Path) -> None:
     model, data, _, _ = setup
     a, b = tmp_path / "a.h5", tmp_path / "b.h5"
-    ra = _run(model, data, a, batch_size=7)
-    rb = _run(model, data, b, batch_size=300)
+    ra = _run(model, data, a, batch_size=7, keep_moments=True)
+    rb = _run(model, data, b, batch_size=300, keep_moments=True)
     assert [s.k for s in ra.layers] == [s.k for s in rb.layers]
     for la, lb in zip(read_store(a)[1][0].layers, read_store(b)[1][0].layers, strict=True):
         assert _rel(la.cov, lb.cov) <= 1e-10
@@ -200,7 +200,9 @@ def test_in_place_relu_does_not_change_the_numbers(tmp_path: Path) -> None:
         for inplace in (False, True):
             path = tmp_path / f"{method}{inplace}.h5"
             with StoreWriter(path) as store:
-                opts = AnalysisOptions(reduction=Reduction(conv_method=method))
+                opts = AnalysisOptions(
+                    reduction=Reduction(conv_method=method), store_activations=True, keep_moments=True
+                )
                 analyze(net(inplace), data, opts, [StoreObserver.of(store, opts)])
             layers = read_store(path)[1][0].layers
             results.append(([layer.stats.m2 for layer in layers], read_activations(path, "0000", "3")))

@@ -9,6 +9,7 @@ import torch
 
 from satcli.analyses import saturation
 from satcli.analyses.saturation import SaturationAnalysis
+from satcli.core import spectral
 from satcli.core.spectral import gram_eigenvalues, intrinsic_dimension
 from satcli.taps.layers import Layer
 
@@ -20,14 +21,18 @@ def _reference(x: np.ndarray) -> np.ndarray:
 def _record_eigen_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The size of every matrix the saturation step decomposes from now on, in order."""
     sizes: list[int] = []
-    real = saturation.eigenvalues
+    real, real_device = spectral.eigenvalues, saturation.device_eigenvalues
 
     def recording(cov: np.ndarray) -> np.ndarray:
         sizes.append(int(np.asarray(cov).shape[0]))
         return real(cov)
 
-    monkeypatch.setattr(saturation, "eigenvalues", recording)
-    monkeypatch.setattr("satcli.core.spectral.eigenvalues", recording)
+    def recording_device(cov: torch.Tensor) -> np.ndarray:
+        sizes.append(int(cov.shape[0]))
+        return real_device(cov)
+
+    monkeypatch.setattr(saturation, "device_eigenvalues", recording_device)
+    monkeypatch.setattr(spectral, "eigenvalues", recording)
     return sizes
 
 

@@ -103,7 +103,7 @@ def test_round_trip_of_every_field(tmp_path: Path) -> None:
 
     attrs, checkpoints = read_store(path)
     assert attrs["format"] == "satcli-store"
-    assert attrs["schema_version"] == SCHEMA_VERSION == 2
+    assert attrs["schema_version"] == SCHEMA_VERSION == 3
     assert attrs["satcli_version"] == satcli.__version__
     assert datetime.fromisoformat(str(attrs["created"])).utcoffset() == timedelta(0)
     assert (attrs["command"], attrs["flag"], attrs["count"], attrs["ratio"]) == ("satcli score a.pt", True, 3, 0.5)
@@ -195,8 +195,9 @@ def test_activations_are_chunked_and_compressed(tmp_path: Path) -> None:
         labels = f["checkpoints/0000/labels"]
         assert labels.dtype == np.int64 and labels.chunks == (CHUNK_BYTES // 8,)
         assert (labels.compression, labels.compression_opts, labels.shuffle) == ("gzip", 4, True)
-        for name in ("mean", "cov", "m2", "eigenvalues"):
+        for name in ("mean", "m2", "eigenvalues"):
             assert layers["000"][name].dtype == np.float64
+        assert "cov" not in layers["000"]  # schema 3: derived from m2
 
 
 def test_a_row_larger_than_a_chunk_gets_one_row_chunks(tmp_path: Path) -> None:
@@ -365,13 +366,13 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
         with pytest.raises(SatcliError) as info:
             read()
         message = str(info.value)
-        assert "written by a newer satcli (schema 99); this satcli reads up to 2 — upgrade satcli" in message
+        assert "written by a newer satcli (schema 99); this satcli reads up to 3 — upgrade satcli" in message
         assert "\n" not in message
     group_newer = tmp_path / "group_newer.h5"
     shutil.copyfile(FIXTURE_V1, group_newer)
     with h5py.File(group_newer, "r+") as f:
-        f["checkpoints/0001"].attrs["schema_version"] = 3
-    with pytest.raises(SatcliError, match=r"newer satcli \(schema 3\)"):
+        f["checkpoints/0001"].attrs["schema_version"] = 4
+    with pytest.raises(SatcliError, match=r"newer satcli \(schema 4\)"):
         read_store(group_newer)
 
 

@@ -74,7 +74,7 @@ def test_append_refuses_other_files_and_other_schemas(tmp_path: Path) -> None:
     newer = tmp_path / "newer.h5"
     shutil.copyfile(FIXTURE_V1, newer)
     with h5py.File(newer, "r+") as f:
-        f.attrs["schema_version"] = 3
+        f.attrs["schema_version"] = 4
     with pytest.raises(SatcliError, match="newer satcli"):
         StoreWriter(newer, append=True)
     damaged = tmp_path / "damaged.h5"

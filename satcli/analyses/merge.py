@@ -6,7 +6,8 @@ moments, re-shifted addition for the per-class sums), so K parts give one run's 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from satcli.analyses.base import Analysis
 from satcli.analyses.registry import LAYER_ANALYSES
@@ -61,6 +62,22 @@ def merge_states(parts: Sequence[CheckpointState], meta: CheckpointMeta | None =
         merged,
         total,
     )
+
+
+def join_layer_parts(parts: Sequence[CheckpointState], record: Mapping[str, object]) -> CheckpointState:
+    """One state from parts holding disjoint layers of the same run, layers in forward order (their order)."""
+    seen: dict[str, int] = {}
+    for rank, part in enumerate(parts):
+        for layer in part.layers:
+            if layer.meta.name in seen:
+                raise SatcliError(f"layer {layer.meta.name!r} is in parts {seen[layer.meta.name]} and {rank}: overlap")
+            seen[layer.meta.name] = rank
+    counts = {part.num_inputs for part in parts}
+    if len(counts) > 1:
+        raise SatcliError(f"the parts saw different numbers of inputs ({sorted(counts)})")
+    layers = tuple(sorted((layer for part in parts for layer in part.layers), key=lambda layer: layer.meta.order))
+    first = parts[0].meta
+    return CheckpointState(replace(first, options={**first.options, **record}), layers, parts[0].num_inputs)
 
 
 def distributed_record(parts: Sequence[CheckpointState]) -> dict[str, object]:

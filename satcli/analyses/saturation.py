@@ -11,7 +11,7 @@ import torch
 from satcli.analyses.base import ON, Analysis
 from satcli.core.accumulator import PRECISIONS, CovarianceAccumulator
 from satcli.core.moments import Moments
-from satcli.core.spectral import eigenvalues, gram_eigenvalues
+from satcli.core.spectral import gram_eigenvalues
 from satcli.core.state import LayerStats
 from satcli.errors import SatcliError
 from satcli.taps.layers import Layer
@@ -106,7 +106,7 @@ def layer_stats(acc: CovarianceAccumulator, few: list[torch.Tensor] | None = Non
     if rows is not None and rows.shape[0] == n and n > 1 and 2 * n <= acc.width:
         eigs = gram_eigenvalues(rows.cpu().numpy(), acc.width)
     else:
-        eigs = eigenvalues(cov.cpu().numpy())
+        eigs = device_eigenvalues(cov)
     return LayerStats(
         samples=n,
         mean=mean.cpu().numpy(),
@@ -114,6 +114,15 @@ def layer_stats(acc: CovarianceAccumulator, few: list[torch.Tensor] | None = Non
         eigenvalues=eigs,
         nonfinite=acc.nonfinite,
     )
+
+
+def device_eigenvalues(cov: torch.Tensor) -> np.ndarray:
+    """Eigenvalues of a float64 covariance where it lives (torch.linalg.eigvalsh: LAPACK on the CPU,
+    cuSOLVER on CUDA; one code path), descending, negatives (rounding) clipped to 0 like `eigenvalues`.
+    Eigenvalues only: no eigenvectors are formed (projection computes its own, engine/project.py)."""
+    if cov.numel() == 0:
+        return np.zeros(0)
+    return torch.linalg.eigvalsh(cov).flip(0).clamp_min(0.0).cpu().numpy()
 
 
 def _moments(stats: LayerStats, device: torch.device) -> Moments:

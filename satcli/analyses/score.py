@@ -11,7 +11,7 @@ from dataclasses import replace
 from satcli.analyses.registry import LAYER_ANALYSES
 from satcli.core.results import CheckpointResult
 from satcli.core.spectral import LayerScore, score_layer
-from satcli.core.state import CheckpointState, LayerState
+from satcli.core.state import CheckpointMeta, CheckpointState, LayerState
 from satcli.core.verdict import Thresholds, decide
 
 
@@ -34,8 +34,11 @@ def score_layer_state(layer: LayerState, delta: float) -> LayerScore:
     for name, analysis in LAYER_ANALYSES.items():
         if not analysis.derived and name not in layer.extras:
             continue
-        required = {other: layer.extras.get(other) for other in analysis.requires}
-        entry = analysis.score(stats, layer.extras.get(name), required)
+        if stats.m2 is None and name in layer.entries:
+            entry = {name: layer.entries[name]}  # scored when the moments were at hand (a store without m2)
+        else:
+            required = {other: layer.extras.get(other) for other in analysis.requires}
+            entry = analysis.score(stats, layer.extras.get(name), required)
         if entry is not None:
             extras.update(entry)
     return replace(base, extras=extras) if extras else base
@@ -61,17 +64,29 @@ def unknown_analyses(state: CheckpointState) -> list[str]:
 
 def score_state(state: CheckpointState, thresholds: Thresholds, store: str | None = None) -> CheckpointResult:
     """Every layer scored at `thresholds`, the verdict over them, and where the checkpoint came from."""
-    scores = _across(tuple(score_layer_state(layer, thresholds.delta) for layer in state.layers))
-    meta = state.meta
-    unknown = unknown_analyses(state)
+    scores = tuple(score_layer_state(layer, thresholds.delta) for layer in state.layers)
+    return result_of(state.meta, scores, thresholds, state.num_inputs, store, unknown_analyses(state))
+
+
+def result_of(
+    meta: CheckpointMeta,
+    scores: tuple[LayerScore, ...],
+    thresholds: Thresholds,
+    num_inputs: int,
+    store: str | None = None,
+    unknown: list[str] | None = None,
+) -> CheckpointResult:
+    """The checkpoint's result from its layers' scores (in forward order): the keys analyses derive across
+    layers, then the verdict over them."""
+    scores = _across(scores)
     return CheckpointResult(
         model=meta.model_path,
         sha256=meta.model_sha256,
         model_format=meta.model_format,
         data=meta.data_spec,
         layers=scores,
-        verdict=decide(scores, thresholds, state.num_inputs, _output_layer(meta.options)),
-        options={**meta.options, "num_inputs": state.num_inputs, **({"unknown_analyses": unknown} if unknown else {})},
+        verdict=decide(scores, thresholds, num_inputs, _output_layer(meta.options)),
+        options={**meta.options, "num_inputs": num_inputs, **({"unknown_analyses": unknown} if unknown else {})},
         store=store,
     )
 

@@ -24,10 +24,12 @@ from satcli.cli.options import (
     Columns,
     EvalData,
     EvalSplit,
+    MemoryBudget,
     NoSort,
     OutputFormat,
     Quiet,
     Shard,
+    SplitOption,
     Trajectory,
     Wait,
     with_model_preprocessors,
@@ -46,8 +48,23 @@ class StoreArgs:
         Path | None, typer.Option(help="HDF5 store to write [default: MODEL.satcli.h5 next to each model].")
     ] = None
     no_store: Annotated[bool, typer.Option("--no-store", help="Write no HDF5 store.")] = False
-    no_activations: Annotated[
-        bool, typer.Option("--no-activations", help="Store covariances only, not per-input activations.")
+    activations: Annotated[
+        bool,
+        typer.Option(
+            "--activations",
+            help="Also store each input's pooled activations (for projections, plots); off by default: for "
+            "a transformer they outweigh everything else in the store.",
+        ),
+    ] = False
+    # The default since stores keep no activations unless asked; still accepted so old scripts run.
+    no_activations: Annotated[bool, typer.Option("--no-activations", hidden=True)] = False
+    keep_moments: Annotated[
+        bool,
+        typer.Option(
+            "--keep-moments",
+            help="Keep each layer's d x d second moment (m2) in the store, for satcli merge and projections; "
+            "re-scoring needs only the eigenvalues, the default keeps those.",
+        ),
     ] = False
     activations_dtype: Annotated[ActivationsDtype, typer.Option(help="dtype of stored activations.")] = (
         ActivationsDtype.float32
@@ -110,6 +127,8 @@ def analyze_command(
             show_default=False,
         ),
     ] = None,
+    split_by: SplitOption = "data",
+    memory_budget: MemoryBudget = None,
 ) -> None:
     """Score checkpoints: per-layer k and saturation, average saturation and a verdict.
 
@@ -128,11 +147,14 @@ def analyze_command(
         check_output_dir(html)
     if trajectory and output_format is not OutputFormat.table:
         raise SatcliError("--trajectory prints a table; leave out --format or --trajectory")
+    if storing.activations and storing.no_activations:
+        raise SatcliError("--activations and --no-activations contradict each other; give one of them")
     if storing.store is not None and storing.no_store:
         raise SatcliError(f"--store {storing.store} and --no-store contradict each other; give one of them")
     options = layer.analysis_options(
         thresholds=thresholds.thresholds(),
-        store_activations=not storing.no_activations,
+        store_activations=storing.activations,
+        keep_moments=storing.keep_moments,
         activations_dtype=storing.activations_dtype.value,
         **analyses.switches(),
     )
@@ -154,6 +176,8 @@ def analyze_command(
     run_device = local_device(resolve_device(model.device)) if launched_ranks() else resolve_device(model.device)
     borders = BorderNotes(model.loader(run_device, data.download), source)
     run = _Run(paths, options, borders, store_for, quiet, storing.wait, storing.append, tuple(columns or ()))
+    run.budget = budget_bytes(memory_budget)
+    run.split = split_by
     results, failed = run.score(source, shard, run_device, output_format, trajectory)
     if results is None:
         return  # a torchrun rank other than 0: quiet
@@ -177,6 +201,8 @@ class _Run:
     wait: bool
     append: bool = False
     columns: tuple[str, ...] = ()
+    budget: int | None = None
+    split: str = "data"
 
     def score(
         self, source: Any, shard: str | None, device: Any, output_format: OutputFormat, trajectory: bool
@@ -191,7 +217,8 @@ class _Run:
         failed = 0
         # -f json with several checkpoints is one document, printed once all are scored.
         gathered = output_format is OutputFormat.json and len(self.paths) > 1
-        with split_run(shard, source, device) as part:
+        tell = partial(tell_plan, err, self.quiet)
+        with split_run(shard, source, device, split=self.split, budget=self.budget, tell=tell) as part:
             track = partial(progress_bar, err, self.quiet) if part.rank == 0 else None
             # Under torchrun only rank 0 writes (and locks) the store.
             targets = self.store_for if part.rank == 0 else (lambda path: None)
@@ -235,6 +262,24 @@ class _Run:
                 out.print()
             render_trajectory(results, out)
         return results, failed
+
+
+def budget_bytes(text: str | None) -> int | None:
+    """--memory-budget as bytes (None: the default share of the available memory)."""
+    from satcli.engine.plan import parse_size
+
+    if text is None:
+        return None
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise SatcliError(f"--memory-budget: {exc}") from None
+
+
+def tell_plan(err: Console, quiet: bool, plan: Any) -> None:
+    """One stderr line when a checkpoint needs more than one pass over the data, saying why."""
+    if plan.passes > 1 and not quiet:
+        err.print(f"[cyan]memory:[/] {escape(plan.describe())}", soft_wrap=True, highlight=False)
 
 
 def _write_html(results: list[CheckpointResult], output: Path) -> None:
@@ -366,12 +411,18 @@ class _Advance:
 
     def __init__(self, progress: Progress, task: TaskID, name: str) -> None:
         self._progress, self._task, self._name = progress, task, name
+        self._phase = f"{name}: "
 
     def __call__(self, count: int) -> None:
         self._progress.advance(self._task, count)
 
     def eigen(self, done: int, total: int) -> None:
-        self._progress.update(self._task, description=f"{self._name}: eigenvalues {done}/{total} layers")
+        self._progress.update(self._task, description=f"{self._phase}eigenvalues {done}/{total} layers")
+
+    def phase(self, text: str) -> None:
+        """Name the pass running now (a run within a memory budget makes several)."""
+        self._phase = f"{self._name}: {text}: "
+        self._progress.update(self._task, description=self._phase.rstrip(": "))
 
 
 @contextlib.contextmanager

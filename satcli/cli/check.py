@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
-from satcli.cli.analyze import progress_bar, warn_notes
+from satcli.cli.analyze import budget_bytes, progress_bar, tell_plan, warn_notes
 from satcli.cli.app import EXIT_FAILED, EXIT_USAGE, app
 from satcli.cli.console import stderr_console, stdout_console
 from satcli.cli.groups import DataArgs, LayerArgs, ModelArgs, ThresholdArgs, with_groups
@@ -22,6 +23,7 @@ from satcli.cli.options import (
     CheckFormat,
     CheckFormatOption,
     FailOn,
+    MemoryBudget,
     Quiet,
     with_model_preprocessors,
 )
@@ -103,6 +105,7 @@ def check_command(
     output_format: CheckFormatOption = CheckFormat.table,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also print each layer table and verdict.")] = False,
     quiet: Quiet = False,
+    memory_budget: MemoryBudget = None,
 ) -> None:
     """CI gate: exit 0 when every checkpoint passes, 1 when one fails, 2 for bad usage or input.
 
@@ -126,7 +129,7 @@ def check_command(
         thresholds=thresholds.thresholds(), store_activations=False, analyses=tuple(analysis or ())
     )
     out, err = stdout_console(), stderr_console()
-    models = _ModelScorer(data, model, options, err, quiet)
+    models = _ModelScorer(data, model, options, err, quiet, budget=budget_bytes(memory_budget))
     failed = checked = inconclusive = 0
     for target in targets:
         scored = rescore_refs([target], overrides) if looks_like_store(target) else [(target, models.score(target))]
@@ -188,6 +191,7 @@ class _ModelScorer:
     err: Console
     quiet: bool
     source: Any = None
+    budget: int | None = None
 
     def score(self, target: str) -> CheckpointResult:
         from satcli.data import open_data
@@ -197,7 +201,7 @@ class _ModelScorer:
             self.source = open_data(self.data.data, opts)
         load = self.model.loader(download=self.data.download)
         loaded = load(target if target.startswith("hf:") else Path(target))
-        result = _score_model(loaded, self.source, self.options, self.err, self.quiet)
+        result = _score_model(loaded, self.source, self.options, self.err, self.quiet, self.budget)
         warn_notes(result, self.err)
         return result
 
@@ -224,13 +228,22 @@ def _gate(
 
 
 def _score_model(
-    loaded: LoadedModel, source: DataSource, options: AnalysisOptions, err: Console, quiet: bool
+    loaded: LoadedModel,
+    source: DataSource,
+    options: AnalysisOptions,
+    err: Console,
+    quiet: bool,
+    budget: int | None = None,
 ) -> CheckpointResult:
-    """The analyze pipeline on one model, with analyze's progress bar on stderr and no store."""
+    """The analyze pipeline on one model within the memory budget (None: the default share), with analyze's
+    progress bar on stderr and no store."""
+    from satcli.engine.passes import budgeted
+    from satcli.engine.plan import default_budget
     from satcli.engine.sweep import score_checkpoint
 
+    score = budgeted(score_checkpoint, default_budget() if budget is None else budget, partial(tell_plan, err, quiet))
     with progress_bar(err, quiet, loaded.path, source.num_samples) as advance:
-        return score_checkpoint(loaded, source, options, None, on_batch=advance)
+        return score(loaded, source, options, None, on_batch=advance)
 
 
 def _print_check(

@@ -321,6 +321,24 @@ Shard = Annotated[
         help="Score only shard I of K of the data (I/K, from 0) into a partial store; join the parts with satcli merge."
     ),
 ]
+SplitOption = Annotated[
+    str,
+    typer.Option(
+        "--split-by",
+        metavar="data|layers",
+        help="With --shard or torchrun: give each process a share of the data (default) or a share of the "
+        "layers over all the data (moment memory per process / K; docs/distributed.md).",
+    ),
+]
+MemoryBudget = Annotated[
+    str | None,
+    typer.Option(
+        "--memory-budget",
+        metavar="SIZE",
+        help="Memory the layers' moments may hold at once (600MB, 2GiB, 1.5G); layers that do not fit take "
+        "more exact passes over the data [default: half the available memory].",
+    ),
+]
 Classes = Annotated[
     bool | None,
     typer.Option(

@@ -84,6 +84,8 @@ def class_spectra(stats: LayerStats, classes: ClassStats) -> ClassSpectra:
         return ClassSpectra(num, None, None, None, None, None, (*notes, f"{num} class seen: needs at least 2"))
     if stats.nonfinite or classes.unlabeled or stats.samples < 2:
         return undefined
+    if stats.m2 is None:  # a store keeps m2 with class state; one without it cannot give Sigma_T
+        return ClassSpectra(num, None, None, None, None, None, (*notes, "no moments (m2) stored"))
     n = float(np.sum(classes.counts))
     sigma_t = np.asarray(stats.m2, dtype=np.float64) / n
     sigma_b = between_scatter(classes)

@@ -5,7 +5,7 @@ report score through the same functions."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -25,11 +25,14 @@ class LayerMeta:
 
 @dataclass(frozen=True)
 class LayerStats:
-    """A layer's streaming moments: enough to recompute the covariance and to merge partial runs."""
+    """A layer's streaming moments: enough to recompute the covariance and to merge partial runs.
+
+    `m2` is None when read from a store that did not keep it: enough to re-score, not to merge or project.
+    """
 
     samples: int
     mean: np.ndarray
-    m2: np.ndarray
+    m2: np.ndarray | None
     eigenvalues: np.ndarray
     nonfinite: bool
 
@@ -73,11 +76,16 @@ class OpaqueState:
 
 @dataclass(frozen=True)
 class LayerState:
-    """Everything a finished run keeps about one layer: what it is, its moments, and other analyses' state."""
+    """Everything a finished run keeps about one layer: what it is, its moments, and other analyses' state.
+
+    `entries`: other analyses' score entries as computed while m2 was at hand (they do not depend on the
+    thresholds); a store that keeps no m2 keeps these, and re-scoring takes them instead of recomputing.
+    """
 
     meta: LayerMeta
     stats: LayerStats
     extras: dict[str, object]
+    entries: dict[str, dict] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

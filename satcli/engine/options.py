@@ -24,14 +24,18 @@ class AnalysisOptions:
     None = on when the data carry labels, False = off; weight_spectra = the `weights` analysis. `precision`:
     of the per-block covariance arithmetic (sums are float64 either way; docs/method.md sec. 1 gives float32's error).
     `eval_data`: what analyses with an evaluation pass (the linear probes) evaluate on.
+    `store_activations`: keep pooled per-input activations in the store (opt-in: for a transformer they
+    outweigh everything else the store keeps). `keep_moments`: keep each layer's d x d m2 in the store, which
+    merging and projecting need and re-scoring does not (a shard's partial store keeps it anyway).
     """
 
     reduction: Reduction = field(default_factory=Reduction)
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     thresholds: Thresholds = field(default_factory=Thresholds)
-    store_activations: bool = True
+    store_activations: bool = False
     activations_dtype: str = "float32"
+    keep_moments: bool = False
     classes: bool | None = None
     weight_spectra: bool = False
     precision: str = "float64"
@@ -84,4 +88,5 @@ class AnalysisOptions:
             "on_nonfinite": self.on_nonfinite,
             # Recorded only when not the default, so stores and JSON of float64 runs stay as they were.
             **({"precision": self.precision} if self.precision != "float64" else {}),
+            **({"keep_moments": True} if self.keep_moments else {}),
         }

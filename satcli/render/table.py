@@ -97,6 +97,9 @@ def _header(result: CheckpointResult) -> Text:
     reduction = _reduction_summary(result)
     if reduction:
         parts.append(("reduction", reduction))
+    passes = result.options.get("memory_passes")
+    if isinstance(passes, int) and passes > 1:
+        parts.append((None, f"{passes} passes (memory budget)"))
     for label, value in parts:
         text.append(" · ", style="dim")
         if label:

@@ -11,7 +11,7 @@ from satcli.analyses.registry import state_versions
 from satcli.core.spectral import LayerScore
 from satcli.core.state import LayerMeta, LayerStats
 from satcli.store.chunks import GZIP_LEVEL, ChunkWriter, RowBuffer
-from satcli.store.encoding import check_layer_stats, encode_extra, encode_layer_stats, to_json
+from satcli.store.encoding import check_layer_stats, encode_extra, encode_layer_stats, entries_json, to_json
 
 
 class CheckpointWriter:
@@ -25,8 +25,10 @@ class CheckpointWriter:
         store_activations: bool,
         activations_dtype: str,
         chunk_bytes: int,
+        keep_moments: bool = True,
     ) -> None:
         self._group = group
+        self._keep_moments = keep_moments
         self._layers = tuple(layers)
         self._store_activations = store_activations
         self._dtype = np.dtype(activations_dtype)
@@ -106,8 +108,9 @@ class CheckpointWriter:
         extras: Mapping[str, Mapping[str, object]] | None = None,
         options: Mapping[str, object] | None = None,
     ) -> None:
-        """Write each layer's moments, covariance, eigenvalues, score and other analyses' state elements
-        (`extras[layer][analysis]`), then mark the checkpoint complete.
+        """Write each layer's mean, eigenvalues, score and other analyses' state elements
+        (`extras[layer][analysis]`), then mark the checkpoint complete. m2 is written when the writer keeps
+        moments; otherwise other analyses' score entries are (their scores read m2, e.g. class spectra).
 
         `num_inputs` overrides the appended count, for runs that stream statistics without calling append;
         `options` replaces the run's recorded options (what the run learnt while running, e.g. inputs skipped).
@@ -129,8 +132,16 @@ class CheckpointWriter:
         versions = state_versions()
         for layer in self._layers:
             group = self._layer_groups[layer.name]
-            encode_layer_stats(group, stats[layer.name], by_name.get(layer.name))
-            for name, element in (extras or {}).get(layer.name, {}).items():
+            elements = (extras or {}).get(layer.name, {})
+            score = by_name.get(layer.name)
+            scored = {name: score.extras[name] for name in elements if score is not None and name in score.extras}
+            entries = entries_json(scored) if elements else None
+            # Without m2, other analyses' entries must be stored to re-score; where they cannot be, m2 is kept.
+            keep = self._keep_moments or (bool(elements) and (entries is None or len(scored) < len(elements)))
+            encode_layer_stats(
+                group, stats[layer.name], score, keep_moments=keep, entries=None if keep or not elements else entries
+            )
+            for name, element in elements.items():
                 encode_extra(group, name, element, versions.get(name, 1))
         if options is not None:
             self._group.attrs["options"] = to_json(dict(options), "options")

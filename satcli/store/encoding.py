@@ -14,7 +14,8 @@ from satcli.core.spectral import LayerScore
 from satcli.core.state import ClassStats, LayerMeta, LayerStats, OpaqueState
 
 # 1: saturation only. 2: layer groups carry encoding attributes and may hold other analyses' state (classes).
-SCHEMA_VERSION = 2
+# 3: layer groups hold no `cov` (it is m2 / (n - 1)) and `m2` only where a merge or projection needs it.
+SCHEMA_VERSION = 3
 FORMAT_NAME = "satcli-store"
 ACTIVATION_DTYPES = ("float32", "float16")
 RESERVED_FILE_ATTRS = frozenset({"format", "schema_version", "satcli_version", "created"})
@@ -44,12 +45,16 @@ def plain(value: object) -> object:
 
 # --- layer statistics (the saturation analysis' state) -----------------------------------------------
 
-LAYER_STATS = ("layer-stats", 1)
+# layer-stats 1: mean, cov, m2, eigenvalues. 2: mean, eigenvalues, and m2 only when kept.
+LAYER_STATS = ("layer-stats", 2)
 CLASS_STATS = ("class-stats", 1)
 
 
 def _checked_dataset(group: h5py.Group, name: str, data: np.ndarray) -> None:
-    """A dataset with HDF5's fletcher32 checksum, so a flipped byte is an error on read, not a wrong number."""
+    """A dataset with HDF5's fletcher32 checksum, so a flipped byte is an error on read, not a wrong number.
+
+    Not compressed: gzip + shuffle shrinks a float64 m2 by about 10% only, at about 7 MB/s (measured on
+    GPT-2-shaped layers, docs/performance.md), so it does not pay for the d x d moments."""
     group.create_dataset(name, data=data, fletcher32=data.size > 0)
 
 
@@ -60,7 +65,8 @@ def _mark(group: h5py.Group, encoding: tuple[str, int]) -> None:
 def check_layer_stats(layer: LayerMeta, stats: LayerStats) -> None:
     """Refuse statistics whose shapes do not match the layer's width."""
     width = layer.width
-    shapes = (np.shape(stats.mean), np.shape(stats.m2), np.shape(stats.eigenvalues))
+    m2 = (width, width) if stats.m2 is None else np.shape(stats.m2)
+    shapes = (np.shape(stats.mean), m2, np.shape(stats.eigenvalues))
     if shapes != ((width,), (width, width), (width,)):
         raise ValueError(
             f"statistics for {layer.name!r} do not match width {width}: "
@@ -68,14 +74,31 @@ def check_layer_stats(layer: LayerMeta, stats: LayerStats) -> None:
         )
 
 
-def encode_layer_stats(group: h5py.Group, stats: LayerStats, score: LayerScore | None) -> None:
-    """Moments, covariance (NaN below 2 samples), eigenvalues and the score at the run's thresholds."""
+def entries_json(entries: Mapping[str, Mapping[str, object]]) -> str | None:
+    """Other analyses' score entries as strict JSON, or None when they hold a value JSON cannot (NaN)."""
+    try:
+        return json.dumps({name: dict(entry) for name, entry in entries.items()}, allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+
+
+def encode_layer_stats(
+    group: h5py.Group,
+    stats: LayerStats,
+    score: LayerScore | None,
+    keep_moments: bool = True,
+    entries: str | None = None,
+) -> None:
+    """Mean, eigenvalues and the score at the run's thresholds: all that re-scoring needs. With `keep_moments`
+    (and moments present) also m2, which merging and projecting need; the covariance is m2 / (n - 1).
+    `entries` (entries_json): other analyses' score entries, which re-scoring takes when m2 is not kept."""
     samples = int(stats.samples)
-    m2 = np.asarray(stats.m2, dtype=np.float64)
-    cov = m2 / (samples - 1) if samples >= 2 else np.full(m2.shape, np.nan)
-    arrays = {"mean": stats.mean, "cov": cov, "m2": m2, "eigenvalues": stats.eigenvalues}
-    for name, data in arrays.items():
+    for name, data in (("mean", stats.mean), ("eigenvalues", stats.eigenvalues)):
         _checked_dataset(group, name, np.asarray(data, dtype=np.float64))
+    if keep_moments and stats.m2 is not None:
+        _checked_dataset(group, "m2", np.asarray(stats.m2, dtype=np.float64))
+    if entries is not None:
+        group.attrs["entries"] = entries
     group.attrs.update(
         {
             "samples": samples,
@@ -86,6 +109,12 @@ def encode_layer_stats(group: h5py.Group, stats: LayerStats, score: LayerScore |
         }
     )
     _mark(group, LAYER_STATS)
+
+
+def decode_layer_entries(group: h5py.Group) -> dict[str, dict]:
+    """The stored score entries of other analyses (layer-stats 2 without m2; none otherwise)."""
+    text = group.attrs.get("entries")
+    return {} if text is None else dict(json.loads(plain(text)))
 
 
 def decode_layer_meta(group: h5py.Group) -> LayerMeta:
@@ -103,12 +132,13 @@ def decode_layer_meta(group: h5py.Group) -> LayerMeta:
 
 
 def decode_layer_stats(group: h5py.Group) -> LayerStats:
-    """The moments of a layer group (schema 1 groups have no encoding attributes and the same layout)."""
+    """The moments of a layer group (schema 1 groups have no encoding attributes and the same layout as
+    encoding 1); m2 is None when the group does not keep it (encoding 2)."""
     _expect(group, LAYER_STATS, optional=True)
     return LayerStats(
         samples=int(group.attrs["samples"]),
         mean=group["mean"][()],
-        m2=group["m2"][()],
+        m2=group["m2"][()] if "m2" in group else None,
         eigenvalues=group["eigenvalues"][()],
         nonfinite=bool(group.attrs["nonfinite"]),
     )

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from satcli.analyses.merge import distributed_record, merge_states
+from satcli.analyses.merge import distributed_record, join_layer_parts, merge_states
 from satcli.analyses.score import score_state
 from satcli.core.results import CheckpointResult
 from satcli.core.state import CheckpointState
@@ -27,7 +27,7 @@ from satcli.store.rescore import stored_thresholds
 from satcli.store.writer import StoreWriter
 
 # Options that may differ between the parts of one checkpoint (they describe the part, not the run).
-PART_OPTIONS = frozenset({"num_inputs", "distributed", "device"})
+PART_OPTIONS = frozenset({"num_inputs", "distributed", "device", "memory_passes"})
 # Activation rows copied per read when concatenating parts.
 COPY_ROWS = 8192
 
@@ -54,10 +54,16 @@ def read_part(path: Path) -> StorePart:
 
 
 def write_state(
-    writer: StoreWriter, state: CheckpointState, result: CheckpointResult, activations_dtype: str = "float32"
+    writer: StoreWriter,
+    state: CheckpointState,
+    result: CheckpointResult,
+    activations_dtype: str = "float32",
+    keep_moments: bool = True,
 ) -> None:
-    """Add one checkpoint group holding a state's statistics (no activations) to an open store."""
-    observer = StoreObserver(writer, store_activations=False, activations_dtype=activations_dtype)
+    """Add one checkpoint group holding a state's statistics (no activations) to an open store;
+    `keep_moments`: with each layer's m2 (a partial store's writer keeps it anyway)."""
+    keep = keep_moments or writer.partial
+    observer = StoreObserver(writer, store_activations=False, activations_dtype=activations_dtype, keep_moments=keep)
     observer.started(state.meta, [layer.meta for layer in state.layers])
     observer.finished(state, result)
 
@@ -68,8 +74,14 @@ def merge_stores(paths: Sequence[Path], out: Path) -> list[CheckpointResult]:
     kinds = {part.partial for part in parts}
     if len(kinds) > 1:
         raise SatcliError("cannot merge partial (shard) stores with full stores; merge the shards first")
+    if kinds == {True} and any(part.attrs.get("split") == "layers" for part in parts):
+        parts = ordered_layer_parts(parts)
+        with StoreWriter(out, {"command": "merge", "merged_shards": len(parts)}) as writer:
+            return [_write_joined(writer, parts, j) for j in range(len(parts[0].checkpoints))]
     if kinds == {True}:
         parts = ordered_shards(parts)
+        for part in parts:
+            require_moments(part)
         attrs: dict[str, object] = {"command": "merge", "merged_shards": len(parts)}
         with StoreWriter(out, attrs) as writer:
             return [_write_merged(writer, parts, j) for j in range(len(parts[0].checkpoints))]
@@ -77,6 +89,56 @@ def merge_stores(paths: Sequence[Path], out: Path) -> list[CheckpointResult]:
         return [
             _write_merged(writer, [part], j, checkpoint=True) for part in parts for j in range(len(part.checkpoints))
         ]
+
+
+def require_moments(part: StorePart) -> None:
+    """Refuse, in one line, a part whose layers lack the m2 a moment merge needs."""
+    for checkpoint in part.checkpoints:
+        bare = [layer.meta.name for layer in checkpoint.layers if layer.stats.m2 is None]
+        if bare:
+            raise SatcliError(
+                f"{part.path} checkpoint {checkpoint.key} keeps no moments (m2) for {len(bare)} layer(s), "
+                "which a merge needs; re-run analyze with --keep-moments"
+            )
+
+
+def ordered_layer_parts(parts: Sequence[StorePart]) -> list[StorePart]:
+    """The layer-split parts in shard order, after checking they are one complete set of one split."""
+    if any(part.attrs.get("split") != "layers" for part in parts):
+        raise SatcliError("cannot merge layer-split parts (--split-by layers) with data shards")
+    counts = {int(part.attrs["shard_count"]) for part in parts}
+    if len(counts) > 1:
+        raise SatcliError(f"the parts split the layers differently (shard counts {sorted(counts)})")
+    count = counts.pop()
+    by_index: dict[int, StorePart] = {}
+    for part in parts:
+        index = int(part.attrs["shard_index"])
+        if index in by_index:
+            raise SatcliError(f"shard {index}/{count} is given twice ({by_index[index].path} and {part.path}): overlap")
+        by_index[index] = part
+    missing = [f"{i}/{count}" for i in range(count) if i not in by_index]
+    if missing:
+        raise SatcliError(f"the layer split has a gap: shard(s) {', '.join(missing)} missing")
+    ordered = [by_index[i] for i in range(count)]
+    if len({len(part.checkpoints) for part in ordered}) > 1:
+        raise SatcliError("the parts hold different numbers of checkpoints")
+    return ordered
+
+
+def _write_joined(writer: StoreWriter, parts: Sequence[StorePart], j: int) -> CheckpointResult:
+    """Checkpoint j of layer-split parts: their layers concatenated in forward order (no moment merge)."""
+    chosen = [part.checkpoints[j] for part in parts]
+    _check_same_run(chosen, [part.path for part in parts])
+    state = join_layer_parts(
+        [c.state() for c in chosen], {"distributed": {"world_size": len(parts), "split": "layers", "via": "shards"}}
+    )
+    total = {int(part.attrs.get("shard_layers_total", -1)) for part in parts}
+    if total != {len(state.layers)}:
+        raise SatcliError(f"the parts hold {len(state.layers)} layers but the model's selection has {sorted(total)}")
+    result = score_state(state, stored_thresholds(chosen[0]))
+    kept = all(layer.stats.m2 is not None for layer in state.layers) and bool(state.meta.options.get("keep_moments"))
+    write_state(writer, state, result, keep_moments=kept)
+    return result
 
 
 def ordered_shards(parts: Sequence[StorePart]) -> list[StorePart]:
@@ -145,7 +207,13 @@ def _write_merged(
     layers = [layer.meta for layer in state.layers]
     with_rows = all(layer.has_activations for c in chosen for layer in c.layers)
     dtype = str(meta.options.get("activations_dtype", "float32"))
-    group = writer.begin_checkpoint(meta, layers, store_activations=with_rows, activations_dtype=dtype)
+    # Concatenated stores keep m2 where they had it; merged shards as their run asked (--keep-moments).
+    kept = all(layer.stats.m2 is not None for layer in state.layers) and (
+        checkpoint or bool(meta.options.get("keep_moments", False))
+    )
+    group = writer.begin_checkpoint(
+        meta, layers, store_activations=with_rows, activations_dtype=dtype, keep_moments=kept
+    )
     if with_rows:
         for part, stored in zip(parts, chosen, strict=True):
             _copy_rows(group, part.path, stored.key, [layer.name for layer in layers])

@@ -19,6 +19,7 @@ from satcli.store.encoding import (
     FORMAT_NAME,
     SCHEMA_VERSION,
     decode_extras,
+    decode_layer_entries,
     decode_layer_meta,
     decode_layer_stats,
     plain,
@@ -31,12 +32,21 @@ class StoredLayer:
 
     meta: LayerMeta
     stats: LayerStats
-    cov: np.ndarray
     k: int | None
     saturation: float | None
     flags: tuple[str, ...]
     has_activations: bool
     extras: dict[str, object] = field(default_factory=dict)
+    entries: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def cov(self) -> np.ndarray | None:
+        """m2 / (n - 1), all NaN below 2 samples (as schema 1 and 2 stored it); None when m2 was not kept."""
+        m2 = self.stats.m2
+        if m2 is None:
+            return None
+        n = int(self.stats.samples)
+        return m2 / (n - 1) if n >= 2 else np.full(np.shape(m2), np.nan)
 
 
 @dataclass(frozen=True)
@@ -52,7 +62,9 @@ class StoredCheckpoint:
 
     def state(self) -> CheckpointState:
         """The checkpoint as the engine's final state, for the shared scoring route."""
-        layers = tuple(LayerState(layer.meta, layer.stats, dict(layer.extras)) for layer in self.layers)
+        layers = tuple(
+            LayerState(layer.meta, layer.stats, dict(layer.extras), dict(layer.entries)) for layer in self.layers
+        )
         return CheckpointState(self.meta, layers, self.num_inputs)
 
 
@@ -102,12 +114,12 @@ def _read_layer(group: h5py.Group) -> StoredLayer:
     return StoredLayer(
         meta=decode_layer_meta(group),
         stats=decode_layer_stats(group),
-        cov=group["cov"][()],
         k=None if k < 0 else k,
         saturation=None if math.isnan(saturation) else saturation,
         flags=tuple(str(flag) for flag in json.loads(attrs["flags"])),
         has_activations="activations" in group,
         extras=decode_extras(group, state_versions()),
+        entries=decode_layer_entries(group),
     )
 
 

@@ -1,4 +1,4 @@
-"""Per-layer linear CKA between stored checkpoints, from the per-input pooled activations stores keep
+"""Per-layer linear CKA between stored checkpoints, from the per-input pooled activations stores keep with --activations
 (docs/method.md, "Representation similarity (CKA)"): the first checkpoint against each other one."""
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def stored_cka(refs: Sequence[str]) -> StoredCKA | str:
 def _mismatch(a: StoredCheckpoint, b: StoredCheckpoint) -> str | None:
     """Why two checkpoints' stored activations are not rows of the same inputs (None when they are)."""
     if not all(layer.has_activations for layer in (*a.layers, *b.layers)):
-        return "a store was written without activations (--no-activations)"
+        return "a store was written without activations (analyze stores them with --activations)"
     same = a.meta.data_spec == b.meta.data_spec and a.meta.options.get("data") == b.meta.options.get("data")
     if not same or a.num_inputs != b.num_inputs:
         return "the checkpoints were analyzed on different data"

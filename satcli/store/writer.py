@@ -105,6 +105,12 @@ class StoreWriter:
         self._checkpoints = self._file.create_group("checkpoints")
         self._current: CheckpointWriter | None = None
 
+    @property
+    def partial(self) -> bool:
+        """True for a data shard's partial store: its checkpoints always keep their moments, a merge needs
+        them (a layer-split part, `split = "layers"`, joins by concatenating layers and needs none)."""
+        return bool(self._attrs.get("partial", False)) and self._attrs.get("split", "data") == "data"
+
     def __enter__(self) -> StoreWriter:
         return self
 
@@ -123,8 +129,11 @@ class StoreWriter:
         *,
         store_activations: bool,
         activations_dtype: str = "float32",
+        keep_moments: bool = True,
     ) -> CheckpointWriter:
-        """Start the next /checkpoints/NNNN group; an unfinished previous checkpoint is left incomplete."""
+        """Start the next /checkpoints/NNNN group; an unfinished previous checkpoint is left incomplete.
+
+        `keep_moments`: write each layer's m2 (merges and projections need it; re-scoring does not)."""
         file = self._require_open()
         if activations_dtype not in ACTIVATION_DTYPES:
             raise ValueError(f"activations_dtype must be one of {ACTIVATION_DTYPES}, got {activations_dtype!r}")
@@ -160,6 +169,7 @@ class StoreWriter:
             store_activations=store_activations,
             activations_dtype=activations_dtype,
             chunk_bytes=self._chunk_bytes,
+            keep_moments=keep_moments,
         )
         return self._current
 

@@ -39,7 +39,7 @@ def analyzed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer), pytest.raises(SystemExit) as done:
-        main(["analyze", str(SENSIBLE), "--store", str(store), "-q", "-f", "json"])
+        main(["analyze", str(SENSIBLE), "--store", str(store), "--activations", "-q", "-f", "json"])
     assert done.value.code == 0
     out.write_text(buffer.getvalue())
     return store, json.loads(buffer.getvalue())

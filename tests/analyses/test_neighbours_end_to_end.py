@@ -50,6 +50,7 @@ def test_twonn_and_mle_match_kdtree_on_stored_activations_and_survives_the_store
             "twonn",
             "--analysis",
             "mle",
+            "--activations",
             "--store",
             str(store),
             "-q",

@@ -31,7 +31,8 @@ def _saturations(store: Path) -> list[list[float]]:
             layers = f["checkpoints"][key]["layers"]
             row = []
             for index in sorted(layers, key=int):
-                cov = layers[index]["cov"][()]
+                group = layers[index]
+                cov = group["m2"][()] / (int(group.attrs["samples"]) - 1)
                 eigs = np.clip(scipy.linalg.eigvalsh(cov)[::-1], 0, None)
                 k = int(np.searchsorted(np.cumsum(eigs) / eigs.sum(), 0.99 - 1e-12) + 1)
                 row.append(k / cov.shape[0])
