@@ -3,8 +3,8 @@
 Typer's options table (typer.rich_utils._print_options_panel) leaves every column wrappable and gives its help
 column (a rich Columns, which has no measure) no least width, so at 80 columns Rich's last resort cuts every
 column evenly: "--trust-remote-co…", "<float32|float16". Here the panel's table is re-laid out, in the first
-of three layouts that leaves the help column at least as wide as its longest word (and HELP_CELLS):
-the columns as Typer has them; the negative name and the metavar stacked under the option name; the help
+of four layouts that leaves the help column at least as wide as its longest word (and HELP_CELLS):
+the columns as Typer has them; the negative name (--no-x) under the option name; the metavar too; the help
 below the names, indented.
 """
 
@@ -97,7 +97,8 @@ class OptionsLayout:
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         width = options.max_width
         help_least = max(HELP_CELLS, max((_longest_word(console, options, row.help) for row in self.rows), default=0))
-        for table in (self._typer_columns(console, options), self._stacked_names(console, options)):
+        layouts = (self._typer_columns, self._stacked_negatives, self._stacked_names)
+        for table in (layout(console, options) for layout in layouts):
             if _names_width(console, options, table) + GAP + help_least <= width:
                 yield _with_help_width(table, width - _names_width(console, options, table) - GAP)
                 return
@@ -106,6 +107,14 @@ class OptionsLayout:
     def _typer_columns(self, console: Console, options: ConsoleOptions) -> Table:
         """Typer's own columns, those that are empty in every row left out."""
         cells = [[r.required, r.long, r.short, r.negative_long, r.negative_short, r.metavar] for r in self.rows]
+        return _grid(console, options, cells, [row.help for row in self.rows])
+
+    def _stacked_negatives(self, console: Console, options: ConsoleOptions) -> Table:
+        """Negative names under the option names (and short flags) rather than in columns of their own."""
+        cells = [
+            [r.required, _lines(r.long, r.negative_long), _lines(r.short, r.negative_short), r.metavar]
+            for r in self.rows
+        ]
         return _grid(console, options, cells, [row.help for row in self.rows])
 
     def _stacked_names(self, console: Console, options: ConsoleOptions) -> Table:
@@ -126,9 +135,7 @@ class OptionsLayout:
         return Group(*parts)
 
 
-def _grid(
-    console: Console, options: ConsoleOptions, cells: list[list[Any]], helps: list[RenderableType]
-) -> Table:
+def _grid(console: Console, options: ConsoleOptions, cells: list[list[Any]], helps: list[RenderableType]) -> Table:
     """A grid of the non-empty name columns at their full width (never wrapped) and a help column."""
     kept = [i for i in range(len(cells[0])) if any(_plain(row[i]) for row in cells)]
     table = Table.grid(padding=(0, GAP // 2), pad_edge=False, collapse_padding=False)
