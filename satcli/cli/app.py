@@ -83,8 +83,9 @@ def tidy_help(command: Any) -> Any:
     """Make --help read like other Typer CLIs, for the command and its subcommands; returns the command.
 
     Typer's Rich help shows a `<bool>` type for flags, which take no value; it reads help text as Rich markup,
-    which swallowed our `[default: ...]` notes; and it keeps the line breaks of a docstring's source. Here
-    flags show no type, help is plain text, and paragraphs are re-flowed to the terminal.
+    which swallowed our `[default: ...]` notes; it keeps the line breaks of a docstring's source; and at 80
+    columns it cuts option names ("--trust-remote-co…"). Here flags show no type, help is plain text,
+    paragraphs are re-flowed to the terminal and option names, flags and metavars are never cut (help_panel.py).
     """
     if command.help:
         paragraphs = inspect.cleandoc(command.help).split("\n\n")
@@ -95,9 +96,22 @@ def tidy_help(command: Any) -> Any:
         if getattr(param, "help", None):
             param.help = escape(param.help)
     command.get_help_option = _untyped(command.get_help_option)
+    command.format_help = _fitted(command.format_help)
     for sub in getattr(command, "commands", {}).values():
         tidy_help(sub)
     return command
+
+
+def _fitted(format_help: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
+    """The command's help printed with its options panels laid out by help_panel (imported only for --help)."""
+
+    def format_fitted(ctx: Any, formatter: Any) -> None:
+        from satcli.cli.help_panel import fitted_options_panels
+
+        with fitted_options_panels():
+            format_help(ctx, formatter)
+
+    return format_fitted
 
 
 def _untyped(get_help_option: Callable[[Any], Any]) -> Callable[[Any], Any]:

@@ -57,8 +57,9 @@ def comparison_table(comparison: Comparison, width: int | None = None) -> Render
     """
     columns = comparison.columns
     legend = Table.grid(padding=(0, 1))
+    # Paths fold onto the next line rather than end in "…" (a grid column's default overflow).
     for _ in range(3):
-        legend.add_column()
+        legend.add_column(overflow="fold")
     for c in columns:
         legend.add_row(Text(c.label, style="bold"), Text(c.source), Text(f"({c.result.model})", style="dim"))
     parts: list[RenderableType] = [legend]

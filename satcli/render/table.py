@@ -125,7 +125,7 @@ def _layer_table(result: CheckpointResult, asked: Sequence[str] = ()) -> Fit:
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 0, 0, 1), header_style="bold")
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column("layer")
-    table.add_column("type", no_wrap=True)
+    table.add_column("type")
     table.add_column("width", justify="right", no_wrap=True)
     table.add_column("samples", justify="right", no_wrap=True)
     table.add_column("k", justify="right", no_wrap=True)
@@ -141,7 +141,7 @@ def _layer_table(result: CheckpointResult, asked: Sequence[str] = ()) -> Fit:
         table.add_row(
             str(index),
             DottedName(layer.name),
-            Text(layer.type),
+            DottedName(layer.type, camel=True),
             str(layer.width),
             str(layer.samples),
             NOT_AVAILABLE if layer.k is None else str(layer.k),

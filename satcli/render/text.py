@@ -161,15 +161,19 @@ def print_fitted(console: Console, renderable: RenderableType) -> None:
         console.print(renderable)
 
 
-def _dot_pieces(name: str) -> list[int]:
-    """Offsets where a name may break: after each dot and each space."""
-    return [i + 1 for i, char in enumerate(name[:-1]) if char in ". "]
+def _dot_pieces(name: str, camel: bool = False) -> list[int]:
+    """Offsets where a name may break: after each dot and each space (and, for `camel`, before each capital
+    that follows a small letter: "Multihead|Attention")."""
+    breaks = {i + 1 for i, char in enumerate(name[:-1]) if char in ". "}
+    if camel:
+        breaks |= {i for i in range(1, len(name)) if name[i].isupper() and name[i - 1].islower()}
+    return sorted(breaks)
 
 
-def _dot_lines(text: Text, width: int) -> list[Text]:
+def _dot_lines(text: Text, width: int, camel: bool = False) -> list[Text]:
     """The text in lines of at most `width` cells, broken only after dots or spaces (a longer piece stays whole)."""
     lines: list[Text] = []
-    for piece in text.divide(_dot_pieces(text.plain)):
+    for piece in text.divide(_dot_pieces(text.plain, camel)):
         if lines and cell_len(lines[-1].plain) + cell_len(piece.plain.rstrip()) <= width:
             lines[-1].append_text(piece)
         else:
@@ -188,17 +192,19 @@ class DottedName:
     """A layer name for a table cell: it wraps only after a dot (or a space), never mid-word, never with "…".
 
     Its narrowest width is its longest dotted piece ("encoder_layer_0."), so a table sized by `Fit` never cuts it.
+    A `camel` name (a module type) may also break between words: "Multihead" / "Attention".
     """
 
-    def __init__(self, name: str | Text, style: str = "") -> None:
+    def __init__(self, name: str | Text, style: str = "", camel: bool = False) -> None:
         self.text = Text(name, style=style) if isinstance(name, str) else name
+        self.camel = camel
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
-        pieces = [p.plain.rstrip() for p in self.text.divide(_dot_pieces(self.text.plain))]
+        pieces = [p.plain.rstrip() for p in self.text.divide(_dot_pieces(self.text.plain, self.camel))]
         return Measurement(max(map(cell_len, pieces), default=0), cell_len(self.text.plain))
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        joined = Text("\n").join(_dot_lines(self.text, options.max_width))
+        joined = Text("\n").join(_dot_lines(self.text, options.max_width, self.camel))
         joined.no_wrap, joined.overflow = True, "ignore"
         yield joined
 
@@ -212,15 +218,27 @@ class Fit:
 
     Columns with no_wrap (numbers) keep their full width; the columns in `first` (saturation bars) give up their
     cells first, then the other wrappable ones shrink, widest first, down to their longest word or dotted piece.
-    A table that still does not fit asks for more (its minimum measure), and is printed wider, never cut.
+    When even that does not fit, one cell is left between columns instead of the table's padding. A table
+    that still does not fit asks for more (its minimum measure), and is printed wider, never cut.
     """
 
     def __init__(self, table: Table, first: Sequence[int] = ()) -> None:
         self.table = table
         self.first = tuple(first)
         self.fixed = [column.width for column in table.columns]
+        self.padding = table.padding
 
     def _ranges(self, console: Console, options: ConsoleOptions) -> list[Measurement]:
+        """Each column's least and largest width with its padding: the table's own, or one cell between columns
+        when that is what lets it fit `options.max_width`."""
+        self.table.padding = self.padding
+        ranges = self._column_ranges(console, options)
+        if sum(r.minimum for r in ranges) + self.table._extra_width > options.max_width:
+            self.table.padding = _one_cell_gaps(self.table)
+            ranges = self._column_ranges(console, options)
+        return ranges
+
+    def _column_ranges(self, console: Console, options: ConsoleOptions) -> list[Measurement]:
         table, unbounded = self.table, options.update_width(_UNBOUNDED)
         for column, width in zip(table.columns, self.fixed, strict=True):
             column.width = width
@@ -231,8 +249,10 @@ class Fit:
         ]
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
-        ranges, extra = self._ranges(console, options), self.table._extra_width
-        return Measurement(sum(r.minimum for r in ranges) + extra, sum(r.maximum for r in ranges) + extra)
+        """From the least width with one cell between columns to the largest with the table's own padding."""
+        extra = self.table._extra_width
+        least = sum(r.minimum for r in self._ranges(console, options.update_width(0))) + extra
+        return Measurement(least, sum(r.maximum for r in self._ranges(console, options)) + extra)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         table = self.table
@@ -243,6 +263,12 @@ class Fit:
         for index, (column, width) in enumerate(zip(table.columns, widths, strict=True)):
             column.width = width - table._get_padding_width(index)
         yield table
+
+
+def _one_cell_gaps(table: Table) -> tuple[int, int, int, int]:
+    """Padding that leaves one cell between columns: a box's column separator alone, or one cell on the right."""
+    top, _, bottom, _ = table.padding
+    return (top, 0, bottom, 0) if table.box else (top, 1, bottom, 0)
 
 
 def fit_widths(least: Sequence[int], most: Sequence[int], total: int, first: Sequence[int] = ()) -> list[int]:
