@@ -221,3 +221,15 @@ def test_a_flipped_byte_in_activations_is_a_damaged_store(tmp_path: Path) -> Non
     _flip(path, info.byte_offset + info.size // 2)
     with pytest.raises(SatcliError, match="damaged satcli store"):
         read_activations(path, "0000", "fc")
+
+
+def test_a_writer_stopped_before_its_with_block_is_cleaned_up(tmp_path: Path) -> None:
+    """SIGTERM can land between StoreWriter(...) and `with`: the CLI's signal path aborts every open writer."""
+    from satcli.store.writer import StoreWriter, abort_open_writers
+
+    target = tmp_path / "late.h5"
+    writer = StoreWriter(target)  # never entered, never committed
+    assert temp_files(tmp_path) != [] and lock_path(target).exists()
+    abort_open_writers()
+    assert temp_files(tmp_path) == [] and not lock_path(target).exists() and not target.exists()
+    del writer

@@ -68,6 +68,13 @@ def main(argv: list[str] | None = None) -> None:
             signal.signal(signum, handler)  # type: ignore[arg-type]
 
 
+def _abort_writers() -> None:
+    """A store writer the signal caught before its `with` block began has no clean-up of its own to run."""
+    writer = sys.modules.get("satcli.store.writer")
+    if writer is not None:
+        writer.abort_open_writers()
+
+
 def _run(argv: list[str] | None, err: Console) -> None:
     """Run the app; exit with the code its outcome maps to."""
     command = tidy_help(typer.main.get_command(app))
@@ -90,9 +97,11 @@ def _run(argv: list[str] | None, err: Console) -> None:
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(EXIT_BROKEN_PIPE)
     except Terminated:
+        _abort_writers()
         err.print("terminated; finished results and existing stores are kept")
         sys.exit(EXIT_TERMINATED)
     except (Interrupted, typer.Abort, KeyboardInterrupt):
+        _abort_writers()
         err.print("interrupted; finished results and existing stores are kept")
         sys.exit(130)
     except Exception as exc:

@@ -9,6 +9,7 @@ import contextlib
 import os
 import secrets
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -36,6 +37,17 @@ __all__ = ["TEMP_MARKER", "StoreWriter"]
 
 # How long commit retries opening a store another process (a reader) has open right now.
 OPEN_RETRY_SECONDS = 30.0
+
+
+# Writers between their lock and their commit or abort (weakly held): abort_open_writers() is the clean-up of a
+# process told to stop (SIGTERM, Ctrl-C), which can arrive before a writer's `with` block has started.
+_OPEN: weakref.WeakSet[StoreWriter] = weakref.WeakSet()
+
+
+def abort_open_writers() -> None:
+    """Abort every writer of this process that has neither committed nor aborted: temp files go, locks too."""
+    for writer in list(_OPEN):
+        writer.abort()
 
 
 class StoreWriter:
@@ -78,8 +90,10 @@ class StoreWriter:
         self.temp_path = parent / f"{temp_prefix(self.path)}{os.getpid()}-{secrets.token_hex(4)}"
         self._file: h5py.File | None = None
         self._locked = False
+        self._current: CheckpointWriter | None = None
         acquire(self.path, wait=wait)
         self._locked = True
+        _OPEN.add(self)  # until commit or abort: a signal between here and `with` still cleans up
         self._appending = False  # adding to an existing store (its groups are read when committing)
         try:
             remove_stale_temps(self.path)
@@ -87,23 +101,22 @@ class StoreWriter:
                 _check_existing(self.path)
                 self._appending = True
             self._file = h5py.File(self.temp_path, "x")
+            self._attrs = extra
+            self._file.attrs.update(
+                {
+                    "format": FORMAT_NAME,
+                    "schema_version": SCHEMA_VERSION,
+                    "satcli_version": satcli.__version__,
+                    "created": now_iso(),
+                    **extra,
+                }
+            )
+            self._checkpoints = self._file.create_group("checkpoints")
         except BaseException as exc:
             self.abort()
             if isinstance(exc, OSError):
                 raise SatcliError(f"cannot write store {self.path}: {exc}") from exc
             raise
-        self._attrs = extra
-        self._file.attrs.update(
-            {
-                "format": FORMAT_NAME,
-                "schema_version": SCHEMA_VERSION,
-                "satcli_version": satcli.__version__,
-                "created": now_iso(),
-                **extra,
-            }
-        )
-        self._checkpoints = self._file.create_group("checkpoints")
-        self._current: CheckpointWriter | None = None
 
     @property
     def partial(self) -> bool:
@@ -205,6 +218,7 @@ class StoreWriter:
         if self._locked:
             self._locked = False
             release(self.path)
+        _OPEN.discard(self)
 
     def _copy_into_store(self) -> None:
         """Copy the temp file's checkpoint groups into the existing store after its last group, in place.
