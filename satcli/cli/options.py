@@ -365,8 +365,15 @@ WeightSpectra = Annotated[
 EvalData = Annotated[
     str | None,
     typer.Option(
-        help="Labelled data the evaluation pass runs on (linear probes: --analysis probe) [default: the --data set].",
+        help="Labelled data to evaluate on (the linear probes, the projected models) [default: the --data set].",
         show_default=False,
+    ),
+]
+ModelArgument = Annotated[
+    Path,
+    typer.Argument(
+        help="Model file (.pt2, TorchScript, state dict .pt/.pth/.safetensors with --arch), a Hugging Face "
+        "model directory, hf:PATH or hf:ORG/NAME (from the local Hugging Face cache)."
     ),
 ]
 EvalSplit = Annotated[str | None, typer.Option(help="Split of --eval-data [default: --split].", show_default=False)]

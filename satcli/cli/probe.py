@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -11,7 +10,16 @@ import typer
 from satcli.cli.app import app
 from satcli.cli.console import stdout_console
 from satcli.cli.groups import DataArgs, ModelArgs, with_groups
-from satcli.cli.options import CheckFormat, EvalData, EvalSplit, Exclude, Layers, ObjectFormat, with_model_preprocessors
+from satcli.cli.options import (
+    CheckFormat,
+    EvalData,
+    EvalSplit,
+    Exclude,
+    Layers,
+    ModelArgument,
+    ObjectFormat,
+    with_model_preprocessors,
+)
 
 if TYPE_CHECKING:
     from satcli.core.results import CheckpointResult
@@ -20,13 +28,7 @@ if TYPE_CHECKING:
 @app.command("probe")
 @with_groups
 def probe_command(
-    model: Annotated[
-        Path,
-        typer.Argument(
-            help="Model file (.pt2, TorchScript, state dict .pt/.pth/.safetensors with --arch), a Hugging Face "
-            "model directory, hf:PATH or hf:ORG/NAME (from the local Hugging Face cache)."
-        ),
-    ],
+    model: ModelArgument,
     *,
     data: DataArgs,
     eval_data: EvalData = None,

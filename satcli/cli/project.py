@@ -16,8 +16,11 @@ from satcli.cli.console import stderr_console, stdout_console
 from satcli.cli.groups import DataArgs, ModelArgs, with_groups
 from satcli.cli.options import (
     CheckFormat,
+    EvalData,
+    EvalSplit,
     Exclude,
     Layers,
+    ModelArgument,
     ObjectFormat,
     Quiet,
     with_model_preprocessors,
@@ -30,19 +33,11 @@ if TYPE_CHECKING:
 @app.command("project")
 @with_groups
 def project_command(
-    model: Annotated[
-        Path,
-        typer.Argument(
-            help="Model file (.pt2, TorchScript, state dict .pt/.pth/.safetensors with --arch), a Hugging Face "
-            "model directory, hf:PATH or hf:ORG/NAME (from the local Hugging Face cache)."
-        ),
-    ],
+    model: ModelArgument,
     *,
     data: DataArgs,
-    eval_data: Annotated[
-        str | None, typer.Option(help="Data to evaluate the projected models on (default: the --data set).")
-    ] = None,
-    eval_split: Annotated[str | None, typer.Option(help="Split of --eval-data (default: --split).")] = None,
+    eval_data: EvalData = None,
+    eval_split: EvalSplit = None,
     delta: Annotated[
         list[float] | None,
         typer.Option(
