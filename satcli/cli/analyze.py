@@ -34,6 +34,7 @@ from satcli.cli.options import (
     Wait,
     with_model_preprocessors,
 )
+from satcli.cli.sweep import border_note, sweep
 from satcli.errors import SatcliError
 
 if TYPE_CHECKING:
@@ -113,6 +114,14 @@ def analyze_command(
         Path | None,
         typer.Option("--html", metavar="FILE", help="Also write a self-contained HTML report (table, verdict, plots)."),
     ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            "--plot",
+            metavar="FILE",
+            help="With --input-size: also draw saturation against layer, one line per size, to this image.",
+        ),
+    ] = None,
     trajectory: Trajectory = False,
     no_sort: NoSort = False,
     quiet: Quiet = False,
@@ -159,8 +168,10 @@ def analyze_command(
         **analyses.switches(),
     )
     if input_size:
-        _sweep(models, input_size, data, model, options, storing, output_format, quiet)
+        sweep(models, input_size, data, model, options, storing.store, output_format, plot)
         return
+    if plot is not None:
+        raise SatcliError("--plot draws the resolution sweep; give --input-size, or use satcli plot STORE")
     paths = order_checkpoints(models, sort=not no_sort)
     store_for = storing.target_for
     _check_store_option(storing.store)
@@ -249,7 +260,7 @@ class _Run:
                         outcome, output_format, out, first=len(results) == 1, table=table, columns=self.columns
                     )
                     if output_format is OutputFormat.table and not trajectory:
-                        _border_note(outcome, self.load, out)
+                        border_note(outcome, self.load, out)
         if part.rank != 0:
             return None, 0
         if gathered and results:
@@ -300,58 +311,6 @@ def _check_store_option(store: Path | None) -> None:
             f"--store {store}: STORE:{ref.key} names a checkpoint of a store (for report and plot), not a file "
             f"to write; give the store file, e.g. --store {ref.path}"
         )
-
-
-def _border_note(result: CheckpointResult, load: Any, out: Console) -> None:
-    """Which tail layers are also past the receptive-field border at the data's size (spatial models only)."""
-    from satcli.render.rf import border_note
-
-    found = load.at(result.model) if hasattr(load, "at") else None
-    if found is None:
-        return
-    _, borders = found
-    if borders.report is not None:
-        note = border_note(borders.report, borders.report.sizes[0], result.verdict.tail)
-        if note:
-            out.print(f"receptive field: {escape(note)}", soft_wrap=True, highlight=False)
-    elif borders.problem:
-        out.print(f"receptive field: {escape(borders.problem)}", soft_wrap=True, highlight=False)
-
-
-def _sweep(
-    models: list[Path],
-    sizes: list[str],
-    data: DataArgs,
-    model: ModelArgs,
-    options: Any,
-    storing: StoreArgs,
-    output_format: OutputFormat,
-    quiet: bool,
-) -> None:
-    """The resolution sweep: one checkpoint scored at every --input-size, as a layers x sizes table or JSON."""
-    from satcli.data import open_data
-    from satcli.engine.resolution import resolution_sweep
-    from satcli.models import resolve_device
-    from satcli.render.resolution import sweep_json, sweep_table
-    from satcli.render.text import print_fitted
-    from satcli.rf.report import parse_size
-
-    if len(models) != 1:
-        raise SatcliError("--input-size sweeps one checkpoint; give one MODEL")
-    if storing.store is not None:
-        raise SatcliError("--input-size writes no store; leave out --store")
-    if output_format is OutputFormat.csv:
-        raise SatcliError("--input-size prints a table or JSON; use --format table or json")
-    parsed = [parse_size(text) for text in sizes]
-    if any(len(size) > 2 for size in parsed):
-        raise SatcliError("--input-size takes S or HxW for image inputs")
-    source = open_data(data.data, with_model_preprocessors(data.options(model.trust_remote_code), models[0]))
-    load = model.loader(resolve_device(model.device), data.download)
-    results, found = resolution_sweep(models[0], source, parsed, options, load)
-    if output_format is OutputFormat.json:
-        sys.stdout.write(sweep_json(results))
-        return
-    print_fitted(stdout_console(highlight=False), sweep_table(str(models[0]), results, found))
 
 
 def _check_store_targets(

@@ -137,3 +137,69 @@ def test_claim_check_on_the_trained_sample_at_4x4() -> None:
     assert found.border == ("features.2", "features.5", "head.0")
     assert found.tail == results[0].result.verdict.tail == ()
     assert found.both == () and not found.holds
+
+
+def test_sweep_plot_writes_a_png_of_the_figure_size(run_cli, sensible_state: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    out = tmp_path / "sweep.png"
+    result = run_cli(
+        "analyze", sensible_state, "--arch", ARCH, "--data", "digits", "--max-samples", "100",
+        "--input-size", "4", "--input-size", "8", "-q", "--plot", out,
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    assert "saturation by input size" in result.stdout and f"wrote {out}" in result.stderr
+    assert out.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    with Image.open(out) as image:
+        image.verify()
+    with Image.open(out) as image:
+        # 5 layers: max(6, 0.55 * 5 + 2.5) x 4.5 inches at render.plot.DPI = 120.
+        assert image.format == "PNG" and image.size == (720, 540)
+
+
+def test_sweep_figure_lines_are_the_json_saturations(sensible_state: Path) -> None:
+    """One line per size whose y values are that size's JSON saturations (in %), in forward layer order; the
+    crosses sit on the layers past the border and the rings on the tail."""
+    from satcli.core.verdict import Thresholds
+    from satcli.engine.options import AnalysisOptions
+    from satcli.engine.resolution import resolution_sweep
+    from satcli.models import load_model
+    from satcli.render.resolution import sweep_figure, sweep_json
+    from satcli.rf.report import parse_size
+
+    source = open_data("digits", DataOptions(max_samples=100))
+    # A tail threshold of 90% puts every averaged layer in the tail, so the rings have something to mark.
+    options = AnalysisOptions(store_activations=False, thresholds=Thresholds(tail_threshold=0.9, max_tail=9))
+    sizes = [parse_size("4"), parse_size("5x7"), parse_size("16")]
+    results, _ = resolution_sweep(sensible_state, source, sizes, options, lambda p: load_model(p, arch=ARCH))
+    records = [json.loads(line) for line in sweep_json(results).splitlines()]
+    ax = sweep_figure(str(sensible_state), results).axes[0]
+    names = [tick.get_text() for tick in ax.get_xticklabels()]
+    assert names == ["features.0", "features.2", "features.5", "head.0", "head.2"]
+    lines = ax.get_lines()
+    assert [line.get_label() for line in lines] == ["4", "5x7", "16"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()][:3] == ["4", "5x7", "16"]
+    markers = ax.collections
+    for n, (line, record) in enumerate(zip(lines, records, strict=True)):
+        want = {layer["name"]: layer["saturation"] for layer in record["layers"]}
+        assert list(line.get_xdata()) == list(range(len(names)))
+        np.testing.assert_allclose(np.asarray(line.get_ydata()) / 100, [want[name] for name in names], rtol=1e-12)
+        tail, past = markers[2 * n].get_offsets(), markers[2 * n + 1].get_offsets()
+        assert [names[int(x)] for x, _ in tail] == record["tail"]
+        assert [names[int(x)] for x, _ in past] == record["rf_border"]
+        np.testing.assert_allclose(past[:, 1] / 100, [want[name] for name in record["rf_border"]], rtol=1e-12)
+        np.testing.assert_allclose(tail[:, 1] / 100, [want[name] for name in record["tail"]], rtol=1e-12)
+    assert records[0]["rf_border"] == ["features.2", "features.5", "head.0", "head.2"]
+    assert records[0]["tail"] == ["features.0", "features.2", "features.5", "head.0"]
+
+
+def test_sweep_plot_refuses_a_bad_path_before_any_work(run_cli, tmp_path: Path) -> None:
+    # The model does not exist: an error about the plot path shows the path was checked before loading.
+    missing = tmp_path / "no-such-model.pt"
+    for bad, said in ((tmp_path / "nowhere" / "s.png", "does not exist"), (tmp_path / "s.xyz", "unknown image type")):
+        result = run_cli("analyze", missing, "--arch", ARCH, "--data", "digits", "--input-size", "8", "--plot", bad)
+        assert result.code == 2 and result.stdout == ""
+        assert len(result.stderr.strip().splitlines()) == 1 and said in result.stderr, result.stderr
+        assert not bad.exists()
+    alone = run_cli("analyze", missing, "--data", "digits", "--plot", tmp_path / "s.png")
+    assert alone.code == 2 and "--input-size" in alone.stderr and len(alone.stderr.strip().splitlines()) == 1
