@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from satcli.cli.analyze import budget_bytes, progress_bar, tell_plan, warn_notes
 from satcli.cli.app import EXIT_FAILED, EXIT_USAGE, app
 from satcli.cli.console import stderr_console, stdout_console
+from satcli.cli.feedback import budget_bytes, progress_bar, tell_plan, warn_notes
 from satcli.cli.groups import DataArgs, LayerArgs, ModelArgs, ThresholdArgs, with_groups
 from satcli.cli.options import (
     UNSET_NOTE,

@@ -135,7 +135,7 @@ def test_check_within_a_budget_gates_the_one_pass_numbers(run_cli) -> None:
 def test_the_progress_bar_names_the_pass_and_the_eigen_step() -> None:
     from rich.progress import Progress
 
-    from satcli.cli.analyze import _Advance
+    from satcli.cli.feedback import _Advance
 
     progress = Progress()
     task = progress.add_task("m.pt2", total=10)
