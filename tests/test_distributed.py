@@ -58,6 +58,13 @@ def one_process(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     return store, json.loads(out.stdout)
 
 
+def _approx(value: object) -> object:
+    """pytest.approx to 1e-9 relative through nested dicts (lists and strings compare exactly)."""
+    if isinstance(value, dict):
+        return {key: _approx(item) for key, item in value.items()}
+    return pytest.approx(value, rel=1e-9, abs=1e-12) if isinstance(value, float) else value
+
+
 def _ks(document: dict) -> list[int]:
     return [layer["k"] for layer in document["layers"]]
 
@@ -84,6 +91,12 @@ def test_torchrun_equals_one_process(ranks: int, one_process: tuple[Path, dict],
     assert _ks(result) == _ks(document)
     assert result["average_saturation"] == pytest.approx(document["average_saturation"], abs=1e-12)
     _assert_same_covariances(store, reference)
+    # every default analysis gathers exactly too: class spectra, spectrum summaries, activation health
+    for mine, theirs in zip(result["layers"], document["layers"], strict=True):
+        for key in ("classes", "health", "effective_rank", "participation_ratio", "spectral_decay"):
+            assert (key in mine) == (key in theirs), key
+            if key in mine:
+                assert mine[key] == _approx(theirs[key]), (mine["name"], key)
 
 
 def test_shards_and_merge_equal_one_process(one_process: tuple[Path, dict], run_cli: Callable, tmp_path: Path) -> None:
