@@ -167,6 +167,8 @@ def analyze_command(
         **analyses.switches(),
     )
     if input_size:
+        if html is not None:
+            raise SatcliError("--input-size prints a layers x sizes table; --html reports stored runs, leave it out")
         sweep(models, input_size, data, model, options, storing.store, output_format, plot)
         return
     if plot is not None:

@@ -203,3 +203,10 @@ def test_sweep_plot_refuses_a_bad_path_before_any_work(run_cli, tmp_path: Path) 
         assert not bad.exists()
     alone = run_cli("analyze", missing, "--data", "digits", "--plot", tmp_path / "s.png")
     assert alone.code == 2 and "--input-size" in alone.stderr and len(alone.stderr.strip().splitlines()) == 1
+
+
+def test_sweep_refuses_html_instead_of_ignoring_it(run_cli, tmp_path: Path) -> None:
+    out = tmp_path / "r.html"
+    result = run_cli("analyze", "missing.pt", "--input-size", "8", "--html", out)
+    assert result.code == 2 and len(result.stderr.strip().splitlines()) == 1 and "--html" in result.stderr
+    assert not out.exists()
