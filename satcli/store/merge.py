@@ -102,14 +102,8 @@ def require_moments(part: StorePart) -> None:
             )
 
 
-def ordered_layer_parts(parts: Sequence[StorePart]) -> list[StorePart]:
-    """The layer-split parts in shard order, after checking they are one complete set of one split."""
-    if any(part.attrs.get("split") != "layers" for part in parts):
-        raise SatcliError("cannot merge layer-split parts (--split-by layers) with data shards")
-    counts = {int(part.attrs["shard_count"]) for part in parts}
-    if len(counts) > 1:
-        raise SatcliError(f"the parts split the layers differently (shard counts {sorted(counts)})")
-    count = counts.pop()
+def _by_shard_index(parts: Sequence[StorePart], count: int, what: str) -> list[StorePart]:
+    """The parts in shard-index order; a shard given twice (overlap) or missing (gap) is refused."""
     by_index: dict[int, StorePart] = {}
     for part in parts:
         index = int(part.attrs["shard_index"])
@@ -118,8 +112,18 @@ def ordered_layer_parts(parts: Sequence[StorePart]) -> list[StorePart]:
         by_index[index] = part
     missing = [f"{i}/{count}" for i in range(count) if i not in by_index]
     if missing:
-        raise SatcliError(f"the layer split has a gap: shard(s) {', '.join(missing)} missing")
-    ordered = [by_index[i] for i in range(count)]
+        raise SatcliError(f"{what} has a gap: shard(s) {', '.join(missing)} missing")
+    return [by_index[i] for i in range(count)]
+
+
+def ordered_layer_parts(parts: Sequence[StorePart]) -> list[StorePart]:
+    """The layer-split parts in shard order, after checking they are one complete set of one split."""
+    if any(part.attrs.get("split") != "layers" for part in parts):
+        raise SatcliError("cannot merge layer-split parts (--split-by layers) with data shards")
+    counts = {int(part.attrs["shard_count"]) for part in parts}
+    if len(counts) > 1:
+        raise SatcliError(f"the parts split the layers differently (shard counts {sorted(counts)})")
+    ordered = _by_shard_index(parts, counts.pop(), "the layer split")
     if len({len(part.checkpoints) for part in ordered}) > 1:
         raise SatcliError("the parts hold different numbers of checkpoints")
     return ordered
@@ -150,17 +154,7 @@ def ordered_shards(parts: Sequence[StorePart]) -> list[StorePart]:
             f"the parts split the data differently (shard counts {sorted(counts)}, input counts {sorted(totals)}); "
             "they overlap or leave gaps"
         )
-    count = counts.pop()
-    by_index: dict[int, StorePart] = {}
-    for part in parts:
-        index = int(part.attrs["shard_index"])
-        if index in by_index:
-            raise SatcliError(f"shard {index}/{count} is given twice ({by_index[index].path} and {part.path}): overlap")
-        by_index[index] = part
-    missing = [f"{i}/{count}" for i in range(count) if i not in by_index]
-    if missing:
-        raise SatcliError(f"the shard set has a gap: shard(s) {', '.join(missing)} missing")
-    ordered = [by_index[i] for i in range(count)]
+    ordered = _by_shard_index(parts, counts.pop(), "the shard set")
     for before, after in itertools.pairwise(ordered):
         if int(before.attrs["shard_stop"]) != int(after.attrs["shard_start"]):
             raise SatcliError(f"{before.path} and {after.path} are not adjacent shards of the same inputs")
