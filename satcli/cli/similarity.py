@@ -31,7 +31,8 @@ from satcli.cli.options import (
 from satcli.errors import SatcliError
 
 if TYPE_CHECKING:
-    from satcli.engine.similarity import OnPass, ReportBuilder, SimilarityOptions, SimilarityReport
+    from satcli.core.similarity import OnPass, SimilarityReport
+    from satcli.engine.similarity import ReportBuilder, SimilarityOptions
     from satcli.store.cka_sums import SumsWriter
 
 _UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}

@@ -7,37 +7,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from satcli.core.results import CheckpointResult
 from satcli.data import DataSource
 from satcli.data.resize import resized
 from satcli.engine.options import AnalysisOptions
 from satcli.engine.sweep import score_checkpoint
 from satcli.errors import SatcliError
 from satcli.models import LoadedModel
-from satcli.rf.report import NotSpatial, RfReport, Size, per_axis, rf_report
-
-
-@dataclass(frozen=True)
-class SizeResult:
-    """The checkpoint scored at one input size, and the layers past the receptive-field border there."""
-
-    size: Size
-    result: CheckpointResult
-    border: tuple[str, ...] | None
-
-
-@dataclass(frozen=True)
-class Borders:
-    """The receptive-field report of a model, or why there is none (None: not a spatial model, nothing to say)."""
-
-    report: RfReport | None
-    problem: str | None = None
-
-    def at(self, size: Size) -> tuple[str, ...] | None:
-        if self.report is None:
-            return None
-        full = per_axis(size, len(self.report.sizes[0]))
-        return tuple(self.report.border_layers(full)) if full in self.report.sizes else None
+from satcli.rf.borders import Borders, SizeResult
+from satcli.rf.report import NotSpatial, Size, per_axis, rf_report
 
 
 def borders(loaded: LoadedModel, sizes: Sequence[Size]) -> Borders:

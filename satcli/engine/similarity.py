@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from satcli.core.cka import Cross, ShiftedRows, Side, add_cross, add_rows, linear_cka, self_cross
+from satcli.core.similarity import OnPass, PairCKA, PassSums, SimilarityReport, SumsHeader, format_size
 from satcli.data import DataSource
 from satcli.engine.run import on_device
 from satcli.errors import SatcliError
@@ -37,88 +38,7 @@ class SimilarityOptions:
     memory_budget: int = 1 << 30
 
 
-@dataclass(frozen=True)
-class PairCKA:
-    """CKA of layer `a` (of the first model) and layer `b` over `n` inputs; None when undefined."""
-
-    a: str
-    b: str
-    cka: float | None
-    debiased_cka: float | None
-    n: int
-
-
-@dataclass(frozen=True)
-class SimilarityReport:
-    """Every pair's CKA, the layer lists, and what the run held and skipped."""
-
-    models: tuple[str, ...]
-    data: str
-    layers_a: tuple[str, ...]
-    layers_b: tuple[str, ...]
-    widths_a: tuple[int, ...]
-    widths_b: tuple[int, ...]
-    pairs: tuple[PairCKA, ...]
-    inputs: int
-    skipped: int
-    passes: int
-    held_bytes: int
-    budget: int
-    debiased: bool
-
-    @property
-    def same_model(self) -> bool:
-        return len(self.models) == 1
-
-    def matrix(self, debiased: bool = False) -> list[list[float | None]]:
-        """len(layers_a) x len(layers_b) values (symmetric, with the diagonal, for one model)."""
-        value = {(p.a, p.b): (p.debiased_cka if debiased else p.cka) for p in self.pairs}
-        if self.same_model:
-            value.update({(b, a): v for (a, b), v in list(value.items())})
-        return [[value.get((a, b)) for b in self.layers_b] for a in self.layers_a]
-
-
 Progress = Callable[[int, int], None]  # (pass number from 1, inputs in the batch)
-
-
-@dataclass(frozen=True)
-class SumsHeader:
-    """What a run's sums are of; every part of a split run has the same header (checked before a merge)."""
-
-    models: tuple[str, ...]
-    sha256: tuple[str, ...]
-    data: str
-    layers_a: tuple[str, ...]
-    layers_b: tuple[str, ...]
-    widths_a: tuple[int, ...]
-    widths_b: tuple[int, ...]
-    reduction: str
-
-    @property
-    def two_models(self) -> bool:
-        return len(self.models) == 2
-
-    def side_keys(self, pair: tuple[str, str]) -> tuple[tuple[int, str], tuple[int, str]]:
-        """The (model, layer) keys of a pair's two sides."""
-        return (0, pair[0]), (1 if self.two_models else 0, pair[1])
-
-
-@dataclass(frozen=True)
-class PassSums:
-    """One finished pass: every layer's complete side, the cross sums of this pass's pairs (a layer of one model
-    with itself has none: `self_cross` of its side), and the run's counts so far."""
-
-    number: int
-    passes: int
-    pairs: tuple[tuple[str, str], ...]
-    sides: dict[tuple[int, str], Side]
-    crosses: dict[tuple[str, str], Cross]
-    inputs: int
-    skipped: int
-    held: int
-
-
-OnPass = Callable[[SumsHeader, PassSums], None]
 
 
 def fan_out(*consumers: OnPass | None) -> OnPass:
@@ -362,12 +282,3 @@ def _plan(names: list[list[str]], widths: list[dict[str, int]], options: Similar
 
 def _side_bytes(d: int) -> int:
     return (d * d + 3 * d + 3) * FLOAT64
-
-
-def format_size(n: float) -> str:
-    """Bytes as a short size: 512B, 3.1MiB, 2.0GiB (no space, so a wrapped line never splits one)."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
-        n /= 1024
-    return f"{n:.1f}TiB"

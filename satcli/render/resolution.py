@@ -12,10 +12,10 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from satcli.engine.resolution import Borders, SizeResult
 from satcli.render.rf import border_note, size_label
 from satcli.render.serialize import json_ready
 from satcli.render.text import DottedName, Fit, format_percent
+from satcli.rf.borders import Borders, SizeResult
 
 MARKS = "t: in the tail · b: past the receptive-field border (r_min > size)"
 

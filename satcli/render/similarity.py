@@ -13,7 +13,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from satcli.engine.similarity import SimilarityReport, format_size
+from satcli.core.similarity import SimilarityReport, format_size
 from satcli.render.text import column_blocks, plural, wrap_at_dots
 
 MISSING = "-"

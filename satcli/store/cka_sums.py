@@ -23,8 +23,7 @@ import numpy as np
 
 import satcli
 from satcli.core.cka import Cross, Side
-from satcli.engine.similarity import OnPass, PassSums, SumsHeader
-from satcli.engine.similarity_split import check_headers, merge_all_sides, merge_pass
+from satcli.core.similarity import OnPass, PassSums, SumsHeader, check_headers, merge_all_sides, merge_pass
 from satcli.errors import SatcliError, one_line
 from satcli.store.encoding import decode_state, encode_state, now_iso, plain
 
