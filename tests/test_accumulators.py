@@ -244,14 +244,12 @@ def test_non_finite_batch_in_the_narrow_path_is_not_accumulated() -> None:
 
 
 @pytest.mark.parametrize("precision", ["float64", "float32"])
-def test_wide_path_moves_its_shift_while_recent_rows_are_pending(precision: str) -> None:
-    """Wide-layer batches accumulate over RECENT_ROWS rows before the sums see them; a drift in between
-    (each part far from the last) must fold them in before the shift moves."""
-    from satcli.core.accumulator import RECENT_ROWS
-
+def test_wide_path_moves_its_shift_when_the_data_drift(precision: str) -> None:
+    """Wide-layer blocks go straight into the running sums, each checked against the shift first from its
+    own column sums; a drift (each part far from the last) moves the shift before the block's GEMM."""
     rng = np.random.default_rng(9)
     width, batch = 48, 100
-    parts = [c + rng.normal(size=(RECENT_ROWS // 3, width)) * np.geomspace(1, 1e-2, width) for c in (0.0, 3e3, -1e3)]
+    parts = [c + rng.normal(size=(2730, width)) * np.geomspace(1, 1e-2, width) for c in (0.0, 3e3, -1e3)]
     x = np.concatenate(parts).astype(np.float32).astype(np.float64)
     acc = CovarianceAccumulator(width, precision=precision)
     for start in range(0, len(x), batch):

@@ -49,8 +49,9 @@ def test_nc1_rank_outliers_and_share_match_numpy(d: int, num_classes: int) -> No
 
 @pytest.mark.parametrize("kind", ["spread", "low rank", "clustered top", "top orthogonal to ones"])
 def test_largest_eigenvalue_of_a_wide_layer_matches_numpy(kind: str) -> None:
-    """Wide layers take Sigma_W's largest eigenvalue from Lanczos; clustered tops fall back to LAPACK."""
-    from satcli.core.classes import LANCZOS_MIN_WIDTH, _largest_eigenvalue
+    """Wide layers take Sigma_W's largest eigenvalue from Lanczos on M2 / n - A^T A (never formed); clustered
+    tops fall back to LAPACK."""
+    from satcli.core.classes import LANCZOS_MIN_WIDTH, _largest_within
 
     d = LANCZOS_MIN_WIDTH + 200
     rng = np.random.default_rng(7)
@@ -67,4 +68,5 @@ def test_largest_eigenvalue_of_a_wide_layer_matches_numpy(kind: str) -> None:
         v[:2] = [2**-0.5, -(2**-0.5)]
         matrix = 5.0 * np.outer(v, v) + np.diag(np.linspace(0.0, 1.0, d))
     want = np.linalg.eigvalsh(matrix)[-1]
-    assert _largest_eigenvalue(matrix) == pytest.approx(want, rel=1e-12)
+    offsets, n = rng.normal(size=(3, d)) * 0.1, 7.0  # Sigma_W = matrix = M2 / n - A^T A
+    assert _largest_within((matrix + offsets.T @ offsets) * n, offsets, n) == pytest.approx(want, rel=1e-12)

@@ -40,7 +40,7 @@ def test_eigenvalues_on_cuda_match_scipy() -> None:
     x = _data()
     cov = np.cov(x, rowvar=False)
     want = np.clip(scipy.linalg.eigvalsh(cov)[::-1], 0, None)
-    got = device_eigenvalues(torch.from_numpy(cov).to(DEVICE))
+    got = device_eigenvalues(torch.from_numpy(cov * (len(x) - 1)).to(DEVICE), len(x))  # M2 and n
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-10 * want[0])
 
 

@@ -27,9 +27,9 @@ def _record_eigen_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         sizes.append(int(np.asarray(cov).shape[0]))
         return real(cov)
 
-    def recording_device(cov: torch.Tensor) -> np.ndarray:
-        sizes.append(int(cov.shape[0]))
-        return real_device(cov)
+    def recording_device(m2: torch.Tensor, n: int) -> np.ndarray:
+        sizes.append(int(m2.shape[0]))
+        return real_device(m2, n)
 
     monkeypatch.setattr(saturation, "device_eigenvalues", recording_device)
     monkeypatch.setattr(spectral, "eigenvalues", recording)

@@ -49,6 +49,9 @@ class SaturationAnalysis(Analysis):
         # A wide layer's samples while it has at most half as many as its width (at most d x d / 2 values):
         # its eigenvalues then come from the small n x n Gram matrix instead.
         self.few: dict[str, list[torch.Tensor] | None] = {}
+        # Set by `finish`: the state then takes the accumulators' sums as M2 (once; `_final` keeps that state).
+        self._finishing = False
+        self._final: dict[str, object] | None = None
 
     def update(
         self, layer: Layer, samples: torch.Tensor, labels: torch.Tensor | None, index: torch.Tensor | None = None
@@ -72,12 +75,25 @@ class SaturationAnalysis(Analysis):
                 kept.append(rows.to(self.device, torch.float64))
 
     def state(self) -> dict[str, object]:
+        """Each layer's LayerStats, one layer at a time. After `finish` (the run's last batch) the accumulators
+        hand over their sums as M2 in place (take_moments), so the state holds one d x d matrix per layer;
+        before it (a Monitor's state mid-training) each layer's M2 is a copy and accumulating goes on."""
+        if self._final is not None:
+            return dict(self._final)
         out: dict[str, object] = {}
         for done, (name, acc) in enumerate(self.accumulators.items(), start=1):
-            out[name] = layer_stats(acc, self.few.get(name))
+            out[name] = layer_stats(acc, self.few.get(name), take=self._finishing)
+            if self._finishing:
+                self.few[name] = None  # its rows are no longer needed
             if self.on_eigen is not None:
                 self.on_eigen(done, len(self.accumulators))
+        if self._finishing:
+            self._final = out
         return out
+
+    def finish(self, module: torch.nn.Module) -> None:
+        """The run saw its last batch: the next `state` may consume the accumulators (see state)."""
+        self._finishing = True
 
     def merge(self, other: Mapping[str, object]) -> None:
         for name, element in other.items():
@@ -92,37 +108,44 @@ class SaturationAnalysis(Analysis):
     def reset(self) -> None:
         self.accumulators.clear()
         self.few.clear()
+        self._finishing = False
+        self._final = None
 
 
-def layer_stats(acc: CovarianceAccumulator, few: list[torch.Tensor] | None = None) -> LayerStats:
-    """A layer's moments as float64 numpy, with the covariance's eigenvalues.
+def layer_stats(acc: CovarianceAccumulator, few: list[torch.Tensor] | None = None, take: bool = False) -> LayerStats:
+    """A layer's moments as float64 numpy (m2 a view of the tensor, no copy on the CPU), with the covariance's
+    eigenvalues. With `take` the accumulator's own sums become m2 (take_moments) and it is spent.
 
     With `few` (every sample, at most half as many as the width) the eigenvalues come from the n x n Gram
     matrix of the centered samples, which has the covariance's non-zero eigenvalues: n^3 work instead of
     d^3. Closer to the width that saves little and building the Gram (n^2 d) costs more than it saves.
     """
-    n, mean, cov = acc.compute()
+    moments = acc.take_moments() if take else acc.moments
+    n = moments.n
     rows = torch.cat(few) if few else None
     if rows is not None and rows.shape[0] == n and n > 1 and 2 * n <= acc.width:
         eigs = gram_eigenvalues(rows.cpu().numpy(), acc.width)
     else:
-        eigs = device_eigenvalues(cov)
+        eigs = device_eigenvalues(moments.m2, n)
     return LayerStats(
         samples=n,
-        mean=mean.cpu().numpy(),
-        m2=acc.moments.m2.cpu().numpy(),
+        mean=moments.mean.cpu().numpy(),
+        m2=moments.m2.cpu().numpy(),
         eigenvalues=eigs,
         nonfinite=acc.nonfinite,
     )
 
 
-def device_eigenvalues(cov: torch.Tensor) -> np.ndarray:
-    """Eigenvalues of a float64 covariance where it lives (torch.linalg.eigvalsh: LAPACK on the CPU,
-    cuSOLVER on CUDA; one code path), descending, negatives (rounding) clipped to 0 like `eigenvalues`.
+def device_eigenvalues(m2: torch.Tensor, n: int) -> np.ndarray:
+    """Eigenvalues of the covariance M2 / (n - 1) where M2 lives (torch.linalg.eigvalsh: LAPACK on the CPU,
+    cuSOLVER on CUDA; one code path), descending, negatives (rounding) clipped to 0 like `eigenvalues`; all
+    zeros below two samples. M2's eigenvalues are scaled, not M2: eigvalsh's own copy is the only d x d one.
     Eigenvalues only: no eigenvectors are formed (projection computes its own, engine/project.py)."""
-    if cov.numel() == 0:
+    if m2.numel() == 0:
         return np.zeros(0)
-    return torch.linalg.eigvalsh(cov).flip(0).clamp_min(0.0).cpu().numpy()
+    if n < 2:
+        return np.zeros(m2.shape[0])
+    return (torch.linalg.eigvalsh(m2).flip(0).clamp_min(0.0) / (n - 1)).cpu().numpy()
 
 
 def _moments(stats: LayerStats, device: torch.device) -> Moments:

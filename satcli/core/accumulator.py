@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from satcli.core.moments import Moments, covariance, merge_moments
+from satcli.core.moments import Moments
 
 # Size of the block of centered rows one GEMM call consumes (kept in cache, reused across batches).
 BLOCK_BYTES = 1 << 20
@@ -25,8 +25,8 @@ TRIANGLE_MIN_WIDTH = 32
 # layers run far below the BLAS's speed.
 MIN_BLOCK_ROWS = 256
 
-# Wide layers' batches accumulate into one Gram matrix over this many rows before it is added to the sums.
-RECENT_ROWS = 8192
+# Rows per panel when the lower triangle is mirrored in place and when the sums are compacted into M2.
+PANEL_ROWS = 256
 
 
 class CovarianceAccumulator:
@@ -45,9 +45,18 @@ class CovarianceAccumulator:
 
     For wide layers only the lower triangle of ``S`` is computed (the rank-k update of BLAS ``syrk``, done
     as GEMMs on row panels): about half the multiply-adds of a full Gram; ``moments`` mirrors it. Their
-    batches (whose shift is checked before the GEMM) accumulate into a second (d+1, d+1) matrix over up to
-    RECENT_ROWS rows, added to ``S`` then: the GEMM accumulates over that many rows at most (as a long
-    batch's blocks do), never over the run, and the matrices are not cleared and added after each batch.
+    blocks' GEMMs accumulate straight into ``S`` (no second matrix). MKL's float64 kernels (this torch's
+    BLAS) load C into their accumulators, so each term is rounded at the running sums' magnitude (measured:
+    ~70 ulp of C per 3000 rows, where a separate block Gram would add 1): a relative error growing like
+    sqrt(n) eps, 1e-14 in the Frobenius norm at 1e5-2e5 rows of widths 256-768 against numpy (1e-15 with a
+    separate matrix), well inside the 1e-10 of the tests. The column sums, which give the mean and which one
+    far outlier can make huge next to each term, are summed within each block and added once per block.
+    Each block's shift and finiteness are checked before its GEMM from those column sums, read from the
+    cached block (no extra pass over the batch); a non-finite block takes the batch's earlier blocks back.
+
+    ``moments`` builds one new d x d M2 and leaves the accumulator usable; ``take_moments`` turns the sums
+    into M2 in place (no d x d copy) at the end of a run, after which the accumulator refuses updates until
+    ``reset``.
 
     With ``precision="float32"`` each block's shifted rows and Gram matrix are float32 (the shift rounded
     to float32, so the float64 sums stay exact sums around it) and each block's Gram is added to the
@@ -70,12 +79,10 @@ class CovarianceAccumulator:
         self._shift = torch.zeros(d, dtype=torch.float64, device=self.device)
         self._sums = torch.zeros(d + 1, d + 1, dtype=torch.float64, device=self.device)
         self._n = 0
-        self._cached: Moments | None = Moments.empty(d, self.device)
         self._nonfinite = False
         self._pending: list[torch.Tensor] = []
         self._pending_rows = 0
-        self._recent: torch.Tensor | None = None
-        self._recent_rows = 0
+        self._taken = False
 
     @property
     def nonfinite(self) -> bool:
@@ -85,15 +92,49 @@ class CovarianceAccumulator:
 
     @property
     def moments(self) -> Moments:
-        """The samples seen as (n, float64 mean, float64 M2)."""
+        """The samples seen as (n, float64 mean, float64 M2): one new d x d matrix, the sums stay as they are."""
+        self._usable()
         self._flush()
-        self._add_recent()
-        if self._cached is None:
-            d, n = self.width, self._n
-            col = self._sums[d, :d]
-            m2 = _mirrored(self._sums[:d, :d]) - torch.outer(col, col) / n
-            self._cached = Moments(n, self._shift + col / n, m2)
-        return self._cached
+        d, n = self.width, self._n
+        if n == 0:
+            return Moments.empty(d, self.device)
+        m2 = torch.empty(d, d, dtype=torch.float64, device=self.device).copy_(self._sums[:d, :d])
+        return self._finished(m2)
+
+    def take_moments(self) -> Moments:
+        """The samples seen as Moments whose M2 is the sums' own storage, turned into M2 in place: the end of a
+        run's step, without a d x d copy. The accumulator is spent then (update, merge and moments raise)
+        until reset()."""
+        self._usable()
+        self._flush()
+        self._taken = True
+        d, n = self.width, self._n
+        if n == 0:
+            return Moments.empty(d, self.device)
+        # Row i of the top d x d block moves from offset i (d+1) to i d of the storage, panel by panel in
+        # ascending order: a panel's destination never reaches a later panel's source.
+        flat = self._sums.view(-1)
+        col = self._sums[d, :d].clone()
+        for top in range(1, d, PANEL_ROWS):
+            bottom = min(d, top + PANEL_ROWS)
+            flat[top * d : bottom * d].view(bottom - top, d).copy_(self._sums[top:bottom, :d].clone())
+        m2 = flat[: d * d].view(d, d)
+        return self._finished(m2, col)
+
+    def _finished(self, top: torch.Tensor, col: torch.Tensor | None = None) -> Moments:
+        """Moments from `top`, a contiguous copy of the sums' top block (or the block itself): ``s s^T / n``
+        subtracted and the lower triangle mirrored, in place (mirrored last, so M2 is exactly symmetric)."""
+        d, n = self.width, self._n
+        col = self._sums[d, :d] if col is None else col
+        top.addr_(col, col, alpha=-1.0 / n)
+        _mirror(top)
+        return Moments(n, self._shift + col / n, top)
+
+    def _usable(self) -> None:
+        if self._taken:
+            raise RuntimeError(
+                "this accumulator's sums were handed over by take_moments(); call reset() before using it again"
+            )
 
     @property
     def n(self) -> int:
@@ -109,6 +150,7 @@ class CovarianceAccumulator:
         """
         if x.ndim < 2 or x.shape[-1] != self.width:
             raise ValueError(f"expected (n, {self.width}) samples, got shape {tuple(x.shape)}")
+        self._usable()
         x = x.detach()
         if x.device != self.device:
             x = x.to(self.device)
@@ -142,31 +184,18 @@ class CovarianceAccumulator:
         """Accumulate one (..., width) block of samples now."""
         d = self.width
         nb = x.shape[:-1].numel()
-        wide = d * d > nb
-        if self._n == 0 or wide:
-            # First batch, or a wide layer (its GEMM dwarfs one more pass over x): exact batch mean first.
+        if self._n == 0:
+            # First batch: its exact mean is the shift (one more pass over x, once per run).
             total = float64_sums(x)
             if not bool(torch.isfinite(total).all()):
                 self._nonfinite = True
                 return
-            mean = self._representable(total / nb)
-            if self._n == 0:
-                self._shift = mean
-            elif bool((torch.square(mean - self._shift) > self._variance()).any()):
-                self._move_shift(mean)
-        if wide:
-            # Shift checked and batch finite already: straight into the recent sums.
-            if self._recent is None:
-                self._recent = torch.zeros_like(self._sums)
-            self._batch_gram(x, self._recent)
-            self._recent_rows += nb
-            self._n += nb
-            self._cached = None
-            if self._recent_rows >= RECENT_ROWS:
-                self._add_recent()
+            self._shift = self._representable(total / nb)
+        if d * d > nb:
+            self._update_wide(x)
             return
-        # The batch's own sums, then one exact add: a GEMM accumulating straight into the large running
-        # sums would round every term at their magnitude.
+        # The batch's own sums, then one exact add: its drift check needs the batch's own spread (the
+        # diagonal), known only after its GEMM, and the GEMM is cheap next to the batch here.
         batch = self._batch_gram(x)
         diagonal = batch.diagonal()
         if not bool(torch.isfinite(diagonal).all()):
@@ -179,14 +208,40 @@ class CovarianceAccumulator:
             batch = self._batch_gram(x)
         self._sums += batch
         self._n += nb
-        self._cached = None
 
-    def _add_recent(self) -> None:
-        """Fold the recent rows' Gram matrix into the sums."""
-        if self._recent is not None and self._recent_rows:
-            self._sums += self._recent
-            self._recent.zero_()
-            self._recent_rows = 0
+    def _update_wide(self, x: torch.Tensor) -> None:
+        """A wide layer's batch, block by block straight into the sums. Each block's column sums (from the
+        cached block) are checked first: a non-finite block takes the batch's earlier blocks back out and
+        leaves the batch out; a block whose mean lies further from the shift than the spread so far moves
+        the shift to it (exact) before its GEMM."""
+        blocks = self._blocks(x)
+        for start in range(0, x.shape[0], blocks.step):
+            part = x[start : start + blocks.step]
+            k = part.shape[:-1].numel()
+            y = blocks.fill(part, self._shift)
+            col: torch.Tensor | None = y[:, : self.width].sum(dim=0, dtype=torch.float64)
+            if not bool(torch.isfinite(col).all()):
+                self._nonfinite = True
+                for back in range(0, start, blocks.step):  # this batch's earlier blocks, taken back out
+                    self._add_wide(blocks, blocks.fill(x[back : min(start, back + blocks.step)], self._shift), -1)
+                return
+            if self._n and bool((torch.square(col / k) > self._variance()).any()):
+                self._move_shift(self._representable(self._shift + col / k))
+                y = blocks.fill(part, self._shift)
+                col = None
+            self._add_wide(blocks, y, 1, col)
+
+    def _add_wide(self, blocks: _Blocks, y: torch.Tensor, sign: int, col: torch.Tensor | None = None) -> None:
+        """sums += sign [y, 1]^T [y, 1] for one block: its Gram by GEMM straight into the sums, its column
+        sums (`col`, or summed here) and count added once. The GEMM rounds each term at the sums' magnitude
+        (MKL's kernels accumulate into C), which a far outlier can make huge next to the terms; the column
+        sums, which give the mean, are summed within the block first and so rounded once per block."""
+        d = self.width
+        col = y[:, :d].sum(dim=0, dtype=torch.float64) if col is None else col
+        blocks.add(self._sums[:d, :d], y[:, :d], float(sign))
+        self._sums[d, :d].add_(col, alpha=sign)
+        self._sums[d, d] += sign * y.shape[0]
+        self._n += sign * y.shape[0]
 
     def merge(self, other: CovarianceAccumulator) -> None:
         """Fold another accumulator of the same layer into this one (two halves, two processes)."""
@@ -195,42 +250,47 @@ class CovarianceAccumulator:
         self.merge_moments(other.moments, nonfinite=other.nonfinite)
 
     def merge_moments(self, other: Moments, *, nonfinite: bool = False) -> None:
-        """Fold in another part's moments (e.g. read from a store or gathered from a process), exactly."""
+        """Fold in another part's moments (e.g. read from a store or gathered from a process), exactly.
+
+        The sums are re-centred on the merged mean first, then the other part's M2 and n delta delta^T
+        (delta = its mean minus the merged mean) are added in place: only positive terms on top of the
+        exact re-centring, as in Chan et al.'s merge (moments.py), and no d x d temporary."""
+        self._usable()
         if other.mean.shape[0] != self.width:
             raise ValueError(f"cannot merge width {other.mean.shape[0]} into width {self.width}")
-        merged = merge_moments(self.moments, _moved(other, self.device))
+        self._flush()
         self._nonfinite = self._nonfinite or nonfinite
-        if merged.n == self._n:
+        if other.n == 0:
             return
-        d = self.width
-        self._shift = merged.mean.clone()
-        self._sums = torch.zeros_like(self._sums)
-        self._sums[:d, :d] = merged.m2
-        self._sums[d, d] = merged.n
-        self._n = merged.n
-        self._cached = None
-        if self._dtype != torch.float64:
-            self._move_shift(self._representable(self._shift))
+        d, n, m = self.width, self._n, int(other.n)
+        mean = other.mean.to(self.device, torch.float64)
+        offset = mean - self._shift
+        target = mean if n == 0 else self._shift + (self._sums[d, :d] + m * offset) / (n + m)
+        self._move_shift(self._representable(target))
+        delta = mean - self._shift
+        top = self._sums[:d, :d]
+        top += other.m2.to(self.device, torch.float64)
+        top.addr_(delta, delta, alpha=float(m))
+        self._sums[d, :d] += m * delta
+        self._sums[:d, d] = self._sums[d, :d]
+        self._sums[d, d] += m
+        self._n = n + m
 
     def compute(self) -> tuple[int, torch.Tensor, torch.Tensor]:
-        """(n, mean, covariance), all float64."""
+        """(n, mean, covariance), all float64 (the covariance is the new M2 of `moments`, scaled in place)."""
         m = self.moments
-        return m.n, m.mean, covariance(m)
+        if m.n < 2:
+            return m.n, m.mean, m.m2.zero_()
+        return m.n, m.mean, m.m2.div_(m.n - 1)
 
     def _variance(self) -> torch.Tensor:
         """Per-column variance of the samples so far (population), for the drift check."""
         d, n = self.width, self._n
         col = self._sums[d, :d] / n
-        diagonal = self._sums.diagonal()[:d]
-        if self._recent_rows:
-            assert self._recent is not None
-            col = col + self._recent[d, :d] / n
-            diagonal = diagonal + self._recent.diagonal()[:d]
-        return diagonal / n - col * col
+        return self._sums.diagonal()[:d] / n - col * col
 
     def _move_shift(self, shift: torch.Tensor) -> None:
         """Re-express the sums around a new shift: S_xx - s delta^T - delta s^T + n delta delta^T."""
-        self._add_recent()
         d, n = self.width, self._n
         delta = shift - self._shift
         col = self._sums[d, :d].clone()
@@ -244,42 +304,26 @@ class CovarianceAccumulator:
         """The shift rounded to the block dtype, so that float32 blocks are centred on exactly it."""
         return shift if self._dtype == torch.float64 else shift.to(self._dtype).to(torch.float64)
 
-    def _batch_gram(self, x: torch.Tensor, into: torch.Tensor | None = None) -> torch.Tensor:
-        """Y^T Y for Y = [x - shift, 1] as float64 (lower triangle only when wide), in row blocks of about
-        BLOCK_BYTES (at least MIN_BLOCK_ROWS rows); added to `into` when given."""
+    def _batch_gram(self, x: torch.Tensor) -> torch.Tensor:
+        """Y^T Y for Y = [x - shift, 1] as a new float64 matrix (lower triangle only when wide)."""
+        gram = torch.zeros(self.width + 1, self.width + 1, dtype=torch.float64, device=self.device)
+        blocks = self._blocks(x)
+        for start in range(0, x.shape[0], blocks.step):
+            blocks.add(gram, blocks.fill(x[start : start + blocks.step], self._shift))
+        return gram
+
+    def _blocks(self, x: torch.Tensor) -> _Blocks:
+        """How `x` is cut into blocks of about BLOCK_BYTES (at least MIN_BLOCK_ROWS rows), with their buffer."""
         d = self.width
-        lead = x.shape[0]
         per_lead = x.shape[1:-1].numel()
         itemsize = 8 if self._dtype == torch.float64 else 4
         step = max(1, -(-MIN_BLOCK_ROWS // per_lead), BLOCK_BYTES // (itemsize * per_lead * (d + 1)))
-        step = min(lead, step)
-        rows = step * per_lead
+        step = min(x.shape[0], step)
         # A channelwise view of a contiguous (N, C, ...) output is read in the output's own order into a
         # (d+1, rows) block (no transposing gather), whose Gram is the same GEMM on the transposed view.
         channels_first = x.ndim > 2 and not x.is_contiguous() and x.movedim(-1, 1).is_contiguous()
-        buffer = self._block_buffer(rows, channels_first)
-        shift = self._shift.to(self._dtype)
-        lower = d + 1 > TRIANGLE_MIN_WIDTH
-        gram = torch.zeros(d + 1, d + 1, dtype=torch.float64, device=self.device) if into is None else into
-        # float32 blocks: each block's Gram in float32, then added to the float64 sums.
-        block = None if self._dtype == torch.float64 else torch.empty_like(gram, dtype=self._dtype)
-        for start in range(0, lead, step):
-            part = x[start : start + step]
-            k = part.shape[:-1].numel()
-            if channels_first:
-                n = part.shape[0]
-                source = part.movedim(-1, 1).reshape(n, d, -1)
-                torch.sub(source, shift.view(1, d, 1), out=buffer[:d, :k].view(d, n, -1).movedim(0, 1))
-                y = buffer[:, :k].T
-            else:
-                torch.sub(part, shift, out=buffer[:k, :d].view(part.shape))
-                y = buffer[:k]
-            if block is None:
-                _add_gram(gram, y, lower)
-            else:
-                _add_gram(block.zero_(), y, lower)
-                gram.add_(block)
-        return gram
+        buffer = self._block_buffer(step * per_lead, channels_first)
+        return _Blocks(step, channels_first, buffer, self._dtype, d + 1 > TRIANGLE_MIN_WIDTH)
 
     def _block_buffer(self, rows: int, channels_first: bool) -> torch.Tensor:
         """The reused block of shifted rows with its column of ones: (rows, d+1), or (d+1, rows) when
@@ -291,16 +335,52 @@ class CovarianceAccumulator:
         return held
 
 
-def _add_gram(gram: torch.Tensor, y: torch.Tensor, lower: bool) -> None:
-    """gram += y^T y; with `lower`, only its lower triangle, in row panels (each one GEMM)."""
+class _Blocks:
+    """A batch's blocks of shifted rows: `step` leading indices each, filled into one reused buffer whose
+    last column is ones, and each block's Gram added to a float64 matrix."""
+
+    def __init__(self, step: int, channels_first: bool, buffer: torch.Tensor, dtype: torch.dtype, lower: bool) -> None:
+        self.step = step
+        self.channels_first = channels_first
+        self.buffer = buffer
+        self.dtype = dtype
+        self.lower = lower
+        self._block: torch.Tensor | None = None  # float32 blocks' own Gram, added to the float64 sums
+
+    def fill(self, part: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        """Y = [part - shift, 1] as a (rows, d+1) matrix (a transposed view of the buffer when channels first)."""
+        d = part.shape[-1]
+        k = part.shape[:-1].numel()
+        shift = shift.to(self.dtype)
+        if self.channels_first:
+            n = part.shape[0]
+            source = part.movedim(-1, 1).reshape(n, d, -1)
+            torch.sub(source, shift.view(1, d, 1), out=self.buffer[:d, :k].view(d, n, -1).movedim(0, 1))
+            return self.buffer[:, :k].T
+        torch.sub(part, shift, out=self.buffer[:k, :d].view(part.shape))
+        return self.buffer[:k]
+
+    def add(self, gram: torch.Tensor, y: torch.Tensor, alpha: float = 1.0) -> None:
+        """gram += alpha Y^T Y (lower triangle only when wide); float32 blocks' Gram in float32 first."""
+        if self.dtype == torch.float64:
+            _add_gram(gram, y, self.lower, alpha)
+            return
+        if self._block is None:
+            self._block = torch.empty_like(gram, dtype=self.dtype)
+        _add_gram(self._block.zero_(), y, self.lower)
+        gram.add_(self._block, alpha=alpha)
+
+
+def _add_gram(gram: torch.Tensor, y: torch.Tensor, lower: bool, alpha: float = 1.0) -> None:
+    """gram += alpha y^T y; with `lower`, only its lower triangle, in row panels (each one GEMM)."""
     if not lower:
-        gram.addmm_(y.T, y)
+        gram.addmm_(y.T, y, alpha=alpha)
         return
     width = y.shape[1]
     panel = min(256, max(16, 1 << round(math.log2(width / 8))))
     for top in range(0, width, panel):
         bottom = min(width, top + panel)
-        gram[top:bottom, :bottom].addmm_(y[:, top:bottom].T, y[:, :bottom])
+        gram[top:bottom, :bottom].addmm_(y[:, top:bottom].T, y[:, :bottom], alpha=alpha)
 
 
 def float64_sums(x: torch.Tensor, per_input: bool = False) -> torch.Tensor:
@@ -318,13 +398,12 @@ def float64_sums(x: torch.Tensor, per_input: bool = False) -> torch.Tensor:
     return parts[0] if len(parts) == 1 else torch.stack(parts).sum(dim=0)
 
 
-def _mirrored(square: torch.Tensor) -> torch.Tensor:
-    """The symmetric matrix whose lower triangle is `square`'s (its upper one may be stale)."""
-    full = square.tril()
-    full = full + full.T
-    full.diagonal().mul_(0.5)  # doubled above; halving is exact
-    return full
-
-
-def _moved(m: Moments, device: torch.device) -> Moments:
-    return Moments(m.n, m.mean.to(device), m.m2.to(device))
+def _mirror(square: torch.Tensor) -> None:
+    """Make `square` symmetric in place from its lower triangle (its upper one may be stale), in row panels:
+    each panel's upper part is copied from the transposed lower column panel, no d x d temporary."""
+    d = square.shape[0]
+    for top in range(0, d, PANEL_ROWS):
+        bottom = min(d, top + PANEL_ROWS)
+        block = square[top:bottom, top:bottom]
+        block.copy_(block.tril() + block.tril(-1).T)
+        square[top:bottom, bottom:].copy_(square[bottom:, top:bottom].T)

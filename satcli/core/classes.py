@@ -55,14 +55,6 @@ def class_offsets(classes: ClassStats) -> np.ndarray:
     return sums / counts[:, None] - total
 
 
-def between_scatter(classes: ClassStats) -> np.ndarray:
-    """Sigma_B = sum_c (n_c / n) (mu_c - mu)(mu_c - mu)^T, population normalised."""
-    counts = np.asarray(classes.counts, dtype=np.float64)
-    offsets = class_offsets(classes)
-    weights = counts / counts.sum()
-    return (offsets * weights[:, None]).T @ offsets
-
-
 def mean_pair_cosine(offsets: np.ndarray) -> float | None:
     """Mean of cos(a_c, a_c') over ordered pairs c != c' of non-zero offsets; None with fewer than two."""
     norms = np.linalg.norm(offsets, axis=1)
@@ -87,18 +79,17 @@ def class_spectra(stats: LayerStats, classes: ClassStats) -> ClassSpectra:
     if stats.m2 is None:  # a store keeps m2 with class state; one without it cannot give Sigma_T
         return ClassSpectra(num, None, None, None, None, None, (*notes, "no moments (m2) stored"))
     n = float(np.sum(classes.counts))
-    sigma_t = np.asarray(stats.m2, dtype=np.float64) / n
-    sigma_b = between_scatter(classes)
-    sigma_w = sigma_t - sigma_b
-    total = float(np.trace(sigma_t))
+    m2 = np.asarray(stats.m2, dtype=np.float64)  # Sigma_T = M2 / n, never formed: its scale goes on results
+    a = _scaled_offsets(classes)  # Sigma_B = a^T a
+    total = float(np.trace(m2)) / n
     if total <= 0.0:
         return ClassSpectra(num, None, None, None, None, None, (*notes, "no variance (dead layer)"))
-    rank_between, nc1 = _between_rank_and_nc1(classes, sigma_w)
-    edge = _largest_eigenvalue(sigma_w)
-    values_t = _total_eigenvalues(stats, sigma_t, n)
+    rank_between, nc1 = _between_rank_and_nc1(a, m2, n)
+    edge = _largest_within(m2, a, n)
+    values_t = _total_eigenvalues(stats, m2, n)
     return ClassSpectra(
         num_classes=num,
-        between_share=float(np.trace(sigma_b)) / total,
+        between_share=float(np.sum(a * a)) / total,
         nc1=nc1 / num,
         rank_between=rank_between,
         outliers=int(np.sum(values_t > edge)),
@@ -107,47 +98,63 @@ def class_spectra(stats: LayerStats, classes: ClassStats) -> ClassSpectra:
     )
 
 
-def _between_rank_and_nc1(classes: ClassStats, sigma_w: np.ndarray) -> tuple[int, float]:
+def _scaled_offsets(classes: ClassStats) -> np.ndarray:
+    """(C, d) offsets scaled by sqrt(n_c / n): Sigma_B = sum_c (n_c / n) (mu_c - mu)(mu_c - mu)^T = A^T A."""
+    counts = np.asarray(classes.counts, dtype=np.float64)
+    return class_offsets(classes) * np.sqrt(counts / counts.sum())[:, None]
+
+
+def _between_rank_and_nc1(a: np.ndarray, m2: np.ndarray, n: float) -> tuple[int, float]:
     """rank(Sigma_B) and tr(Sigma_W Sigma_B^+), computed in the span of the C class offsets.
 
     Sigma_B = A^T A with A the (C, d) offsets scaled by sqrt(n_c / n). The thin SVD A = U S V^T gives its
     non-zero eigenvalues s^2 and eigenvectors V without a d x d eigendecomposition (O(C^2 d)), and without
     forming A A^T, whose rounding would be squared into the smallest kept eigenvalues (they dominate nc1).
+    v^T Sigma_W v = v^T M2 v / n - |A v|^2 for each kept v: no d x d Sigma_T, Sigma_B or Sigma_W is formed.
     """
-    counts = np.asarray(classes.counts, dtype=np.float64)
-    a = class_offsets(classes) * np.sqrt(counts / counts.sum())[:, None]
     _, singular, vt = np.linalg.svd(a, full_matrices=False)
     values = singular**2
     top = float(values.max()) if values.size else 0.0
     kept = values > RELATIVE_CUT * top if top > 0 else np.zeros_like(values, dtype=bool)
     v = vt[kept]
-    return int(kept.sum()), float(np.sum((v @ sigma_w * v).sum(axis=1) / values[kept]))
+    within = (v @ m2 * v).sum(axis=1) / n - np.square(a @ v.T).sum(axis=0)
+    return int(kept.sum()), float(np.sum(within / values[kept]))
 
 
-def _largest_eigenvalue(symmetric: np.ndarray) -> float:
-    """The largest eigenvalue alone: Lanczos (ARPACK, to machine precision, from a fixed start vector) for
-    wide layers, where a full decomposition costs a second d x d tridiagonalization; LAPACK otherwise or
-    when Lanczos does not converge within a few restarts (clustered top eigenvalues)."""
-    d = symmetric.shape[0]
+def _largest_within(m2: np.ndarray, a: np.ndarray, n: float) -> float:
+    """The largest eigenvalue of Sigma_W = M2 / n - A^T A: Lanczos on the operator x -> M2 x / n - A^T (A x)
+    for wide layers (no d x d matrix formed), the formed matrix otherwise (see _largest_eigenvalue)."""
+    d = m2.shape[0]
     if d > LANCZOS_MIN_WIDTH:
-        start = np.random.default_rng(0).standard_normal(d)
-        try:
-            top = scipy.sparse.linalg.eigsh(
-                symmetric, k=1, which="LA", v0=start, tol=0, ncv=40, maxiter=30, return_eigenvectors=False
-            )
-            return float(top[0])
-        except scipy.sparse.linalg.ArpackError:
-            pass
-    return float(np.linalg.eigvalsh(symmetric)[-1])
+        operator = scipy.sparse.linalg.LinearOperator(
+            (d, d), matvec=lambda x: m2 @ x / n - a.T @ (a @ x), dtype=np.float64
+        )
+        top = _lanczos_top(operator)
+        if top is not None:
+            return top
+    return float(np.linalg.eigvalsh(m2 / n - a.T @ a)[-1])
 
 
-def _total_eigenvalues(stats: LayerStats, sigma_t: np.ndarray, n: float) -> np.ndarray:
+def _lanczos_top(operator: scipy.sparse.linalg.LinearOperator | np.ndarray) -> float | None:
+    """The largest eigenvalue by Lanczos (ARPACK, to machine precision, from a fixed start vector); None when
+    it does not converge within a few restarts (clustered top eigenvalues)."""
+    start = np.random.default_rng(0).standard_normal(operator.shape[0])
+    try:
+        top = scipy.sparse.linalg.eigsh(
+            operator, k=1, which="LA", v0=start, tol=0, ncv=40, maxiter=30, return_eigenvectors=False
+        )
+    except scipy.sparse.linalg.ArpackError:
+        return None
+    return float(top[0])
+
+
+def _total_eigenvalues(stats: LayerStats, m2: np.ndarray, n: float) -> np.ndarray:
     """Eigenvalues of Sigma_T = M2 / n: the layer's covariance eigenvalues (of M2 / (n - 1)) rescaled, when
     the saturation step computed them for these same samples, so the d x d decomposition runs once."""
     values = np.asarray(stats.eigenvalues, dtype=np.float64)
-    if values.shape == (sigma_t.shape[0],) and stats.samples == n and n > 1:
+    if values.shape == (m2.shape[0],) and stats.samples == n and n > 1:
         return values * ((n - 1) / n)
-    return np.linalg.eigvalsh(sigma_t)
+    return np.linalg.eigvalsh(m2) / n
 
 
 def _notes(stats: LayerStats, classes: ClassStats) -> list[str]:

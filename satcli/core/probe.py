@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.linalg
 
 from satcli.core.classes import class_offsets
 from satcli.core.state import ClassStats, LayerStats
@@ -57,14 +58,17 @@ def fit_probe(stats: LayerStats, classes: ClassStats, ridge: float = DEFAULT_RID
     counts = np.asarray(classes.counts, dtype=np.float64)
     n = float(counts.sum())
     d = int(np.asarray(stats.mean).shape[0])
-    sigma = np.asarray(stats.m2, dtype=np.float64) / n
+    m2 = np.asarray(stats.m2, dtype=np.float64)
     mu_x = np.asarray(stats.mean, dtype=np.float64)
     mu_y = counts / n
     cross = class_offsets(classes).T * mu_y  # (d, C): column c is (n_c / n)(mu_c - mu_x)
-    total = float(np.trace(sigma))
+    total = float(np.trace(m2)) / n
     if total > 0:
-        alpha = ridge * total / d
-        weight = np.linalg.solve(sigma + alpha * np.eye(d), cross)
+        # (Sigma + alpha I)^-1 C_xy = (M2 + n alpha I)^-1 (n C_xy): one d x d copy (the solver overwrites it),
+        # no Sigma, identity or sum formed; Cholesky, since M2 + n alpha I is positive definite.
+        system = m2.copy()
+        system.flat[:: d + 1] += n * ridge * total / d
+        weight = scipy.linalg.solve(system, n * cross, assume_a="pos", overwrite_a=True, check_finite=False)
     else:  # every sample the same: the probe predicts the most frequent class
         weight = np.zeros((d, len(counts)))
     bias = mu_y - weight.T @ mu_x

@@ -1,11 +1,13 @@
 """How many passes over the data a memory budget needs: layer widths and a budget in, layer groups out.
 
 Pure arithmetic, no torch. A pass holds, per tracked layer of width d (docs/performance.md, "Memory rule"):
-the float64 running sums and the recent-rows sums of the accumulator, (d + 1)^2 each, and the final m2 of
-the state, 8 d^2 bytes each (MOMENT_COPIES of them); the few-sample buffer (at most d / 2 float64 rows: 4 d^2
-bytes) and the class sums (8 C d). While a layer's eigenvalues are computed it briefly needs EIGEN_COPIES more
-d x d float64 matrices (mirroring, covariance, LAPACK's copy), one layer at a time: counted once per group,
-for its widest layer. Every pass is exact, so more groups cost time (one more pass over the data), never accuracy.
+the accumulator's float64 sums, 8 (d + 1)^2 bytes, which become the state's m2 in place at the end of the run
+(MOMENT_COPIES of them: one); the few-sample buffer (at most d / 2 float64 rows: 4 d^2 bytes) and the class
+sums (8 C d). While a layer's eigenvalues are computed it briefly needs EIGEN_COPIES more d x d float64
+matrices (LAPACK's copy in eigvalsh; a probe's solve copies m2 once, at another time), one layer at a time:
+counted once per group, for its widest layer. Measured: four 3072-wide layers peaked 1.27 copies of 8 d^2
+per layer above the start (1 held + 1 transient of one layer over 4). Every pass is exact, so more groups
+cost time (one more pass over the data), never accuracy.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-MOMENT_COPIES = 3
-EIGEN_COPIES = 4
+MOMENT_COPIES = 1
+EIGEN_COPIES = 1
 # The default budget: this share of the memory the kernel reports available when the run starts.
 DEFAULT_SHARE = 0.5
 # When /proc/meminfo cannot be read (not Linux).

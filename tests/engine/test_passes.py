@@ -65,7 +65,7 @@ def test_a_budgeted_run_in_several_passes_equals_one_pass(
         plain = run_cli("analyze", SENSIBLE, *FAST, classes, "--store", tmp_path / "ref.h5")
         reference, document = tmp_path / "ref.h5", json.loads(plain.stdout)
     store = tmp_path / "passes.h5"
-    run = run_cli("analyze", SENSIBLE, *FAST, classes, "--store", store, "--memory-budget", "30kB")
+    run = run_cli("analyze", SENSIBLE, *FAST, classes, "--store", store, "--memory-budget", "12kB")
     assert run.code == 0, run.stderr
     result = json.loads(run.stdout)
     assert result["options"]["memory_passes"] == 3
@@ -76,17 +76,17 @@ def test_a_budgeted_run_in_several_passes_equals_one_pass(
 
 
 def test_the_header_says_how_many_passes_and_why(run_cli) -> None:
-    args = ("--data", "digits", "--max-samples", "100", "--no-store", "--memory-budget", "30kB")
+    args = ("--data", "digits", "--max-samples", "100", "--no-store", "--memory-budget", "12kB")
     out = run_cli("analyze", SENSIBLE, *args)
     assert out.code == 0, out.stderr
     assert "3 passes (memory budget)" in " ".join(out.stdout.split())
     err = " ".join(out.stderr.split())
     assert "memory: 3 passes over the data: the moments of all layers need" in err
-    assert "more than the memory budget 29.3 KiB" in err
+    assert "more than the memory budget 11.7 KiB" in err
 
 
 def test_activations_with_several_passes_is_refused(run_cli, tmp_path: Path) -> None:
-    out = run_cli("analyze", SENSIBLE, *FAST, "--activations", "--store", tmp_path / "s.h5", "--memory-budget", "30kB")
+    out = run_cli("analyze", SENSIBLE, *FAST, "--activations", "--store", tmp_path / "s.h5", "--memory-budget", "12kB")
     assert out.code == 2
     assert "--memory-budget" in out.stderr and len(out.stderr.strip().splitlines()) == 1
 
@@ -125,7 +125,7 @@ def test_joining_overlapping_layer_sets_is_refused(one_pass: tuple[Path, dict]) 
 
 def test_check_within_a_budget_gates_the_one_pass_numbers(run_cli) -> None:
     args = ("check", SENSIBLE, "--data", "digits", "--max-samples", "200", "-f", "json")
-    one, passes = run_cli(*args), run_cli(*args, "--memory-budget", "30kB")
+    one, passes = run_cli(*args), run_cli(*args, "--memory-budget", "12kB")
     assert one.code == passes.code == 0, passes.stderr
     a, b = json.loads(one.stdout), json.loads(passes.stdout)
     assert [x["k"] for x in a["layers"]] == [x["k"] for x in b["layers"]] and a["verdict"] == b["verdict"]
