@@ -10,6 +10,7 @@ import math
 import torch
 
 from satcli.core.moments import Moments
+from satcli.core.precision import Float32Bound, RoundingTrack
 
 # Size of the block of centered rows one GEMM call consumes (kept in cache, reused across batches).
 BLOCK_BYTES = 1 << 20
@@ -83,6 +84,9 @@ class CovarianceAccumulator:
         self._pending: list[torch.Tensor] = []
         self._pending_rows = 0
         self._taken = False
+        # float32 only: what the rounding bound needs (docs/method.md sec. 1); a few scalars per block.
+        self._track = RoundingTrack() if self._dtype == torch.float32 else None
+        self._bound: Float32Bound | None = None
 
     @property
     def nonfinite(self) -> bool:
@@ -119,7 +123,24 @@ class CovarianceAccumulator:
             bottom = min(d, top + PANEL_ROWS)
             flat[top * d : bottom * d].view(bottom - top, d).copy_(self._sums[top:bottom, :d].clone())
         m2 = flat[: d * d].view(d, d)
-        return self._finished(m2, col)
+        moments = self._finished(m2, col)
+        self._bound = self._rounding(moments)
+        return moments
+
+    def rounding_bound(self) -> Float32Bound | None:
+        """The proven bound on ||cov - cov_exact||_F of a float32 run (docs/method.md sec. 1), None for float64
+        or below two samples. Computed once from the sums' scalars (after take_moments: from its moments)."""
+        if self._track is None:
+            return None
+        if self._taken:
+            return self._bound
+        return self._rounding(self.moments)
+
+    def _rounding(self, moments: Moments) -> Float32Bound | None:
+        if self._track is None or moments.n < 2:
+            return None
+        offset = float(torch.linalg.vector_norm(moments.mean - self._shift))
+        return self._track.bound(moments.n, self.width, float(moments.m2.diagonal().sum()), offset)
 
     def _finished(self, top: torch.Tensor, col: torch.Tensor | None = None) -> Moments:
         """Moments from `top`, a contiguous copy of the sums' top block (or the block itself): ``s s^T / n``
@@ -206,6 +227,8 @@ class CovarianceAccumulator:
             # The batch sits further from the shift than its own spread: re-centre, then redo it.
             self._move_shift(self._representable(self._shift + col / nb))
             batch = self._batch_gram(x)
+        if self._track is not None:
+            self._track.block(self._step(x) * x.shape[1:-1].numel(), float(batch.diagonal()[:d].sum()))
         self._sums += batch
         self._n += nb
 
@@ -239,6 +262,8 @@ class CovarianceAccumulator:
         d = self.width
         col = y[:, :d].sum(dim=0, dtype=torch.float64) if col is None else col
         blocks.add(self._sums[:d, :d], y[:, :d], float(sign))
+        if self._track is not None:
+            self._track.block(y.shape[0], sign * blocks.trace())
         self._sums[d, :d].add_(col, alpha=sign)
         self._sums[d, d] += sign * y.shape[0]
         self._n += sign * y.shape[0]
@@ -247,14 +272,16 @@ class CovarianceAccumulator:
         """Fold another accumulator of the same layer into this one (two halves, two processes)."""
         if other.width != self.width:
             raise ValueError(f"cannot merge width {other.width} into width {self.width}")
-        self.merge_moments(other.moments, nonfinite=other.nonfinite)
+        bound = other.rounding_bound()
+        self.merge_moments(other.moments, nonfinite=other.nonfinite, rounding=None if bound is None else bound.eps)
 
-    def merge_moments(self, other: Moments, *, nonfinite: bool = False) -> None:
+    def merge_moments(self, other: Moments, *, nonfinite: bool = False, rounding: float | None = None) -> None:
         """Fold in another part's moments (e.g. read from a store or gathered from a process), exactly.
 
         The sums are re-centred on the merged mean first, then the other part's M2 and n delta delta^T
         (delta = its mean minus the merged mean) are added in place: only positive terms on top of the
-        exact re-centring, as in Chan et al.'s merge (moments.py), and no d x d temporary."""
+        exact re-centring, as in Chan et al.'s merge (moments.py), and no d x d temporary. `rounding`: the
+        other part's float32 bound (LayerStats.rounding; None counts as exact, a float64 part)."""
         self._usable()
         if other.mean.shape[0] != self.width:
             raise ValueError(f"cannot merge width {other.mean.shape[0]} into width {self.width}")
@@ -268,6 +295,8 @@ class CovarianceAccumulator:
         target = mean if n == 0 else self._shift + (self._sums[d, :d] + m * offset) / (n + m)
         self._move_shift(self._representable(target))
         delta = mean - self._shift
+        if self._track is not None:
+            self._track.merged(m, rounding, float(torch.linalg.vector_norm(delta)))
         top = self._sums[:d, :d]
         top += other.m2.to(self.device, torch.float64)
         top.addr_(delta, delta, alpha=float(m))
@@ -293,6 +322,8 @@ class CovarianceAccumulator:
         """Re-express the sums around a new shift: S_xx - s delta^T - delta s^T + n delta delta^T."""
         d, n = self.width, self._n
         delta = shift - self._shift
+        if self._track is not None and n:
+            self._track.moved += float(torch.linalg.vector_norm(delta))
         col = self._sums[d, :d].clone()
         top = self._sums[:d, :d]
         top.addr_(col, delta, alpha=-1.0).addr_(delta, col, alpha=-1.0).addr_(delta, delta, alpha=float(n))
@@ -316,14 +347,19 @@ class CovarianceAccumulator:
         """How `x` is cut into blocks of about BLOCK_BYTES (at least MIN_BLOCK_ROWS rows), with their buffer."""
         d = self.width
         per_lead = x.shape[1:-1].numel()
-        itemsize = 8 if self._dtype == torch.float64 else 4
-        step = max(1, -(-MIN_BLOCK_ROWS // per_lead), BLOCK_BYTES // (itemsize * per_lead * (d + 1)))
-        step = min(x.shape[0], step)
+        step = self._step(x)
         # A channelwise view of a contiguous (N, C, ...) output is read in the output's own order into a
         # (d+1, rows) block (no transposing gather), whose Gram is the same GEMM on the transposed view.
         channels_first = x.ndim > 2 and not x.is_contiguous() and x.movedim(-1, 1).is_contiguous()
         buffer = self._block_buffer(step * per_lead, channels_first)
         return _Blocks(step, channels_first, buffer, self._dtype, d + 1 > TRIANGLE_MIN_WIDTH)
+
+    def _step(self, x: torch.Tensor) -> int:
+        """Leading indices per block of `x` (precision.max_block_rows, at most the batch)."""
+        per_lead = x.shape[1:-1].numel()
+        itemsize = 8 if self._dtype == torch.float64 else 4
+        step = max(1, -(-MIN_BLOCK_ROWS // per_lead), BLOCK_BYTES // (itemsize * per_lead * (self.width + 1)))
+        return min(x.shape[0], step)
 
     def _block_buffer(self, rows: int, channels_first: bool) -> torch.Tensor:
         """The reused block of shifted rows with its column of ones: (rows, d+1), or (d+1, rows) when
@@ -369,6 +405,11 @@ class _Blocks:
             self._block = torch.empty_like(gram, dtype=self.dtype)
         _add_gram(self._block.zero_(), y, self.lower)
         gram.add_(self._block, alpha=alpha)
+
+    def trace(self) -> float:
+        """The float64 trace of the last float32 block's Gram (its rows' sum of ||x - c||^2, rounded)."""
+        assert self._block is not None
+        return float(self._block.diagonal().sum(dtype=torch.float64))
 
 
 def _add_gram(gram: torch.Tensor, y: torch.Tensor, lower: bool, alpha: float = 1.0) -> None:

@@ -58,6 +58,8 @@ def float32_error_bound(
     trace_m2: float,
     offset: np.ndarray | float,
     *,
+    z2: float | None = None,
+    merged: MergedParts | None = None,
     failure_probability: float = FAILURE_PROBABILITY,
 ) -> Float32Bound:
     """The error bound of a float32-accumulated covariance, from the run's final float64 moments.
@@ -66,36 +68,85 @@ def float32_error_bound(
     computed M2 (= (n - 1) trace of the covariance); offset: the computed mean minus the float32 shift ``c``
     the blocks were centred on (a (d,) vector, or its 2-norm). Valid when ``c`` did not move during the run
     (it is then the sum over rows of ||x_i - c||^2 that the bound uses); see docs/method.md sec. 1.
+
+    A shift that moved: pass `z2`, the float64 sum of the float32 blocks' Gram traces (each at its block's
+    shift), and as `offset` a bound on the mean's distance from every shift the blocks used (||mean - c_final||
+    plus the path length of the moves). `merged`: parts folded in by the Chan merge (their M2 bounds and mean
+    errors); their bounds are proven ones, so they enter `eps_probable` unchanged.
     """
     if n < 2:
         raise ValueError(f"the covariance needs n >= 2 samples, got {n}")
     if block_rows < 1 or width < 1:
         raise ValueError(f"block_rows and width must be positive, got {block_rows} and {width}")
     off = float(np.linalg.norm(np.asarray(offset, dtype=np.float64)))
-    # Float64 roundings between the sums and these inputs (m2's diagonal, its trace, the offset): d + 8 at most.
+    # Float64 roundings between the sums and these inputs (m2's diagonal, its trace, the offset): d + 8 at most;
+    # a summed z2 also went through the blocks' and batches' float64 additions (fewer than 2n + 4).
     rho = 1.0 + gamma(width + 8, U64)
+    rho_z2 = 1.0 + gamma(width + 2 * n + 12, U64)
     deterministic = gamma(block_rows + 2, U32)
     terms = n * (width + 1) ** 2  # every rounded product term of every Gram entry of every block
     lam = math.sqrt(2.0 * math.log(2.0 * terms / failure_probability)) / (1.0 - U32)
     probable = min(gamma_probable(block_rows + 2, U32, lam), deterministic)
+    parts = merged if merged is not None else MergedParts()
+    bounds = []
+    for g32 in (deterministic, probable):
+        sums = _Sums(n, max(trace_m2, 0.0), off, rho, None if z2 is None else rho_z2 * max(z2, 0.0))
+        bounds.append(_m2_bound(g32, sums, parts) / (n - 1))
     return Float32Bound(
-        eps=_m2_bound(deterministic, n, trace_m2, off, rho) / (n - 1),
-        eps_probable=_m2_bound(probable, n, trace_m2, off, rho) / (n - 1),
-        block_rows=block_rows,
-        failure_probability=failure_probability,
+        eps=bounds[0], eps_probable=bounds[1], block_rows=block_rows, failure_probability=failure_probability
     )
 
 
-def _m2_bound(g32: float, n: int, trace_m2: float, off: float, rho: float) -> float:
+@dataclass(frozen=True)
+class MergedParts:
+    """Parts folded into the sums by the Chan merge, in M2 units (docs/method.md sec. 1): `error` = sum of
+    their ||M2 error||_F bounds, `weight` = sum of m r (m a part's samples, r its mean's error bound), `near` =
+    sum of m r (||mean_part - c|| - moved) at the merge (c the shift then, `moved` the shift's path length
+    up to it) and `square` = sum of m r^2."""
+
+    error: float = 0.0
+    weight: float = 0.0
+    near: float = 0.0
+    square: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Sums:
+    """What the bound knows of the sums: n, trace(M2), ||mean - c|| (+ moves), the float64 rounding factor
+    rho, and the float64 sum of block traces when the blocks were summed at moving shifts."""
+
+    n: int
+    trace_m2: float
+    off: float
+    rho: float
+    z2: float | None
+
+
+def mean_error(eps: float, n: int) -> float:
+    """Bound on ||mean_computed - mean|| of a part whose M2 bound is eps (n - 1): its column sums' error is at
+    most g sqrt(n Z2) and its M2 bound at least g Z2, so the mean's is at most sqrt(g eps (n - 1) / n), with g
+    at most that of one block of all n rows (for a merged part too, by Cauchy-Schwarz over its parts)."""
+    g32 = gamma(n + 2, U32)
+    g = g32 + gamma(2 * n + 4, U64) * (1.0 + g32)
+    return math.sqrt(g * max(eps, 0.0) * max(n - 1, 0) / max(n, 1)) if g < 1.0 else math.inf
+
+
+def _m2_bound(g32: float, sums: _Sums, parts: MergedParts) -> float:
     """Bound on ||M2_computed - M2||_F given the per-product float32 bound g32 (docs/method.md sec. 1):
-    g Z2 (the Gram) + 2 g sqrt(n Z2) ||offset|| + 3 g^2 Z2 (the column sums in s s^T / n) + the final float64
-    step, with g = g32 plus the float64 additions of the blocks (at most 2n + 4 per entry, any order)."""
+    g Z2 (the Gram) + 2 e (off + e / n) + e^2 / n with e = g sqrt(n Z2) + the parts' column-sum errors (the
+    column sums in s s^T / n) + the parts' own bounds and mean-error terms + the final float64 step, with g =
+    g32 plus the float64 additions of the blocks (at most 2n + 4 per entry, any order)."""
+    n = sums.n
     g = g32 + gamma(2 * n + 4, U64) * (1.0 + g32)
     if not g < 1.0:
         return math.inf
-    off = off * rho
-    z2 = rho * (max(trace_m2, 0.0) + n * off * off) / (1.0 - g)  # >= sum_i ||x_i - c||^2, exact
-    bound = g * z2 + 2.0 * g * math.sqrt(n * z2) * off + 3.0 * g * g * z2 + 2.0 * gamma(3, U64) * (1.0 + g) ** 2 * z2
+    off = sums.off * sums.rho
+    around = sums.rho * (sums.trace_m2 + n * off * off) / (1.0 - g)  # >= sum_i ||x_i - c||^2, exact
+    z2 = around if sums.z2 is None else sums.z2 / (1.0 - g)  # Z2 of the blocks, each at its own shift
+    own = g * math.sqrt(n * z2)
+    e = own + parts.weight
+    bound = g * z2 + 2.0 * e * (off + e / n) + e * e / n + 2.0 * parts.near + parts.error + parts.square
+    bound += 2.0 * gamma(3, U64) * (1.0 + g) ** 2 * max(z2, around)
     return bound * (1.0 + gamma(16, U64))  # the float64 evaluation of this expression
 
 
@@ -154,3 +205,39 @@ def certify_k(eigs: np.ndarray, eps: float, delta: float = DEFAULT_DELTA, trace:
 def _first(reached: np.ndarray, d: int) -> int:
     """1 + the index of the first True, or d when none."""
     return int(np.argmax(reached)) + 1 if bool(reached.any()) else d
+
+
+class RoundingTrack:
+    """What a float32 accumulator records for its bound (docs/method.md sec. 1), a few scalars per block: the
+    most rows one block summed, the float64 sum of the blocks' Gram traces (each at its block's shift), the
+    path length of the shift's moves, and the parts merged in."""
+
+    def __init__(self) -> None:
+        self.block_rows = 0
+        self.z2 = 0.0
+        self.moved = 0.0
+        self.parts = MergedParts()
+
+    def block(self, rows: int, trace: float) -> None:
+        """One float32 block's Gram added (`trace` negative when a block is taken back out)."""
+        self.block_rows = max(self.block_rows, rows)
+        self.z2 += trace
+
+    def merged(self, m: int, eps: float | None, distance: float) -> None:
+        """A part of m samples whose covariance bound is `eps` (None: a float64 part, counted as exact) merged
+        in, its mean at `distance` from the shift the merge moved to."""
+        if not eps or m < 2:
+            return
+        r = mean_error(eps, m)
+        p = self.parts
+        self.parts = MergedParts(
+            p.error + eps * (m - 1), p.weight + m * r, p.near + m * r * (distance - self.moved), p.square + m * r * r
+        )
+
+    def bound(self, n: int, width: int, trace_m2: float, offset: float) -> Float32Bound | None:
+        """The bound at the end (offset: ||mean - final shift||), or None below two samples."""
+        if n < 2:
+            return None
+        return float32_error_bound(
+            n, width, max(self.block_rows, 1), trace_m2, offset + self.moved, z2=self.z2, merged=self.parts
+        )
