@@ -103,7 +103,8 @@ class SaturationAnalysis(Analysis):
                 acc = self.accumulators[name] = CovarianceAccumulator(
                     int(element.mean.shape[0]), self.device, self.precision
                 )
-            acc.merge_moments(_moments(element, self.device), nonfinite=element.nonfinite)
+            # A part's float32 bound adds in M2 units (docs/method.md sec. 1); a part without one counts as exact.
+            acc.merge_moments(_moments(element, self.device), nonfinite=element.nonfinite, rounding=element.rounding)
 
     def reset(self) -> None:
         self.accumulators.clear()
@@ -127,12 +128,14 @@ def layer_stats(acc: CovarianceAccumulator, few: list[torch.Tensor] | None = Non
         eigs = gram_eigenvalues(rows.cpu().numpy(), acc.width)
     else:
         eigs = device_eigenvalues(moments.m2, n)
+    bound = acc.rounding_bound(moments)
     return LayerStats(
         samples=n,
         mean=moments.mean.cpu().numpy(),
         m2=moments.m2.cpu().numpy(),
         eigenvalues=eigs,
         nonfinite=acc.nonfinite,
+        rounding=None if bound is None else bound.eps,
     )
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from satcli.analyses.registry import LAYER_ANALYSES
+from satcli.core.precision import certify_k
 from satcli.core.results import CheckpointResult
-from satcli.core.spectral import LayerScore, score_layer
-from satcli.core.state import CheckpointMeta, CheckpointState, LayerState
+from satcli.core.spectral import FLAG_DEAD, FLAG_ROUNDING, FLAG_UNDERSAMPLED, LayerScore, score_layer
+from satcli.core.state import CheckpointMeta, CheckpointState, LayerState, LayerStats
 from satcli.core.verdict import Thresholds, decide
 
 
@@ -30,7 +31,8 @@ def score_layer_state(layer: LayerState, delta: float) -> LayerScore:
         nonfinite=stats.nonfinite,
         reduction=meta.reduction,
     )
-    extras: dict[str, object] = {}
+    base = certified(base, stats, delta)
+    extras: dict[str, object] = dict(base.extras)
     for name, analysis in LAYER_ANALYSES.items():
         if not analysis.derived and name not in layer.extras:
             continue
@@ -42,6 +44,23 @@ def score_layer_state(layer: LayerState, delta: float) -> LayerScore:
         if entry is not None:
             extras.update(entry)
     return replace(base, extras=extras) if extras else base
+
+
+def certified(score: LayerScore, stats: LayerStats, delta: float) -> LayerScore:
+    """A float32 run's layer with its k certificate (docs/method.md sec. 1) as the "float32" entry, flagged
+    FLAG_ROUNDING when the exact k may differ. The range obeys the same rules as k: 0 for a dead layer, at
+    most n - 1 when undersampled. The trace is the stored eigenvalues' sum, so a store without m2 re-scores
+    to the same entry."""
+    if stats.rounding is None or score.k is None:
+        return score
+    cert = certify_k(stats.eigenvalues, stats.rounding, delta)
+    low, high = (0 if FLAG_DEAD in score.flags else cert.k_low), cert.k_high
+    if FLAG_UNDERSAMPLED in score.flags:
+        low, high = min(low, stats.samples - 1), min(high, stats.samples - 1)
+    sure = low == score.k == high
+    entry = {"eps": float(stats.rounding), "k_low": low, "k_high": high, "certified": sure}
+    flags = score.flags if sure else (*score.flags, FLAG_ROUNDING)
+    return replace(score, flags=flags, extras={**score.extras, "float32": entry})
 
 
 def _across(scores: tuple[LayerScore, ...]) -> tuple[LayerScore, ...]:

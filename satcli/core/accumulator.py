@@ -124,20 +124,19 @@ class CovarianceAccumulator:
             flat[top * d : bottom * d].view(bottom - top, d).copy_(self._sums[top:bottom, :d].clone())
         m2 = flat[: d * d].view(d, d)
         moments = self._finished(m2, col)
-        self._bound = self._rounding(moments)
+        self._bound = self.rounding_bound(moments)
         return moments
 
-    def rounding_bound(self) -> Float32Bound | None:
+    def rounding_bound(self, moments: Moments | None = None) -> Float32Bound | None:
         """The proven bound on ||cov - cov_exact||_F of a float32 run (docs/method.md sec. 1), None for float64
-        or below two samples. Computed once from the sums' scalars (after take_moments: from its moments)."""
+        or below two samples. Computed once from the sums' scalars and `moments` (default: the moments now, or
+        those take_moments handed over)."""
         if self._track is None:
             return None
-        if self._taken:
+        if moments is None and self._taken:
             return self._bound
-        return self._rounding(self.moments)
-
-    def _rounding(self, moments: Moments) -> Float32Bound | None:
-        if self._track is None or moments.n < 2:
+        moments = self.moments if moments is None else moments
+        if moments.n < 2:
             return None
         offset = float(torch.linalg.vector_norm(moments.mean - self._shift))
         return self._track.bound(moments.n, self.width, float(moments.m2.diagonal().sum()), offset)

@@ -20,6 +20,8 @@ DEAD_RTOL = 1e-20
 FLAG_DEAD = "dead"
 FLAG_NONFINITE = "non-finite"
 FLAG_UNDERSAMPLED = "undersampled"
+# k of a --precision float32 run is not certified: the exact k may be another in k_low..k_high (method sec. 1).
+FLAG_ROUNDING = "float32"
 
 
 @dataclass(frozen=True)

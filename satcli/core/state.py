@@ -28,6 +28,8 @@ class LayerStats:
     """A layer's streaming moments: enough to recompute the covariance and to merge partial runs.
 
     `m2` is None when read from a store that did not keep it: enough to re-score, not to merge or project.
+    `rounding`: the proven bound on ||cov - cov_exact||_F of a ``--precision float32`` run (covariance units,
+    docs/method.md sec. 1); None for a float64 run or a store that did not record one.
     """
 
     samples: int
@@ -35,6 +37,7 @@ class LayerStats:
     m2: np.ndarray | None
     eigenvalues: np.ndarray
     nonfinite: bool
+    rounding: float | None = None
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,20 @@ def data_notes(result: CheckpointResult) -> list[str]:
     return [str(note) for note in notes] if isinstance(notes, list) else []
 
 
+def rounding_notes(result: CheckpointResult) -> list[str]:
+    """Layers of a --precision float32 run whose k is not certified exact (docs/method.md sec. 1)."""
+    notes = []
+    for layer in result.layers:
+        entry = layer.extras.get("float32")
+        if isinstance(entry, Mapping) and not entry.get("certified", True):
+            notes.append(
+                f"{result.model}: layer '{layer.name}': k may be {entry['k_low']}..{entry['k_high']}: "
+                "float32 rounding (rerun with --precision float64)"
+            )
+    return notes
+
+
 def result_notes(result: CheckpointResult) -> list[str]:
     """Every warning about one checkpoint, in a fixed order."""
-    return data_notes(result) + nonfinite_notes(result) + untracked_notes(result) + unknown_analysis_notes(result)
+    notes = data_notes(result) + nonfinite_notes(result) + untracked_notes(result)
+    return notes + unknown_analysis_notes(result) + rounding_notes(result)

@@ -99,6 +99,8 @@ def encode_layer_stats(
         _checked_dataset(group, "m2", np.asarray(stats.m2, dtype=np.float64))
     if entries is not None:
         group.attrs["entries"] = entries
+    if stats.rounding is not None:
+        group.attrs["rounding"] = float(stats.rounding)  # a float32 run's proven covariance error bound
     group.attrs.update(
         {
             "samples": samples,
@@ -141,6 +143,7 @@ def decode_layer_stats(group: h5py.Group) -> LayerStats:
         m2=group["m2"][()] if "m2" in group else None,
         eigenvalues=group["eigenvalues"][()],
         nonfinite=bool(group.attrs["nonfinite"]),
+        rounding=float(group.attrs["rounding"]) if "rounding" in group.attrs else None,  # float64 runs, older stores
     )
 
 
