@@ -28,7 +28,7 @@ def test_block_rows_and_trace_sum_match_a_numpy_simulation_of_the_wide_path() ->
     d, n, batch = 96, 5000, 1000  # d * d > batch: block by block straight into the sums
     x = _rows(n, d, 0.0, 1)
     acc = _fed(x, batch)
-    acc.moments  # flushes the last grouped batch
+    assert acc.n == n  # flushes the last grouped batch
     step = max(MIN_BLOCK_ROWS, BLOCK_BYTES // (4 * (d + 1)))
     shift = x[:batch].astype(np.float64).mean(axis=0).astype(np.float32)  # the first batch's mean, float32
     z2 = 0.0
@@ -44,7 +44,7 @@ def test_block_rows_and_trace_sum_match_a_numpy_simulation_of_the_wide_path() ->
 def test_grouped_small_batches_count_as_one_block() -> None:
     x = _rows(3000, 8, 0.0, 2)
     acc = _fed(x, 100)  # grouped until flushed: one batch, one block of every row
-    acc.moments
+    assert acc.n == 3000  # flushes the grouped batches
     assert acc._track.block_rows == 3000
     z = x.astype(np.float64) - x[:3000].astype(np.float64).mean(axis=0).astype(np.float32)
     assert acc._track.z2 == pytest.approx(float(np.square(z).sum()), rel=1e-5)
@@ -78,3 +78,23 @@ def test_merged_halves_keep_a_bound_above_the_measured_error_and_float64_has_non
     error = float(np.linalg.norm(cov - np.cov(x.astype(np.float64), rowvar=False)))
     assert 0 < error <= first.rounding_bound().eps
     assert CovarianceAccumulator(4).rounding_bound() is None
+
+
+def test_the_saturation_merge_of_float32_parts_keeps_a_bound() -> None:
+    from satcli.analyses.saturation import SaturationAnalysis, SaturationOptions
+    from satcli.taps.layers import Layer
+
+    x = _rows(6000, 96, 10.0, 6)
+    layer = Layer("fc", "Linear", "dense", 96, 0)
+    parts = []
+    for half in (x[:3000], x[3000:]):
+        part = SaturationAnalysis(SaturationOptions("float32"))
+        for start in range(0, 3000, 500):
+            part.update(layer, torch.from_numpy(half[start : start + 500]), None)
+        parts.append(part.state())
+    whole = SaturationAnalysis(SaturationOptions("float32"))
+    for state in parts:
+        whole.merge(state)
+    stats = whole.state()["fc"]
+    error = float(np.linalg.norm(stats.m2 / 5999 - np.cov(x.astype(np.float64), rowvar=False)))
+    assert 0 < error <= stats.rounding and stats.rounding >= max(p["fc"].rounding for p in parts) / 2
