@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from satcli.core.accumulator import CovarianceAccumulator
+from satcli.core.accumulator import CovarianceAccumulator, _scratch
 
 
 def _rel(a: np.ndarray, b: np.ndarray) -> float:
@@ -100,14 +100,29 @@ def test_take_moments_of_nothing_and_of_one_sample() -> None:
 
 @pytest.mark.parametrize("precision", ["float64", "float32"])
 def test_a_wide_layer_holds_one_matrix_of_sums(precision: str) -> None:
-    """Besides its (d+1)^2 float64 sums a wide layer keeps only the cached block buffer and d-sized vectors:
-    no second d x d matrix between batches."""
+    """Besides its (d+1)^2 float64 sums a wide layer keeps only d-sized vectors: no second d x d matrix and no
+    block buffer of its own between batches."""
     width = 200
     acc = _fed(_rows(width, 2000), 50, precision)
-    held = [t for t in [*vars(acc).values(), *acc._buffers.values()] if isinstance(t, torch.Tensor)]
-    matrices = [t for t in held if t.numel() >= width * width]
-    assert [tuple(t.shape) for t in matrices if t is not acc._sums and t not in acc._buffers.values()] == []
+    held = [t for t in vars(acc).values() if isinstance(t, torch.Tensor)]
+    assert [tuple(t.shape) for t in held if t.numel() >= width and t is not acc._sums] == []
     assert acc._sums.shape == (width + 1, width + 1)
+
+
+def test_layers_share_one_block_buffer() -> None:
+    """Layers are updated one after another, so every accumulator fills the same scratch: a run of many
+    layers holds one block buffer, and each layer's moments stay exact (numpy reference)."""
+    x = _rows(300, 1200)
+    first, second = CovarianceAccumulator(300), CovarianceAccumulator(300)
+    for start in range(0, 1200, 400):
+        for acc in (first, second):
+            acc.update(torch.from_numpy(x[start : start + 400]))
+    a = _scratch(1, torch.float64, torch.device("cpu"))
+    b = _scratch(1, torch.float64, torch.device("cpu"))
+    assert a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+    mean, m2 = _reference(x)
+    for acc in (first, second):
+        assert _rel(acc.moments.mean.numpy(), mean) <= 1e-12 and _rel(acc.moments.m2.numpy(), m2) <= 1e-10
 
 
 def test_merging_parts_far_apart_matches_numpy() -> None:

@@ -6,6 +6,7 @@ shifted-sums update for the hot path."""
 from __future__ import annotations
 
 import math
+import threading
 
 import torch
 
@@ -71,7 +72,6 @@ class CovarianceAccumulator:
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.precision = precision
         self._dtype = torch.float64 if precision == "float64" else torch.float32
-        self._buffers: dict[bool, torch.Tensor] = {}
         self.reset()
 
     def reset(self) -> None:
@@ -361,13 +361,17 @@ class CovarianceAccumulator:
         return min(x.shape[0], step)
 
     def _block_buffer(self, rows: int, channels_first: bool) -> torch.Tensor:
-        """The reused block of shifted rows with its column of ones: (rows, d+1), or (d+1, rows) when
-        `channels_first`; grown when a block needs more rows."""
-        held = self._buffers.get(channels_first)
-        if held is None or held.shape[int(channels_first)] < rows:
-            shape = (self.width + 1, rows) if channels_first else (rows, self.width + 1)
-            held = self._buffers[channels_first] = torch.ones(shape, dtype=self._dtype, device=self.device)
-        return held
+        """The block of shifted rows with its column of ones: (rows, d+1), or (d+1, rows) when
+        `channels_first`; a view of the thread's scratch shared by every accumulator (`_scratch`)."""
+        d = self.width
+        flat = _scratch(rows * (d + 1), self._dtype, self.device)
+        if channels_first:
+            buffer = flat.view(d + 1, rows)
+            buffer[d].fill_(1.0)
+        else:
+            buffer = flat.view(rows, d + 1)
+            buffer[:, d].fill_(1.0)
+        return buffer
 
 
 class _Blocks:
@@ -409,6 +413,23 @@ class _Blocks:
         """The float64 trace of the last float32 block's Gram (its rows' sum of ||x - c||^2, rounded)."""
         assert self._block is not None
         return float(self._block.diagonal().sum(dtype=torch.float64))
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch(size: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A 1-D scratch of at least `size` elements, one per thread, dtype and device, reused by every accumulator:
+    layers are updated one after another, so a run holds one block buffer (6 MiB for a 3,072-wide layer),
+    not one per layer (170 MiB for a GPT-2-small shape's 48 layers)."""
+    pool = getattr(_SCRATCH, "pool", None)
+    if pool is None:
+        pool = _SCRATCH.pool = {}
+    key = (dtype, device)
+    held = pool.get(key)
+    if held is None or held.numel() < size:
+        held = pool[key] = torch.empty(size, dtype=dtype, device=device)
+    return held[:size]
 
 
 def _add_gram(gram: torch.Tensor, y: torch.Tensor, lower: bool, alpha: float = 1.0) -> None:
