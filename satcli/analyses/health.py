@@ -57,14 +57,15 @@ class HealthAnalysis(LayerAnalysis):
         return sums
 
     def update(self, layer: Layer, samples: torch.Tensor, labels: torch.Tensor | None) -> None:
-        rows = samples.detach().reshape(-1, samples.shape[-1]).to(self.device)
-        sums = self._sums(layer.name, rows.shape[-1])
-        if rows.shape[0] == 0:
+        x = samples.detach().to(self.device)
+        sums = self._sums(layer.name, int(x.shape[-1]))
+        if x.numel() == 0:
             return
-        torch.maximum(sums.maximum, rows.amax(dim=0).to(torch.float64), out=sums.maximum)
-        sums.positive += (rows > 0).sum(dim=0)
-        sums.abs_sum += rows.abs().sum(dim=0, dtype=torch.float64)
-        sums.samples += int(rows.shape[0])
+        maximum, positive, abs_sum = _batch_health(x)
+        torch.maximum(sums.maximum, maximum.to(torch.float64), out=sums.maximum)
+        sums.positive += positive
+        sums.abs_sum += abs_sum
+        sums.samples += int(x[..., 0].numel())
 
     def state(self) -> dict[str, object]:
         return {
@@ -106,3 +107,47 @@ class HealthAnalysis(LayerAnalysis):
         if not isinstance(dead, float) or dead <= 0:
             return []
         return [f"{dead * 100:.0f}% dead units" if dead >= 0.01 else "<1% dead units"]
+
+
+# Values per block of the batch: the per-block temporaries (comparison, |x|, float64 sums) stay a few MiB, reused
+# by the allocator, instead of batch-sized ones mapped afresh (and page-faulted) for every layer and batch.
+_BLOCK = 1 << 18
+
+
+def _batch_health(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per unit of one batch of samples (B, ..., d): the maximum, the int64 count > 0 and the float64 sum of |x|.
+
+    Samples whose units are contiguous (dense rows, tokens) are reduced over rows, |x| summed in float64. Samples
+    that are the positions of a channels-first output (a convolution: `x` is its channels-last view) are reduced
+    per input over its contiguous positions, |x| summed in float32 per input and in float64 over inputs: the
+    terms are >= 0, so no cancellation, each input's sum is within (positions - 1) x 2^-24 relative
+    (docs/method.md sec. 11), and the result does not depend on how inputs are batched or sharded.
+    """
+    width = int(x.shape[-1])
+    if x.ndim == 2 or x.stride(-1) == 1:
+        rows = x.reshape(-1, width)
+        step = max(1, _BLOCK // width)
+        parts = [_rows_health(rows[i : i + step]) for i in range(0, rows.shape[0], step)]
+    else:
+        planes = x.movedim(-1, 1).reshape(x.shape[0], width, -1)  # a view for a contiguous channels-first output
+        step = max(1, _BLOCK // planes[0].numel())
+        parts = [_planes_health(planes[i : i + step]) for i in range(0, planes.shape[0], step)]
+    maximum, positive, abs_sum = parts[0]
+    for m, p, a in parts[1:]:
+        torch.maximum(maximum, m, out=maximum)
+        positive += p
+        abs_sum += a
+    return maximum, positive, abs_sum
+
+
+def _rows_health(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Maximum, count > 0 and float64 sum of |x| of (n, d) rows, per column."""
+    return rows.amax(dim=0), (rows > 0).sum(dim=0), rows.abs().sum(dim=0, dtype=torch.float64)
+
+
+def _planes_health(planes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The same of (B, d, positions) planes: each input's positions first (contiguous), then over inputs."""
+    per_input = torch.float64 if planes.dtype == torch.float64 else torch.float32  # float16 sums in float32
+    abs_sums = planes.abs().sum(dim=2, dtype=per_input)
+    positive = (planes > 0).sum(dim=2, dtype=torch.int32)  # int32: no int64 copy of the batch's comparison
+    return planes.amax(dim=2).amax(dim=0), positive.sum(dim=0), abs_sums.sum(dim=0, dtype=torch.float64)

@@ -85,7 +85,10 @@ class Recorder:
         for analysis in self.analyses:
             if analysis.positions:
                 if every is None:
-                    every = _finite_rows(sample_view(out, layer, self._positions, mask))
+                    every = sample_view(out, layer, self._positions, mask)
+                    # A NaN/inf at any position reaches a pooled mean, so finite samples vouch for every position.
+                    if measured is not samples or not _propagates(self.options.reduction.name_for(layer, out.ndim)):
+                        every = _finite_positions(every)
                 analysis.update(layer, every, None)
             elif analysis.wants_index:
                 analysis.update(layer, measured, per_sample, sample_index)
@@ -141,10 +144,18 @@ class Recorder:
         self._keep = None
 
 
-def _finite_rows(samples: torch.Tensor) -> torch.Tensor:
-    """The samples as (N, d) rows without those holding NaN/inf (already counted on the run's own samples)."""
+def _propagates(reduction: str) -> bool:
+    """True when every position's value enters the reduction's samples, a NaN/inf included (not max or last)."""
+    return reduction in ("none", "mean", "channelwise", "tokens")
+
+
+def _finite_positions(samples: torch.Tensor) -> torch.Tensor:
+    """The samples (B, ..., d) as they are when all finite (a view, no copy), else as (N, d) rows without those
+    holding NaN/inf (already counted on the run's own samples)."""
+    if bool(torch.isfinite(samples.sum())):
+        return samples
     rows = samples.reshape(-1, samples.shape[-1])
-    return rows if bool(torch.isfinite(rows.sum())) else rows[torch.isfinite(rows).all(dim=1)]
+    return rows[torch.isfinite(rows).all(dim=1)]
 
 
 def per_input(samples: torch.Tensor, out: torch.Tensor) -> bool:
