@@ -91,8 +91,12 @@ def _masked(seq: torch.Tensor, mask: torch.Tensor, method: str) -> torch.Tensor:
         positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
         last = torch.where(mask, positions, -1).amax(dim=1).clamp(min=0)
         return seq[torch.arange(seq.shape[0], device=seq.device), last]
-    weights = mask.to(seq.dtype) / counts.clamp(min=1).to(seq.dtype)[:, None]
-    return torch.einsum("btd,bt->bd", seq, weights)
+    # (B, 1, T) @ (B, T, d): one batched GEMV on the output as it lies (einsum permuted it to (B, d, T) first).
+    weights = (mask.to(seq.dtype) / counts.clamp(min=1).to(seq.dtype)[:, None])[:, None, :]
+    pooled = torch.bmm(weights, seq).squeeze(1)
+    if not bool(torch.isfinite(pooled).all()):  # a NaN/inf padding token would enter through its 0 weight
+        pooled = torch.bmm(weights, seq.masked_fill(~mask[..., None], 0)).squeeze(1)
+    return pooled
 
 
 def sample_labels(
