@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 import satcli
+from satcli.analyses import health as health_module
 from satcli.analyses.health import HealthAnalysis, HealthOptions
 from satcli.store.reader import read_store
 from satcli.taps.layers import Layer
@@ -32,23 +33,33 @@ def _health(outputs: list[torch.Tensor]) -> dict[str, np.ndarray]:
     return analysis.state()["c"]  # type: ignore[return-value]
 
 
+@pytest.mark.parametrize("side", [24, 4])  # a plane summed over its positions first, or over inputs first
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
-def test_conv_positions_against_numpy_in_any_batching(memory_format: torch.memory_format) -> None:
+def test_conv_positions_against_numpy_in_any_batching(memory_format: torch.memory_format, side: int) -> None:
     generator = torch.Generator().manual_seed(3)
-    out = torch.randn(40, 6, 24, 24, generator=generator) * torch.logspace(-3, 3, 6)[:, None, None]
+    out = torch.randn(40, 6, side, side, generator=generator) * torch.logspace(-3, 3, 6)[:, None, None]
     out[:, 2] = -out[:, 2].abs()  # a dead channel
+    out[3, 4, :2] = 0.0  # zeros are not > 0
     out = out.contiguous(memory_format=memory_format)
     want = _numpy(out.double().numpy().transpose(0, 2, 3, 1).reshape(-1, 6))
     whole, batched = _health([out]), _health(list(out.split(7)))
     for got in (whole, batched):
         assert np.array_equal(got["maximum"], want["maximum"]) and np.array_equal(got["positive"], want["positive"])
-        assert got["samples"] == 40 * 24 * 24
-        # Each input's 576 |x| are summed in float32 (terms >= 0): relative error at most 575 x 2^-24 = 3.4e-5;
-        # measured ~1e-7. Channels-last outputs are summed in float64 throughout.
+        assert got["samples"] == 40 * side * side
+        # float32 partial sums of n terms >= 0 (one input's 576 positions; 40 inputs at one of 16 positions):
+        # relative error at most (n - 1) x 2^-24 <= 3.4e-5, measured ~1e-7. Channels-last: float64 throughout.
         tol = 1e-6 if memory_format == torch.contiguous_format else 1e-12
         np.testing.assert_allclose(got["abs_sum"], want["abs_sum"], rtol=tol)
-    # Per-input sums do not depend on how the inputs were batched (only the float64 order of adding them).
-    np.testing.assert_allclose(batched["abs_sum"], whole["abs_sum"], rtol=1e-13)
+    if side == 24:  # per-input sums do not depend on how the inputs were batched (only the float64 order)
+        np.testing.assert_allclose(batched["abs_sum"], whole["abs_sum"], rtol=1e-13)
+
+
+def test_counts_past_float32_integers_are_counted_as_int64(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(health_module, "_EXACT_COUNT", 8)
+    out = torch.randn(5, 6, 3, 3, generator=torch.Generator().manual_seed(6))
+    want = _numpy(out.double().numpy().transpose(0, 2, 3, 1).reshape(-1, 6))
+    got = _health([out])
+    assert np.array_equal(got["positive"], want["positive"]) and got["positive"].dtype == np.int64
 
 
 def _overflowing_conv() -> nn.Sequential:
