@@ -73,7 +73,9 @@ def sample_view(t: torch.Tensor, layer: Layer, reduction: Reduction, mask: torch
         raise SatcliError(f"layer '{layer.name}' ({layer.type}) gave an unbatched output of shape {tuple(t.shape)}")
     seq = as_sequence(t, layer)
     if mask is not None and mask.shape == seq.shape[:2]:
-        return _masked(seq, mask.to(seq.device, torch.bool), reduction.sequence_method)
+        mask = mask.to(seq.device, torch.bool)
+        if not bool(mask.all()):  # without padding the output's own view serves (no copy of every token)
+            return _masked(seq, mask, reduction.sequence_method)
     if reduction.sequence_method == "mean":
         return seq.mean(dim=1)
     if reduction.sequence_method == "last":

@@ -19,6 +19,8 @@ def _batch(side: str, padding: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]
     seq = torch.randn(6, 9, 5, generator=generator) * 10 + 3
     lengths = torch.tensor([9, 1, 4, 7, 2, 5])
     positions = torch.arange(9)[None, :]
+    if side == "none":
+        lengths[:] = 9
     mask = positions < lengths[:, None] if side == "right" else positions >= 9 - lengths[:, None]
     return seq.masked_fill(~mask[..., None], padding), mask
 
@@ -33,12 +35,15 @@ def _numpy(seq: torch.Tensor, mask: torch.Tensor, method: str) -> np.ndarray:
     return np.concatenate(real)
 
 
-@pytest.mark.parametrize("side", ["right", "left"])
+@pytest.mark.parametrize("side", ["right", "left", "none"])
 @pytest.mark.parametrize("method", ["mean", "last", "tokens"])
 def test_real_tokens_only_against_numpy(side: str, method: str) -> None:
     seq, mask = _batch(side, padding=1e4)  # large padding: any weight on it would show
     got = sample_view(seq, DENSE, Reduction(sequence_method=method), mask)
-    np.testing.assert_allclose(got.double().numpy(), _numpy(seq, mask, method), rtol=1e-6, atol=1e-5)
+    want = _numpy(seq, mask, method)
+    np.testing.assert_allclose(got.reshape(want.shape).double().numpy(), want, rtol=1e-6, atol=1e-5)
+    if side == "none":  # no padding: the output's own samples (tokens: a view of it, (B, T, d), no copy)
+        assert torch.equal(got, sample_view(seq, DENSE, Reduction(sequence_method=method)))
     time_major = Layer(name="rnn", type="LSTM", kind="recurrent", width=5, batch_first=False)
     again = sample_view(seq.transpose(0, 1), time_major, Reduction(sequence_method=method), mask)
     assert torch.equal(again, got)
