@@ -17,9 +17,9 @@ from satcli.core.state import CheckpointMeta, CheckpointState, LayerMeta, LayerS
 from satcli.engine.nonfinite import NonFiniteCount, flag_unmeasured
 from satcli.engine.options import AnalysisOptions
 from satcli.errors import SatcliError
-from satcli.taps import CONV, Layer, Reduction, sample_view
+from satcli.taps import CONV, Layer, sample_view
 from satcli.taps.layers import Inputs
-from satcli.taps.reduce import sample_labels
+from satcli.taps.reduce import position_blocks, sample_labels
 
 
 class Recorder:
@@ -38,7 +38,6 @@ class Recorder:
         self._keep: torch.Tensor | None = None  # inputs of the current forward pass to measure (None: all)
         # Analyses that choose samples by the input's global index (reservoirs) get each sample's index.
         self.wants_index = any(analysis.wants_index for analysis in self.analyses)
-        self._positions = Reduction(conv_method="channelwise", sequence_method="tokens")
 
     @property
     def layers(self) -> list[LayerMeta]:
@@ -81,19 +80,21 @@ class Recorder:
         measured, per_sample, sample_index = self.nonfinite.finite_samples(
             layer.name, samples, per_sample, sample_index
         )
-        every: torch.Tensor | None = None  # every position / real token, for analyses of units (health)
         for analysis in self.analyses:
             if analysis.positions:
-                if every is None:
-                    every = sample_view(out, layer, self._positions, mask)
-                    # A NaN/inf at any position reaches a pooled mean, so finite samples vouch for every position.
-                    if measured is not samples or not _propagates(self.options.reduction.name_for(layer, out.ndim)):
-                        every = _finite_positions(every)
-                analysis.update(layer, every, None)
-            elif analysis.wants_index:
+                continue
+            if analysis.wants_index:
                 analysis.update(layer, measured, per_sample, sample_index)
             else:
                 analysis.update(layer, measured, per_sample)
+        units = [analysis for analysis in self.analyses if analysis.positions]
+        if units:  # every position / real token, for analyses of units (health)
+            # A NaN/inf at any position reaches a pooled mean, so finite samples vouch for every position.
+            vouched = measured is samples and _propagates(self.options.reduction.name_for(layer, out.ndim))
+            for block in position_blocks(out, layer, mask):
+                block = block if vouched else _finite_positions(block)
+                for analysis in units:
+                    analysis.update(layer, block, None)
         return samples
 
     def _meta(self, layer: Layer, out: torch.Tensor, samples: torch.Tensor) -> LayerMeta:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -81,6 +82,24 @@ def sample_view(t: torch.Tensor, layer: Layer, reduction: Reduction, mask: torch
     if reduction.sequence_method == "last":
         return seq[:, -1]
     return seq
+
+
+def position_blocks(
+    t: torch.Tensor, layer: Layer, mask: torch.Tensor | None = None, values: int = 1 << 19
+) -> Iterator[torch.Tensor]:
+    """Every position / real token of one output as samples (B, ..., d), like ``sample_view`` with channelwise and
+    tokens, but in blocks of inputs of at most `values` values where the real tokens must be copied out of a
+    padded batch: each copy is small and reused by the allocator instead of one of the whole output (tens of MB
+    for a GPT-2 MLP layer, page-faulted afresh per layer and batch). Views (no padding) come whole."""
+    every = Reduction(conv_method="channelwise", sequence_method="tokens")
+    seq = None if layer.kind == CONV or mask is None or t.ndim < 3 else as_sequence(t, layer)
+    if seq is None or mask is None or mask.shape != seq.shape[:2] or bool(mask.all()):
+        yield sample_view(t, layer, every, mask)
+        return
+    mask = mask.to(seq.device, torch.bool)
+    step = max(1, values // max(1, seq[0].numel()))
+    for start in range(0, seq.shape[0], step):
+        yield seq[start : start + step][mask[start : start + step]]
 
 
 def _masked(seq: torch.Tensor, mask: torch.Tensor, method: str) -> torch.Tensor:

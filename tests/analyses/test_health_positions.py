@@ -12,7 +12,10 @@ from torch import nn
 import satcli
 from satcli.analyses import health as health_module
 from satcli.analyses.health import HealthAnalysis, HealthOptions
+from satcli.engine.options import AnalysisOptions
+from satcli.engine.recorder import Recorder
 from satcli.store.reader import read_store
+from satcli.taps import reduce as reduce_module
 from satcli.taps.layers import Layer
 
 CONV = Layer(name="c", type="Conv2d", kind="conv", width=6)
@@ -89,3 +92,21 @@ def test_nonfinite_positions_are_left_out_whatever_the_pooling(conv_method: str,
     assert got["samples"] == len(finite)  # type: ignore[index]
     assert np.array_equal(got["maximum"], want["maximum"]) and np.array_equal(got["positive"], want["positive"])  # type: ignore[index]
     np.testing.assert_allclose(got["abs_sum"], want["abs_sum"], rtol=1e-6)  # type: ignore[index]
+
+
+def test_real_tokens_of_padded_batches_in_blocks_against_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Health sees every real token and no padding (NaN here) when the recorder copies them out in blocks."""
+    monkeypatch.setattr(reduce_module.position_blocks, "__defaults__", (None, 3 * 10 * 4))  # 3 inputs a block
+    generator = torch.Generator().manual_seed(7)
+    seq = torch.randn(8, 10, 4, generator=generator)
+    mask = torch.arange(10)[None, :] < torch.tensor([10, 1, 3, 7, 2, 9, 5, 4])[:, None]
+    health = HealthAnalysis(HealthOptions(), "cpu")
+    recorder = Recorder(AnalysisOptions(), [health])
+    recorder.record(
+        Layer(name="fc", type="Linear", kind="dense", width=4), seq.masked_fill(~mask[..., None], np.nan), mask, None
+    )
+    got = health.state()["fc"]
+    want = _numpy(seq.double().numpy()[mask.numpy()])
+    assert got["samples"] == int(mask.sum())  # type: ignore[index]
+    assert np.array_equal(got["maximum"], want["maximum"]) and np.array_equal(got["positive"], want["positive"])  # type: ignore[index]
+    np.testing.assert_allclose(got["abs_sum"], want["abs_sum"], rtol=1e-12)  # type: ignore[index]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from satcli.taps.layers import Layer
-from satcli.taps.reduce import Reduction, input_rows, sample_view
+from satcli.taps.reduce import Reduction, input_rows, position_blocks, sample_view
 
 DENSE = Layer(name="fc", type="Linear", kind="dense", width=5)
 
@@ -58,3 +58,16 @@ def test_nonfinite_padding_never_enters_the_mean(padding: float) -> None:
     np.testing.assert_allclose(got.double().numpy(), want, rtol=1e-6, atol=1e-5)
     rows = input_rows(seq, sample_view(seq, DENSE, Reduction(sequence_method="tokens"), mask), DENSE, mask)
     np.testing.assert_allclose(rows.double().numpy(), want, rtol=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("side", ["right", "left", "none"])
+def test_position_blocks_are_every_real_token_in_order(side: str) -> None:
+    seq, mask = _batch(side, padding=float("nan"))
+    want = _numpy(seq, mask, "tokens")
+    blocks = list(position_blocks(seq, DENSE, mask, values=2 * 9 * 5))  # two inputs per block
+    assert len(blocks) == (1 if side == "none" else 3)
+    got = torch.cat([block.reshape(-1, 5) for block in blocks])
+    np.testing.assert_array_equal(got.double().numpy(), want)
+    time_major = Layer(name="rnn", type="LSTM", kind="recurrent", width=5, batch_first=False)
+    again = torch.cat([b.reshape(-1, 5) for b in position_blocks(seq.transpose(0, 1), time_major, mask, values=90)])
+    assert torch.equal(again, got)
