@@ -38,6 +38,7 @@ class Recorder:
         self._keep: torch.Tensor | None = None  # inputs of the current forward pass to measure (None: all)
         # Analyses that choose samples by the input's global index (reservoirs) get each sample's index.
         self.wants_index = any(analysis.wants_index for analysis in self.analyses)
+        self._units = [analysis for analysis in self.analyses if analysis.positions]  # analyses of units (health)
 
     @property
     def layers(self) -> list[LayerMeta]:
@@ -87,13 +88,12 @@ class Recorder:
                 analysis.update(layer, measured, per_sample, sample_index)
             else:
                 analysis.update(layer, measured, per_sample)
-        units = [analysis for analysis in self.analyses if analysis.positions]
-        if units:  # every position / real token, for analyses of units (health)
+        if self._units:  # every position / real token
             # A NaN/inf at any position reaches a pooled mean, so finite samples vouch for every position.
             vouched = measured is samples and _propagates(self.options.reduction.name_for(layer, out.ndim))
             for block in position_blocks(out, layer, mask):
                 block = block if vouched else _finite_positions(block)
-                for analysis in units:
+                for analysis in self._units:
                     analysis.update(layer, block, None)
         return samples
 
