@@ -79,7 +79,8 @@ class Analysis(ABC):
     # update() also takes each sample's input index in the whole data set (reservoirs keyed by it).
     wants_index: ClassVar[bool] = False
     # update() gets every position / real token of a layer's output as a sample, whatever the run's reduction
-    # (a unit that fires at one position of one input is alive, though its pooled mean may be negative).
+    # (a unit that fires at one position of one input is alive, though its pooled mean may be negative); the
+    # real tokens of a padded batch may come in several calls, a block of inputs each (taps.reduce.position_blocks).
     positions: ClassVar[bool] = False
     # After the fit pass the engine runs the model over labelled evaluation data: `prepare` reads the fit
     # pass' state, then `evaluate` gets every layer's evaluation samples (engine/evaluate.py).

@@ -57,14 +57,15 @@ class HealthAnalysis(LayerAnalysis):
         return sums
 
     def update(self, layer: Layer, samples: torch.Tensor, labels: torch.Tensor | None) -> None:
-        rows = samples.detach().reshape(-1, samples.shape[-1]).to(self.device)
-        sums = self._sums(layer.name, rows.shape[-1])
-        if rows.shape[0] == 0:
+        x = samples.detach().to(self.device)
+        sums = self._sums(layer.name, int(x.shape[-1]))
+        if x.numel() == 0:
             return
-        torch.maximum(sums.maximum, rows.amax(dim=0).to(torch.float64), out=sums.maximum)
-        sums.positive += (rows > 0).sum(dim=0)
-        sums.abs_sum += rows.abs().sum(dim=0, dtype=torch.float64)
-        sums.samples += int(rows.shape[0])
+        maximum, positive, abs_sum = _batch_health(x)
+        torch.maximum(sums.maximum, maximum.to(torch.float64), out=sums.maximum)
+        sums.positive += positive
+        sums.abs_sum += abs_sum
+        sums.samples += int(x[..., 0].numel())
 
     def state(self) -> dict[str, object]:
         return {
@@ -106,3 +107,65 @@ class HealthAnalysis(LayerAnalysis):
         if not isinstance(dead, float) or dead <= 0:
             return []
         return [f"{dead * 100:.0f}% dead units" if dead >= 0.01 else "<1% dead units"]
+
+
+# Values per block of the batch: the per-block temporaries (|x|, signs, float64 sums) stay a few MiB, reused by
+# the allocator, instead of batch-sized ones mapped afresh (and page-faulted) for every layer and batch.
+_BLOCK = 1 << 18
+# Positions per input from which a plane is reduced over its positions first (a long contiguous axis), and the
+# most inputs a block sums over first otherwise: float32 sums of |x| never add more than max(these) terms.
+_LONG = 64
+_INPUTS = 1024
+_EXACT_COUNT = 1 << 24  # float32 holds every integer below this
+
+
+def _batch_health(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per unit of one batch of samples (B, ..., d): the maximum, the int64 count > 0 and the float64 sum of |x|.
+
+    Samples whose units are contiguous (dense rows, tokens) are reduced as (n, d) rows, |x| summed in float64.
+    Samples that are the positions of a channels-first output (a convolution: `x` is its channels-last view) are
+    reduced as (B, d, positions) planes, |x| summed in float32 over one input's positions (or over at most 1,024
+    inputs at one position, for maps of fewer than 64 positions), then in float64: the terms are >= 0, so no
+    cancellation, each partial sum of n terms is within (n - 1) x 2^-24 relative (docs/method.md sec. 11).
+    """
+    width = int(x.shape[-1])
+    if x.ndim == 2 or x.stride(-1) == 1:
+        planes = x.reshape(-1, width).unsqueeze(-1)  # (n, d, 1)
+        step = max(1, _BLOCK // width)
+    else:
+        planes = x.movedim(-1, 1).reshape(x.shape[0], width, -1)  # a view for a contiguous channels-first output
+        step = max(1, min(_BLOCK // planes[0].numel(), _INPUTS))
+    parts = [_block_health(planes[i : i + step]) for i in range(0, planes.shape[0], step)]
+    maximum, positive, abs_sum = parts[0]
+    for m, p, a in parts[1:]:
+        torch.maximum(maximum, m, out=maximum)
+        positive += p
+        abs_sum += a
+    return maximum, positive, abs_sum
+
+
+def _block_health(planes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Maximum, int64 count > 0 and float64 sum of |x| per unit of (n, d, positions) planes.
+
+    Long planes are reduced over their contiguous positions first, short ones over the inputs first (torch
+    reduces a short inner axis several times slower). Rows (one position) sum |x| in float64 throughout.
+    """
+    first, then = (2, 0) if planes.shape[2] >= _LONG else (0, 1)
+    exact = planes.shape[2] == 1 or planes.dtype == torch.float64
+    abs_sums = planes.abs().sum(dim=first, dtype=torch.float64 if exact else torch.float32)
+    return (
+        planes.amax(dim=first).amax(dim=then),
+        _positive(planes, first).sum(dim=then).to(torch.int64),
+        abs_sums.sum(dim=then, dtype=torch.float64),
+    )
+
+
+def _positive(planes: torch.Tensor, dim: int) -> torch.Tensor:
+    """Count of values > 0 along `dim`, as exact float32 (or int64) integers.
+
+    max(sign(x), 0) summed in float32 is exact below 2^24 per unit and takes a third of the time of torch's
+    `x > 0` comparison and its bool sum on the CPU; finite values only (the recorder left NaN out).
+    """
+    if planes.shape[0] * planes.shape[2] >= _EXACT_COUNT:  # a count could pass 2^24
+        return (planes > 0).sum(dim=dim)
+    return torch.sign(planes).clamp_(min=0).sum(dim=dim, dtype=torch.float32)

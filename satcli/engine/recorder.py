@@ -17,9 +17,9 @@ from satcli.core.state import CheckpointMeta, CheckpointState, LayerMeta, LayerS
 from satcli.engine.nonfinite import NonFiniteCount, flag_unmeasured
 from satcli.engine.options import AnalysisOptions
 from satcli.errors import SatcliError
-from satcli.taps import CONV, Layer, Reduction, sample_view
+from satcli.taps import CONV, Layer, sample_view
 from satcli.taps.layers import Inputs
-from satcli.taps.reduce import sample_labels
+from satcli.taps.reduce import position_blocks, sample_labels
 
 
 class Recorder:
@@ -38,7 +38,7 @@ class Recorder:
         self._keep: torch.Tensor | None = None  # inputs of the current forward pass to measure (None: all)
         # Analyses that choose samples by the input's global index (reservoirs) get each sample's index.
         self.wants_index = any(analysis.wants_index for analysis in self.analyses)
-        self._positions = Reduction(conv_method="channelwise", sequence_method="tokens")
+        self._units = [analysis for analysis in self.analyses if analysis.positions]  # analyses of units (health)
 
     @property
     def layers(self) -> list[LayerMeta]:
@@ -81,16 +81,20 @@ class Recorder:
         measured, per_sample, sample_index = self.nonfinite.finite_samples(
             layer.name, samples, per_sample, sample_index
         )
-        every: torch.Tensor | None = None  # every position / real token, for analyses of units (health)
         for analysis in self.analyses:
             if analysis.positions:
-                if every is None:
-                    every = _finite_rows(sample_view(out, layer, self._positions, mask))
-                analysis.update(layer, every, None)
-            elif analysis.wants_index:
+                continue
+            if analysis.wants_index:
                 analysis.update(layer, measured, per_sample, sample_index)
             else:
                 analysis.update(layer, measured, per_sample)
+        if self._units:  # every position / real token
+            # A NaN/inf at any position reaches a pooled mean, so finite samples vouch for every position.
+            vouched = measured is samples and _propagates(self.options.reduction.name_for(layer, out.ndim))
+            for block in position_blocks(out, layer, mask):
+                block = block if vouched else _finite_positions(block)
+                for analysis in self._units:
+                    analysis.update(layer, block, None)
         return samples
 
     def _meta(self, layer: Layer, out: torch.Tensor, samples: torch.Tensor) -> LayerMeta:
@@ -141,10 +145,18 @@ class Recorder:
         self._keep = None
 
 
-def _finite_rows(samples: torch.Tensor) -> torch.Tensor:
-    """The samples as (N, d) rows without those holding NaN/inf (already counted on the run's own samples)."""
+def _propagates(reduction: str) -> bool:
+    """True when every position's value enters the reduction's samples, a NaN/inf included (not max or last)."""
+    return reduction in ("none", "mean", "channelwise", "tokens")
+
+
+def _finite_positions(samples: torch.Tensor) -> torch.Tensor:
+    """The samples (B, ..., d) as they are when all finite (a view, no copy), else as (N, d) rows without those
+    holding NaN/inf (already counted on the run's own samples)."""
+    if bool(torch.isfinite(samples.sum())):
+        return samples
     rows = samples.reshape(-1, samples.shape[-1])
-    return rows if bool(torch.isfinite(rows.sum())) else rows[torch.isfinite(rows).all(dim=1)]
+    return rows[torch.isfinite(rows).all(dim=1)]
 
 
 def per_input(samples: torch.Tensor, out: torch.Tensor) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -73,12 +74,32 @@ def sample_view(t: torch.Tensor, layer: Layer, reduction: Reduction, mask: torch
         raise SatcliError(f"layer '{layer.name}' ({layer.type}) gave an unbatched output of shape {tuple(t.shape)}")
     seq = as_sequence(t, layer)
     if mask is not None and mask.shape == seq.shape[:2]:
-        return _masked(seq, mask.to(seq.device, torch.bool), reduction.sequence_method)
+        mask = mask.to(seq.device, torch.bool)
+        if not bool(mask.all()):  # without padding the output's own view serves (no copy of every token)
+            return _masked(seq, mask, reduction.sequence_method)
     if reduction.sequence_method == "mean":
         return seq.mean(dim=1)
     if reduction.sequence_method == "last":
         return seq[:, -1]
     return seq
+
+
+def position_blocks(
+    t: torch.Tensor, layer: Layer, mask: torch.Tensor | None = None, values: int = 1 << 19
+) -> Iterator[torch.Tensor]:
+    """Every position / real token of one output as samples (B, ..., d), like ``sample_view`` with channelwise and
+    tokens, but in blocks of inputs of at most `values` values where the real tokens must be copied out of a
+    padded batch: each copy is small and reused by the allocator instead of one of the whole output (tens of MB
+    for a GPT-2 MLP layer, page-faulted afresh per layer and batch). Views (no padding) come whole."""
+    every = Reduction(conv_method="channelwise", sequence_method="tokens")
+    seq = None if layer.kind == CONV or mask is None or t.ndim < 3 else as_sequence(t, layer)
+    if seq is None or mask is None or mask.shape != seq.shape[:2] or bool(mask.all()):
+        yield sample_view(t, layer, every, mask)
+        return
+    mask = mask.to(seq.device, torch.bool)
+    step = max(1, values // max(1, seq[0].numel()))
+    for start in range(0, seq.shape[0], step):
+        yield seq[start : start + step][mask[start : start + step]]
 
 
 def _masked(seq: torch.Tensor, mask: torch.Tensor, method: str) -> torch.Tensor:
@@ -91,8 +112,12 @@ def _masked(seq: torch.Tensor, mask: torch.Tensor, method: str) -> torch.Tensor:
         positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
         last = torch.where(mask, positions, -1).amax(dim=1).clamp(min=0)
         return seq[torch.arange(seq.shape[0], device=seq.device), last]
-    weights = mask.to(seq.dtype) / counts.clamp(min=1).to(seq.dtype)[:, None]
-    return torch.einsum("btd,bt->bd", seq, weights)
+    # (B, 1, T) @ (B, T, d): one batched GEMV on the output as it lies (einsum permuted it to (B, d, T) first).
+    weights = (mask.to(seq.dtype) / counts.clamp(min=1).to(seq.dtype)[:, None])[:, None, :]
+    pooled = torch.bmm(weights, seq).squeeze(1)
+    if not bool(torch.isfinite(pooled).all()):  # a NaN/inf padding token would enter through its 0 weight
+        pooled = torch.bmm(weights, seq.masked_fill(~mask[..., None], 0)).squeeze(1)
+    return pooled
 
 
 def sample_labels(
