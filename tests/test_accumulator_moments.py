@@ -105,7 +105,7 @@ def test_a_wide_layer_holds_one_matrix_of_sums(precision: str) -> None:
     width = 200
     acc = _fed(_rows(width, 2000), 50, precision)
     held = [t for t in vars(acc).values() if isinstance(t, torch.Tensor)]
-    assert [tuple(t.shape) for t in held if t.numel() >= width and t is not acc._sums] == []
+    assert [tuple(t.shape) for t in held if t.numel() > width + 1 and t is not acc._sums] == []
     assert acc._sums.shape == (width + 1, width + 1)
 
 
@@ -139,3 +139,23 @@ def test_merging_parts_far_apart_matches_numpy() -> None:
     empty = CovarianceAccumulator(50)
     empty.merge_moments(second.moments)
     assert _rel(empty.moments.m2.numpy(), _reference(x[700:])[1]) <= 1e-10
+
+
+def test_block_means_within_four_deviations_keep_the_shift(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Token streams: 256-row blocks whose means stray 2 standard deviations in a few columns (as text positions
+    do) keep the float64 shift, so the d x d sums are not re-expressed every block; the moments stay exact
+    (numpy reference). A block 10 deviations away still moves it."""
+    moves: list[int] = []
+    original = CovarianceAccumulator._move_shift
+    monkeypatch.setattr(CovarianceAccumulator, "_move_shift", lambda self, s: (moves.append(1), original(self, s)))
+    rng = np.random.default_rng(5)
+    width, blocks = 300, 12
+    x = rng.normal(size=(256 * blocks, width))
+    x[:, :5] += np.repeat(rng.choice([-2.0, 2.0], size=(blocks, 5)), 256, axis=0)  # per-block offsets, 5 columns
+    x = x.astype(np.float32)
+    acc = _fed(x, 1024)
+    mean, m2 = _reference(x)
+    assert moves == [] and _rel(acc.moments.mean.numpy(), mean) <= 1e-12 and _rel(acc.moments.m2.numpy(), m2) <= 1e-10
+    far = np.concatenate([x, x[:256] + 10.0 * x.std(axis=0)]).astype(np.float32)
+    m2 = _fed(far, 1024).moments.m2.numpy()  # (its last, small batch is summed here)
+    assert moves and _rel(m2, _reference(far)[1]) <= 1e-10

@@ -46,8 +46,8 @@ class SaturationAnalysis(Analysis):
         self.accumulators: dict[str, CovarianceAccumulator] = {}
         # Told (layers done, layers in all) as each layer's eigenvalues are computed: the slow step of wide runs.
         self.on_eigen: Callable[[int, int], None] | None = None
-        # A wide layer's samples while it has at most half as many as its width (at most d x d / 2 values):
-        # its eigenvalues then come from the small n x n Gram matrix instead.
+        # A wide layer's samples while it has at most half as many as its width (at most d x d / 2 values),
+        # in their own dtype (float64 later, exactly): its eigenvalues then come from the small n x n Gram.
         self.few: dict[str, list[torch.Tensor] | None] = {}
         # Set by `finish`: the state then takes the accumulators' sums as M2 (once; `_final` keeps that state).
         self._finishing = False
@@ -72,7 +72,7 @@ class SaturationAnalysis(Analysis):
             if 2 * (sum(r.shape[0] for r in kept) + rows.shape[0]) > acc.width:
                 self.few[layer.name] = None
             elif rows.shape[0]:
-                kept.append(rows.to(self.device, torch.float64))
+                kept.append(rows.to(self.device, copy=True))  # a copy: the model may reuse its output
 
     def state(self) -> dict[str, object]:
         """Each layer's LayerStats, one layer at a time. After `finish` (the run's last batch) the accumulators
@@ -123,7 +123,7 @@ def layer_stats(acc: CovarianceAccumulator, few: list[torch.Tensor] | None = Non
     """
     moments = acc.take_moments() if take else acc.moments
     n = moments.n
-    rows = torch.cat(few) if few else None
+    rows = torch.cat(few).to(torch.float64) if few else None
     if rows is not None and rows.shape[0] == n and n > 1 and 2 * n <= acc.width:
         eigs = gram_eigenvalues(rows.cpu().numpy(), acc.width)
     else:

@@ -27,6 +27,14 @@ TRIANGLE_MIN_WIDTH = 32
 # layers run far below the BLAS's speed.
 MIN_BLOCK_ROWS = 256
 
+# A wide layer's block moves the shift when its mean lies more than sqrt(DRIFT) standard deviations (of the
+# samples so far) from it, per column. M2 = S - s s^T / n cancels by a factor 1 + delta^2 for a mean delta
+# standard deviations from the shift, so float64 sums tolerate 4 (a factor 17 on ~1e-16); 256-row block means
+# of token streams stray past 1 standard deviation in some column of thousands all the time (113 moves of a
+# 3,072 x 3,072 matrix per 2,048 tokens of a GPT-2 shape at 1, none at 16). float32 blocks round the shifted
+# rows themselves, so they keep the shift within one standard deviation.
+DRIFT = {torch.float64: 16.0, torch.float32: 1.0}
+
 # Rows per panel when the lower triangle is mirrored in place and when the sums are compacted into M2.
 PANEL_ROWS = 256
 
@@ -234,8 +242,8 @@ class CovarianceAccumulator:
     def _update_wide(self, x: torch.Tensor) -> None:
         """A wide layer's batch, block by block straight into the sums. Each block's column sums (from the
         cached block) are checked first: a non-finite block takes the batch's earlier blocks back out and
-        leaves the batch out; a block whose mean lies further from the shift than the spread so far moves
-        the shift to it (exact) before its GEMM."""
+        leaves the batch out; a block whose mean lies further from the shift than DRIFT allows moves the shift
+        to it (exact) before its GEMM."""
         blocks = self._blocks(x)
         for start in range(0, x.shape[0], blocks.step):
             part = x[start : start + blocks.step]
@@ -247,7 +255,7 @@ class CovarianceAccumulator:
                 for back in range(0, start, blocks.step):  # this batch's earlier blocks, taken back out
                     self._add_wide(blocks, blocks.fill(x[back : min(start, back + blocks.step)], self._shift), -1)
                 return
-            if self._n and bool((torch.square(col / k) > self._variance()).any()):
+            if self._n and bool((torch.square(col / k) > DRIFT[self._dtype] * self._variance()).any()):
                 self._move_shift(self._representable(self._shift + col / k))
                 y = blocks.fill(part, self._shift)
                 col = None

@@ -2,8 +2,8 @@
 
 Pure arithmetic, no torch. A pass holds, per tracked layer of width d (docs/performance.md, "Memory rule"):
 the accumulator's float64 sums, 8 (d + 1)^2 bytes, which become the state's m2 in place at the end of the run
-(MOMENT_COPIES of them: one); the few-sample buffer (at most d / 2 float64 rows: 4 d^2 bytes) and the class
-sums (8 C d). While a layer's eigenvalues are computed it briefly needs EIGEN_COPIES more d x d float64
+(MOMENT_COPIES of them: one); the few-sample buffer (at most d / 2 rows in the activations' dtype: 2 d^2
+bytes for float32, FEW_BYTES) and the class sums (8 C d). While a layer's eigenvalues are computed it briefly needs EIGEN_COPIES more d x d float64
 matrices (LAPACK's copy in eigvalsh; a probe's solve copies m2 once, at another time), one layer at a time:
 counted once per group, for its widest layer. Measured: four 3072-wide layers peaked 1.27 copies of 8 d^2
 per layer above the start (1 held + 1 transient of one layer over 4). Every pass is exact, so more groups
@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MOMENT_COPIES = 1
+# Bytes per d^2 of the few-sample buffer: d / 2 rows of float32 activations (float64 models hold twice that).
+FEW_BYTES = 2
 EIGEN_COPIES = 1
 # The default budget: this share of the memory the kernel reports available when the run starts.
 DEFAULT_SHARE = 0.5
@@ -68,7 +70,7 @@ def default_budget() -> int:
 def layer_bytes(width: int, classes: int = 0) -> int:
     """What one layer of width d holds during a pass (module docstring)."""
     d = int(width)
-    return MOMENT_COPIES * 8 * (d + 1) ** 2 + 4 * d * d + 8 * int(classes) * d
+    return MOMENT_COPIES * 8 * (d + 1) ** 2 + FEW_BYTES * d * d + 8 * int(classes) * d
 
 
 def eigen_bytes(width: int) -> int:
