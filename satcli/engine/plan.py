@@ -3,8 +3,9 @@
 Pure arithmetic, no torch. A pass holds, per tracked layer of width d (docs/performance.md, "Memory rule"):
 the accumulator's float64 sums, 8 (d + 1)^2 bytes, which become the state's m2 in place at the end of the run
 (MOMENT_COPIES of them: one); the few-sample buffer (at most d / 2 rows in the activations' dtype: 2 d^2
-bytes for float32, FEW_BYTES) and the class sums (8 C d). While a layer's eigenvalues are computed it briefly needs EIGEN_COPIES more d x d float64
-matrices (LAPACK's copy in eigvalsh; a probe's solve copies m2 once, at another time), one layer at a time:
+bytes for float32, FEW_BYTES) and the class sums (8 C d). While a layer's eigenvalues are computed it briefly
+needs EIGEN_COPIES more d x d float64 matrices (LAPACK's copy in eigvalsh; a probe's solve copies m2 once, at
+another time), one layer at a time:
 counted once per group, for its widest layer. Measured: four 3072-wide layers peaked 1.27 copies of 8 d^2
 per layer above the start (1 held + 1 transient of one layer over 4). Every pass is exact, so more groups
 cost time (one more pass over the data), never accuracy.
