@@ -4,7 +4,8 @@
 
 Prints the process CPU seconds of a plain forward loop and of satcli's pass (mean or channelwise, no
 activations stored) and, from cProfile, the inclusive CPU seconds of CovarianceAccumulator.update (the
-float64 shifted Gram update) and its _batch_gram, the reductions, and the end-of-run eigen-decompositions.
+float64 shifted Gram update) and its _batch_gram (narrow layers), _update_wide (wide ones) and add_gram
+(the GEMMs), the reductions, and the end-of-run eigen-decompositions.
 One intra-op thread, so CPU seconds do not wait for descheduled threads on a shared machine.
 """
 
@@ -20,7 +21,7 @@ from pathlib import Path
 import _harness as h
 import torch
 
-WATCH = ("update", "_update", "_batch_gram", "reduce_output", "eigenvalues", "eigvalsh")
+WATCH = ("update", "_update", "_batch_gram", "_update_wide", "add_gram", "reduce_output", "eigenvalues", "eigvalsh")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from satcli.core.accumulator import CovarianceAccumulator, _scratch
+from satcli.core.accumulator import CovarianceAccumulator
+from satcli.core.blocks import scratch
 
 
 def _rel(a: np.ndarray, b: np.ndarray) -> float:
@@ -117,8 +118,8 @@ def test_layers_share_one_block_buffer() -> None:
     for start in range(0, 1200, 400):
         for acc in (first, second):
             acc.update(torch.from_numpy(x[start : start + 400]))
-    a = _scratch(1, torch.float64, torch.device("cpu"))
-    b = _scratch(1, torch.float64, torch.device("cpu"))
+    a = scratch(1, torch.float64, torch.device("cpu"))
+    b = scratch(1, torch.float64, torch.device("cpu"))
     assert a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
     mean, m2 = _reference(x)
     for acc in (first, second):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from satcli.core.accumulator import CovarianceAccumulator, float64_sums
+from satcli.core.accumulator import CovarianceAccumulator
+from satcli.core.blocks import float64_sums
 from satcli.core.moments import Moments, batch_moments, covariance, merge_moments
 from satcli.core.spectral import eigenvalues, intrinsic_dimension
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from satcli.analyses.base import LABELLED, Column, LayerAnalysis, entry_of, percent_cell
-from satcli.core.accumulator import float64_sums
+from satcli.core.blocks import float64_sums
 from satcli.core.classes import class_spectra
 from satcli.core.state import ClassStats, LayerStats
 from satcli.taps.layers import Layer

@@ -5,27 +5,24 @@ shifted-sums update for the hot path."""
 
 from __future__ import annotations
 
-import math
-import threading
-
 import torch
 
+from satcli.core.blocks import (
+    BLOCK_BYTES,
+    MIN_BLOCK_ROWS,
+    PANEL_ROWS,
+    TRIANGLE_MIN_WIDTH,
+    Blocks,
+    float64_sums,
+    mirror,
+    scratch,
+)
 from satcli.core.moments import Moments
 from satcli.core.precision import Float32Bound, RoundingTrack
-
-# Size of the block of centered rows one GEMM call consumes (kept in cache, reused across batches).
-BLOCK_BYTES = 1 << 20
 
 # Precision of the per-block Gram matrices: float64 (exact to rounding, the default) or float32 (2x less
 # arithmetic and memory traffic; sums stay float64 and blocks are short, see docs/method.md sec. 1 for its error).
 PRECISIONS = ("float64", "float32")
-
-# Below this many columns one full Gram GEMM is as fast as the lower triangle in panels.
-TRIANGLE_MIN_WIDTH = 32
-
-# A GEMM block has at least this many rows (fewer only when the batch has fewer): shorter GEMMs of wide
-# layers run far below the BLAS's speed.
-MIN_BLOCK_ROWS = 256
 
 # A wide layer's block moves the shift when its mean lies more than sqrt(DRIFT) standard deviations (of the
 # samples so far) from it, per column. M2 = S - s s^T / n cancels by a factor 1 + delta^2 for a mean delta
@@ -34,9 +31,6 @@ MIN_BLOCK_ROWS = 256
 # 3,072 x 3,072 matrix per 2,048 tokens of a GPT-2 shape at 1, none at 16). float32 blocks round the shifted
 # rows themselves, so they keep the shift within one standard deviation.
 DRIFT = {torch.float64: 16.0, torch.float32: 1.0}
-
-# Rows per panel when the lower triangle is mirrored in place and when the sums are compacted into M2.
-PANEL_ROWS = 256
 
 
 class CovarianceAccumulator:
@@ -155,7 +149,7 @@ class CovarianceAccumulator:
         d, n = self.width, self._n
         col = self._sums[d, :d] if col is None else col
         top.addr_(col, col, alpha=-1.0 / n)
-        _mirror(top)
+        mirror(top)
         return Moments(n, self._shift + col / n, top)
 
     def _usable(self) -> None:
@@ -261,7 +255,7 @@ class CovarianceAccumulator:
                 col = None
             self._add_wide(blocks, y, 1, col)
 
-    def _add_wide(self, blocks: _Blocks, y: torch.Tensor, sign: int, col: torch.Tensor | None = None) -> None:
+    def _add_wide(self, blocks: Blocks, y: torch.Tensor, sign: int, col: torch.Tensor | None = None) -> None:
         """sums += sign [y, 1]^T [y, 1] for one block: its Gram by GEMM straight into the sums, its column
         sums (`col`, or summed here) and count added once. The GEMM rounds each term at the sums' magnitude
         (MKL's kernels accumulate into C), which a far outlier can make huge next to the terms; the column
@@ -350,7 +344,7 @@ class CovarianceAccumulator:
             blocks.add(gram, blocks.fill(x[start : start + blocks.step], self._shift))
         return gram
 
-    def _blocks(self, x: torch.Tensor) -> _Blocks:
+    def _blocks(self, x: torch.Tensor) -> Blocks:
         """How `x` is cut into blocks of about BLOCK_BYTES (at least MIN_BLOCK_ROWS rows), with their buffer."""
         d = self.width
         per_lead = x.shape[1:-1].numel()
@@ -359,7 +353,7 @@ class CovarianceAccumulator:
         # (d+1, rows) block (no transposing gather), whose Gram is the same GEMM on the transposed view.
         channels_first = x.ndim > 2 and not x.is_contiguous() and x.movedim(-1, 1).is_contiguous()
         buffer = self._block_buffer(step * per_lead, channels_first)
-        return _Blocks(step, channels_first, buffer, self._dtype, d + 1 > TRIANGLE_MIN_WIDTH)
+        return Blocks(step, channels_first, buffer, self._dtype, d + 1 > TRIANGLE_MIN_WIDTH)
 
     def _step(self, x: torch.Tensor) -> int:
         """Leading indices per block of `x` (precision.max_block_rows, at most the batch)."""
@@ -370,9 +364,9 @@ class CovarianceAccumulator:
 
     def _block_buffer(self, rows: int, channels_first: bool) -> torch.Tensor:
         """The block of shifted rows with its column of ones: (rows, d+1), or (d+1, rows) when
-        `channels_first`; a view of the thread's scratch shared by every accumulator (`_scratch`)."""
+        `channels_first`; a view of the thread's scratch shared by every accumulator (`blocks.scratch`)."""
         d = self.width
-        flat = _scratch(rows * (d + 1), self._dtype, self.device)
+        flat = scratch(rows * (d + 1), self._dtype, self.device)
         if channels_first:
             buffer = flat.view(d + 1, rows)
             buffer[d].fill_(1.0)
@@ -380,99 +374,3 @@ class CovarianceAccumulator:
             buffer = flat.view(rows, d + 1)
             buffer[:, d].fill_(1.0)
         return buffer
-
-
-class _Blocks:
-    """A batch's blocks of shifted rows: `step` leading indices each, filled into one reused buffer whose
-    last column is ones, and each block's Gram added to a float64 matrix."""
-
-    def __init__(self, step: int, channels_first: bool, buffer: torch.Tensor, dtype: torch.dtype, lower: bool) -> None:
-        self.step = step
-        self.channels_first = channels_first
-        self.buffer = buffer
-        self.dtype = dtype
-        self.lower = lower
-        self._block: torch.Tensor | None = None  # float32 blocks' own Gram, added to the float64 sums
-
-    def fill(self, part: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-        """Y = [part - shift, 1] as a (rows, d+1) matrix (a transposed view of the buffer when channels first)."""
-        d = part.shape[-1]
-        k = part.shape[:-1].numel()
-        shift = shift.to(self.dtype)
-        if self.channels_first:
-            n = part.shape[0]
-            source = part.movedim(-1, 1).reshape(n, d, -1)
-            torch.sub(source, shift.view(1, d, 1), out=self.buffer[:d, :k].view(d, n, -1).movedim(0, 1))
-            return self.buffer[:, :k].T
-        torch.sub(part, shift, out=self.buffer[:k, :d].view(part.shape))
-        return self.buffer[:k]
-
-    def add(self, gram: torch.Tensor, y: torch.Tensor, alpha: float = 1.0) -> None:
-        """gram += alpha Y^T Y (lower triangle only when wide); float32 blocks' Gram in float32 first."""
-        if self.dtype == torch.float64:
-            _add_gram(gram, y, self.lower, alpha)
-            return
-        if self._block is None:
-            self._block = torch.empty_like(gram, dtype=self.dtype)
-        _add_gram(self._block.zero_(), y, self.lower)
-        gram.add_(self._block, alpha=alpha)
-
-    def trace(self) -> float:
-        """The float64 trace of the last float32 block's Gram (its rows' sum of ||x - c||^2, rounded)."""
-        assert self._block is not None
-        return float(self._block.diagonal().sum(dtype=torch.float64))
-
-
-_SCRATCH = threading.local()
-
-
-def _scratch(size: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """A 1-D scratch of at least `size` elements, one per thread, dtype and device, reused by every accumulator:
-    layers are updated one after another, so a run holds one block buffer (6 MiB for a 3,072-wide layer),
-    not one per layer (170 MiB for a GPT-2-small shape's 48 layers)."""
-    pool = getattr(_SCRATCH, "pool", None)
-    if pool is None:
-        pool = _SCRATCH.pool = {}
-    key = (dtype, device)
-    held = pool.get(key)
-    if held is None or held.numel() < size:
-        held = pool[key] = torch.empty(size, dtype=dtype, device=device)
-    return held[:size]
-
-
-def _add_gram(gram: torch.Tensor, y: torch.Tensor, lower: bool, alpha: float = 1.0) -> None:
-    """gram += alpha y^T y; with `lower`, only its lower triangle, in row panels (each one GEMM)."""
-    if not lower:
-        gram.addmm_(y.T, y, alpha=alpha)
-        return
-    width = y.shape[1]
-    panel = min(256, max(16, 1 << round(math.log2(width / 8))))
-    for top in range(0, width, panel):
-        bottom = min(width, top + panel)
-        gram[top:bottom, :bottom].addmm_(y[:, top:bottom].T, y[:, :bottom], alpha=alpha)
-
-
-def float64_sums(x: torch.Tensor, per_input: bool = False) -> torch.Tensor:
-    """float64 sums of a (B, ..., d) tensor over every sample dim (with `per_input`, over all but B: one row
-    per input), a few inputs at a time. A float64 reduction converts its whole input first, and a
-    batch-sized float64 copy is freshly mapped memory whose page faults cost ten times the sum (1.2 ms in
-    blocks, 16 ms at once for a 256 x 256 x 8 x 8 batch)."""
-    dims = tuple(range(1 if per_input else 0, x.ndim - 1))
-    if not dims:
-        return x.to(torch.float64, copy=True)  # (B, d) per input: each row is its own sum
-    step = max(1, BLOCK_BYTES // (8 * x[0].numel()))
-    parts = [x[start : start + step].sum(dim=dims, dtype=torch.float64) for start in range(0, x.shape[0], step)]
-    if per_input:
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
-    return parts[0] if len(parts) == 1 else torch.stack(parts).sum(dim=0)
-
-
-def _mirror(square: torch.Tensor) -> None:
-    """Make `square` symmetric in place from its lower triangle (its upper one may be stale), in row panels:
-    each panel's upper part is copied from the transposed lower column panel, no d x d temporary."""
-    d = square.shape[0]
-    for top in range(0, d, PANEL_ROWS):
-        bottom = min(d, top + PANEL_ROWS)
-        block = square[top:bottom, top:bottom]
-        block.copy_(block.tril() + block.tril(-1).T)
-        square[top:bottom, bottom:].copy_(square[bottom:, top:bottom].T)

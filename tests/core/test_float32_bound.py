@@ -14,7 +14,8 @@ import torch
 from scipy.fft import dct
 from scipy.linalg.blas import dsyrk
 
-from satcli.core.accumulator import BLOCK_BYTES, MIN_BLOCK_ROWS, CovarianceAccumulator
+from satcli.core.accumulator import CovarianceAccumulator
+from satcli.core.blocks import BLOCK_BYTES, MIN_BLOCK_ROWS
 from satcli.core.precision import U32, U64, certify_k, float32_error_bound, gamma, max_block_rows
 from satcli.core.spectral import eigenvalues, intrinsic_dimension
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from satcli.core.accumulator import BLOCK_BYTES, MIN_BLOCK_ROWS, CovarianceAccumulator
+from satcli.core.accumulator import CovarianceAccumulator
+from satcli.core.blocks import BLOCK_BYTES, MIN_BLOCK_ROWS
 from satcli.core.precision import float32_error_bound
 
 
