@@ -1,6 +1,6 @@
 """Score one checkpoint within a memory budget: the layers in groups, one exact pass over the data per group.
 
-One forward pass on the first batch gives the tracked layers' widths; engine/plan.py groups them so that the
+One forward pass on the first input gives the tracked layers' widths; engine/plan.py groups them so that the
 moments of a group fit the budget; each group is one call of engine/run.py's `analyze` with `include` =
 its layers, and the groups' states are joined in forward order. Every pass sees the same data in the same
 order, so each layer's numbers are those of a single pass (docs/performance.md, "Memory rule").
@@ -41,16 +41,43 @@ class Discovery:
 
 
 def discover_widths(model: LoadedModel, data: DataSource, options: AnalysisOptions) -> Discovery:
-    """One forward pass on the first batch: the selected layers' output widths in forward order (as
-    `satcli layers --data` finds them), and the number of distinct labels in that batch."""
+    """The selected layers' output widths in forward order (as `satcli layers --data` finds them) from one
+    forward pass on the first input of the first batch (a layer's width does not depend on the batch size;
+    the whole batch cost a full batch's forward pass more per run), or on the whole first batch when the
+    model takes no other batch size (an export traced for it); and the number of distinct labels in it."""
     batch = on_device(next(iter(data.iter_batches())), model.device)
-    with open_taps(model.module, options.include, options.exclude) as taps:
-        taps.stream(batch.inputs, lambda layer, out: None)
-        layers = tuple((layer.name, int(layer.width or 0)) for layer in taps.layers)
-        untracked = [u.to_dict() for u in taps.untracked]
+    first = _first_input(batch.inputs)
+    found = None
+    if first is not None:
+        try:
+            found = _widths(model, first, options)
+        except Exception:  # any refusal of the smaller batch (a static export): the whole batch decides
+            found = None
+    layers, untracked = found if found is not None else _widths(model, batch.inputs, options)
     wanted = options.extra_analyses(data.has_labels)
     classes = int(torch.unique(batch.labels).numel()) if "classes" in wanted and batch.labels is not None else 0
     return Discovery(layers, untracked, classes)
+
+
+def _widths(
+    model: LoadedModel, inputs: object, options: AnalysisOptions
+) -> tuple[tuple[tuple[str, int], ...], list[dict[str, object]]]:
+    """The tracked layers (name, width) and the untracked ones of one forward pass on `inputs`."""
+    with open_taps(model.module, options.include, options.exclude) as taps:
+        taps.stream(inputs, lambda layer, out: None)
+        layers = tuple((layer.name, int(layer.width or 0)) for layer in taps.layers)
+        return layers, [u.to_dict() for u in taps.untracked]
+
+
+def _first_input(inputs: object) -> object | None:
+    """The batch cut to its first input (every tensor's first row), or None when it holds one input already."""
+    tensors = inputs if isinstance(inputs, dict) else {None: inputs}
+    if not all(isinstance(t, torch.Tensor) and t.ndim > 0 for t in tensors.values()):
+        return None
+    if all(t.shape[0] <= 1 for t in tensors.values()):
+        return None
+    cut = {key: t[:1] for key, t in tensors.items()}
+    return cut if isinstance(inputs, dict) else cut[None]
 
 
 def budgeted(

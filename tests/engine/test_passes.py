@@ -8,6 +8,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 from conftest import SAMPLE_MODELS
 
 from satcli.analyses.merge import join_layer_parts
@@ -146,3 +147,38 @@ def test_the_progress_bar_names_the_pass_and_the_eigen_step() -> None:
     assert progress.tasks[0].description == "m.pt2: pass 2/3"
     advance.eigen(3, 4)
     assert progress.tasks[0].description == "m.pt2: pass 2/3: eigenvalues 3/4 layers"
+
+
+class _BatchSizes(torch.nn.Module):
+    """Two Linear layers (widths 6 and 3) recording the batch sizes they see; with `only`, any other batch size
+    is refused (like an export traced for one batch size)."""
+
+    def __init__(self, only: int | None = None) -> None:
+        super().__init__()
+        self.a, self.b = torch.nn.Linear(4, 6), torch.nn.Linear(6, 3)
+        self.only, self.seen = only, []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.only is not None and x.shape[0] != self.only:
+            raise RuntimeError(f"expected batch {self.only}, got {x.shape[0]}")
+        self.seen.append(x.shape[0])
+        return self.b(self.a(x))
+
+
+@pytest.mark.parametrize(("only", "seen"), [(None, [1]), (8, [8])])
+def test_discovery_runs_one_input_or_the_batch_a_model_insists_on(tmp_path: Path, only: int | None, seen: list) -> None:
+    """Widths come from a forward pass on the first input (not a whole batch more per run); a model that refuses
+    that batch size is asked with the whole first batch instead. Labels are counted over the whole batch."""
+    from satcli.data import DataOptions, open_data
+    from satcli.engine.options import AnalysisOptions
+    from satcli.engine.passes import discover_widths
+    from satcli.models import LoadedModel
+
+    data = tmp_path / "d.npz"
+    rng = np.random.default_rng(0)
+    np.savez(data, x=rng.normal(size=(20, 4)).astype(np.float32), y=np.arange(20) % 5)
+    module = _BatchSizes(only).eval()
+    loaded = LoadedModel(tmp_path / "m.pt", "0" * 64, "pickle", module, torch.device("cpu"), None, None)
+    found = discover_widths(loaded, open_data(str(data), DataOptions(batch_size=8)), AnalysisOptions())
+    assert found.layers == (("a", 6), ("b", 3)) and found.classes == 5
+    assert module.seen == seen
