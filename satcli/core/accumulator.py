@@ -88,7 +88,6 @@ class CovarianceAccumulator:
         self._taken = False
         # float32 only: what the rounding bound needs (docs/method.md sec. 1); a few scalars per block.
         self._track = RoundingTrack() if self._dtype == torch.float32 else None
-        self._bound: Float32Bound | None = None
 
     @property
     def nonfinite(self) -> bool:
@@ -125,18 +124,14 @@ class CovarianceAccumulator:
             bottom = min(d, top + PANEL_ROWS)
             flat[top * d : bottom * d].view(bottom - top, d).copy_(self._sums[top:bottom, :d].clone())
         m2 = flat[: d * d].view(d, d)
-        moments = self._finished(m2, col)
-        self._bound = self.rounding_bound(moments)
-        return moments
+        return self._finished(m2, col)
 
     def rounding_bound(self, moments: Moments | None = None) -> Float32Bound | None:
         """The proven bound on ||cov - cov_exact||_F of a float32 run (docs/method.md sec. 1), None for float64
-        or below two samples. Computed once from the sums' scalars and `moments` (default: the moments now, or
-        those take_moments handed over)."""
+        or below two samples, from the tracked per-block scalars and `moments` (default: the moments now; pass
+        the ones take_moments handed over, or already built, to not build them again)."""
         if self._track is None:
             return None
-        if moments is None and self._taken:
-            return self._bound
         moments = self.moments if moments is None else moments
         if moments.n < 2:
             return None
@@ -273,8 +268,9 @@ class CovarianceAccumulator:
         """Fold another accumulator of the same layer into this one (two halves, two processes)."""
         if other.width != self.width:
             raise ValueError(f"cannot merge width {other.width} into width {self.width}")
-        bound = other.rounding_bound()
-        self.merge_moments(other.moments, nonfinite=other.nonfinite, rounding=None if bound is None else bound.eps)
+        moments = other.moments
+        bound = other.rounding_bound(moments)
+        self.merge_moments(moments, nonfinite=other.nonfinite, rounding=None if bound is None else bound.eps)
 
     def merge_moments(self, other: Moments, *, nonfinite: bool = False, rounding: float | None = None) -> None:
         """Fold in another part's moments (e.g. read from a store or gathered from a process), exactly.
