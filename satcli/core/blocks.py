@@ -57,7 +57,7 @@ class Blocks:
             add_gram(gram, y, self.lower, alpha)
             return
         if self._block is None:
-            self._block = torch.empty_like(gram, dtype=self.dtype)
+            self._block = scratch(gram.numel(), self.dtype, gram.device, "gram").view(gram.shape)
         add_gram(self._block.zero_(), y, self.lower)
         gram.add_(self._block, alpha=alpha)
 
@@ -70,14 +70,15 @@ class Blocks:
 _SCRATCH = threading.local()
 
 
-def scratch(size: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """A 1-D scratch of at least `size` elements, one per thread, dtype and device, reused by every accumulator:
-    layers are updated one after another, so a run holds one block buffer (6 MiB for a 3,072-wide layer),
-    not one per layer (170 MiB for a GPT-2-small shape's 48 layers)."""
+def scratch(size: int, dtype: torch.dtype, device: torch.device, slot: str = "rows") -> torch.Tensor:
+    """A 1-D scratch of at least `size` elements, one per thread, slot, dtype and device, reused by every
+    accumulator: layers are updated one after another, so a run holds one block buffer (6 MiB for a 3,072-wide
+    layer), not one per layer (170 MiB for a GPT-2-small shape's 48 layers), and one float32 block Gram ("gram"
+    slot), not one freshly mapped (and page-faulted) per layer and batch."""
     pool = getattr(_SCRATCH, "pool", None)
     if pool is None:
         pool = _SCRATCH.pool = {}
-    key = (dtype, device)
+    key = (slot, dtype, device)
     held = pool.get(key)
     if held is None or held.numel() < size:
         held = pool[key] = torch.empty(size, dtype=dtype, device=device)
