@@ -78,6 +78,12 @@ class Analysis(ABC):
     derived: ClassVar[bool] = False
     # update() also takes each sample's input index in the whole data set (reservoirs keyed by it).
     wants_index: ClassVar[bool] = False
+    # update() also takes `source`, an affine layer's input as samples (taps.layers.AffineInput), when the run
+    # has it: the analysis may measure the layer's output through it (saturation, docs/method.md sec. 1).
+    wants_affine: ClassVar[bool] = False
+    # Combines the saturation moments with sums of its own over the same outputs in a solve that small rounding
+    # differences would move (a ridge probe): the run then sums every layer's outputs (no affine input route).
+    output_moments: ClassVar[bool] = False
     # update() gets every position / real token of a layer's output as a sample, whatever the run's reduction
     # (a unit that fires at one position of one input is alive, though its pooled mean may be negative); the
     # real tokens of a padded batch may come in several calls, a block of inputs each (taps.reduce.position_blocks).

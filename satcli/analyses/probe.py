@@ -46,6 +46,10 @@ class ProbeAnalysis(LayerAnalysis):
     Options = ProbeOptions
     requires = ("classes",)
     eval_pass = True
+    # Its ridge system joins M2 with the classes analysis' sums of the float32 outputs: with M2 from the
+    # layer's input (exact x W + b) their null spaces differ by the forward pass's rounding, which a small
+    # ridge turns into 1e-4 relative changes of the weights (docs/method.md sec. 9).
+    output_moments = True
     keys = ("probe",)
     columns = (
         Column("probe", "probe", lambda entry: percent_cell(entry_of(entry, "probe").get("accuracy")), True),

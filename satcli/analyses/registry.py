@@ -134,7 +134,9 @@ def options_record(chosen: Iterable[tuple[str, object]]) -> dict[str, dict[str, 
             for f in dataclasses.fields(options)  # type: ignore[arg-type]
             if getattr(options, f.name) != getattr(ANALYSES[name].Options(), f.name)
         }
-        if changed and name != "saturation":
+        if name == "saturation":
+            changed.pop("precision", None)  # recorded on its own (AnalysisOptions.describe)
+        if changed:
             record[name] = changed
     return record
 

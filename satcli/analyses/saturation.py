@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from satcli.analyses.base import ON, Analysis
 from satcli.core.accumulator import PRECISIONS, CovarianceAccumulator
+from satcli.core.affine import affine_moments
 from satcli.core.moments import Moments
 from satcli.core.spectral import gram_eigenvalues
 from satcli.core.state import LayerStats
 from satcli.errors import SatcliError
-from satcli.taps.layers import Layer
+from satcli.taps.layers import AffineInput, Layer
 
 
 @dataclass(frozen=True)
 class SaturationOptions:
-    """`precision`: of the per-block covariance arithmetic (sums are float64 either way)."""
+    """`precision`: of the per-block covariance arithmetic (sums are float64 either way). `affine_inputs`:
+    measure an affine layer wider than its input (nn.Linear, Conv1D) through its input, exactly
+    (core/affine.py, docs/method.md sec. 1), where the run hands it; false sums the output's own products."""
 
     precision: str = "float64"
+    affine_inputs: bool = True
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -38,12 +42,15 @@ class SaturationAnalysis(Analysis):
     name = "saturation"
     Options = SaturationOptions
     runs = ON
+    wants_affine = True
     summary = "k and saturation s = k / d from the streamed float64 covariance (docs/method.md sec. 1); always on"
 
     def __init__(self, options: SaturationOptions | None = None, device: torch.device | str | None = None) -> None:
         super().__init__(options, device)
         self.precision = self.options.precision
         self.accumulators: dict[str, CovarianceAccumulator] = {}
+        # Layers measured through their input (their accumulator sums x, not y = x W + b): W and b.
+        self.affine: dict[str, AffineInput] = {}
         # Told (layers done, layers in all) as each layer's eigenvalues are computed: the slow step of wide runs.
         self.on_eigen: Callable[[int, int], None] | None = None
         # A wide layer's samples while it has at most half as many as its width (at most d x d / 2 values),
@@ -54,25 +61,57 @@ class SaturationAnalysis(Analysis):
         self._final: dict[str, object] | None = None
 
     def update(
-        self, layer: Layer, samples: torch.Tensor, labels: torch.Tensor | None, index: torch.Tensor | None = None
+        self,
+        layer: Layer,
+        samples: torch.Tensor,
+        labels: torch.Tensor | None,
+        index: torch.Tensor | None = None,
+        source: AffineInput | None = None,
     ) -> None:
         acc = self.accumulators.get(layer.name)
         if acc is None:
+            width = int(layer.width or samples.shape[-1])
+            through = source is not None and self._through(source, width)
             acc = self.accumulators[layer.name] = CovarianceAccumulator(
-                int(layer.width or samples.shape[-1]), self.device, self.precision
+                int(source.x.shape[-1]) if through and source is not None else width, self.device, self.precision
             )
+            if through and source is not None:
+                self.affine[layer.name] = replace(source, x=source.x[:0])
             self.few[layer.name] = []
-        acc.update(samples)
+        elif layer.name in self.affine and source is None:  # a batch without the input: the output from now on
+            acc = self._direct(layer.name)
+        acc.update(source.x if source is not None and layer.name in self.affine else samples)
         kept = self.few.get(layer.name)
         if kept is not None:
             # Counted here, not read from the accumulator (reading it would flush its grouped small batches);
             # a batch the accumulator left out as non-finite makes the counts differ, and layer_stats then
             # takes the covariance route.
             rows = samples.detach().reshape(-1, samples.shape[-1])
-            if 2 * (sum(r.shape[0] for r in kept) + rows.shape[0]) > acc.width:
+            if 2 * (sum(r.shape[0] for r in kept) + rows.shape[0]) > int(layer.width or samples.shape[-1]):
                 self.few[layer.name] = None
             elif rows.shape[0]:
                 kept.append(rows.to(self.device, copy=True))  # a copy: the model may reuse its output
+
+    def _through(self, source: AffineInput, width: int) -> bool:
+        """Measure this layer through its input: asked for, float64 (float32's proven bound is for summed
+        products, core/precision.py) and a narrower input, whose sums cost (d_in / d_out)^2 of the output's."""
+        return self.options.affine_inputs and self.precision == "float64" and int(source.x.shape[-1]) < width
+
+    def _direct(self, name: str) -> CovarianceAccumulator:
+        """Turn a layer measured through its input into one that sums its output from now on (same moments)."""
+        affine = self.affine.pop(name)
+        inputs = self.accumulators[name]
+        moments, _ = affine_moments(inputs.moments, affine.weight, affine.bias)
+        direct = CovarianceAccumulator(int(moments.m2.shape[0]), self.device, self.precision)
+        direct.merge_moments(moments, nonfinite=inputs.nonfinite)
+        self.accumulators[name] = direct
+        return direct
+
+    def layer_moments(self, name: str) -> Moments:
+        """A layer's moments so far (its output's, whichever way it is measured), without consuming them."""
+        moments = self.accumulators[name].moments
+        affine = self.affine.get(name)
+        return moments if affine is None else affine_moments(moments, affine.weight, affine.bias)[0]
 
     def state(self) -> dict[str, object]:
         """Each layer's LayerStats, one layer at a time. After `finish` (the run's last batch) the accumulators
@@ -82,7 +121,7 @@ class SaturationAnalysis(Analysis):
             return dict(self._final)
         out: dict[str, object] = {}
         for done, (name, acc) in enumerate(self.accumulators.items(), start=1):
-            out[name] = layer_stats(acc, self.few.get(name), take=self._finishing)
+            out[name] = layer_stats(acc, self.few.get(name), take=self._finishing, affine=self.affine.get(name))
             if self._finishing:
                 self.few[name] = None  # its rows are no longer needed
             if self.on_eigen is not None:
@@ -98,6 +137,8 @@ class SaturationAnalysis(Analysis):
     def merge(self, other: Mapping[str, object]) -> None:
         for name, element in other.items():
             assert isinstance(element, LayerStats)
+            if name in self.affine:
+                self._direct(name)
             acc = self.accumulators.get(name)
             if acc is None:
                 acc = self.accumulators[name] = CovarianceAccumulator(
@@ -108,27 +149,41 @@ class SaturationAnalysis(Analysis):
 
     def reset(self) -> None:
         self.accumulators.clear()
+        self.affine.clear()
         self.few.clear()
         self._finishing = False
         self._final = None
 
 
-def layer_stats(acc: CovarianceAccumulator, few: list[torch.Tensor] | None = None, take: bool = False) -> LayerStats:
+def layer_stats(
+    acc: CovarianceAccumulator,
+    few: list[torch.Tensor] | None = None,
+    take: bool = False,
+    affine: AffineInput | None = None,
+) -> LayerStats:
     """A layer's moments as float64 numpy (m2 a view of the tensor, no copy on the CPU), with the covariance's
-    eigenvalues. With `take` the accumulator's own sums become m2 (take_moments) and it is spent.
+    eigenvalues. With `take` the accumulator's own sums become m2 (take_moments) and it is spent. With
+    `affine` the accumulator holds the layer's input and the output's moments and eigenvalues come from it
+    (core/affine.py).
 
     With `few` (every sample, at most half as many as the width) the eigenvalues come from the n x n Gram
     matrix of the centered samples, which has the covariance's non-zero eigenvalues: n^3 work instead of
     d^3. Closer to the width that saves little and building the Gram (n^2 d) costs more than it saves.
     """
     moments = acc.take_moments() if take else acc.moments
+    through: torch.Tensor | None = None
+    if affine is not None:
+        moments, through = affine_moments(moments, affine.weight, affine.bias)
     n = moments.n
+    width = int(moments.m2.shape[0])
     rows = torch.cat(few).to(torch.float64) if few else None
-    if rows is not None and rows.shape[0] == n and n > 1 and 2 * n <= acc.width:
-        eigs = gram_eigenvalues(rows.cpu().numpy(), acc.width)
+    if rows is not None and rows.shape[0] == n and n > 1 and 2 * n <= width:
+        eigs = gram_eigenvalues(rows.cpu().numpy(), width)
+    elif through is not None:
+        eigs = (through / (n - 1)).cpu().numpy() if n >= 2 else np.zeros(width)
     else:
         eigs = device_eigenvalues(moments.m2, n)
-    bound = acc.rounding_bound(moments)
+    bound = None if affine is not None else acc.rounding_bound(moments)
     return LayerStats(
         samples=n,
         mean=moments.mean.cpu().numpy(),

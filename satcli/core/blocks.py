@@ -91,7 +91,7 @@ def add_gram(gram: torch.Tensor, y: torch.Tensor, lower: bool, alpha: float = 1.
         gram.addmm_(y.T, y, alpha=alpha)
         return
     width = y.shape[1]
-    panel = min(256, max(16, 1 << round(math.log2(width / 8))))
+    panel = min(256, max(16, 1 << max(0, round(math.log2(width / 8)))))
     for top in range(0, width, panel):
         bottom = min(width, top + panel)
         gram[top:bottom, :bottom].addmm_(y[:, top:bottom].T, y[:, :bottom], alpha=alpha)

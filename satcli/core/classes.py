@@ -141,7 +141,7 @@ def _lanczos_top(operator: scipy.sparse.linalg.LinearOperator | np.ndarray) -> f
     start = np.random.default_rng(0).standard_normal(operator.shape[0])
     try:
         top = scipy.sparse.linalg.eigsh(
-            operator, k=1, which="LA", v0=start, tol=0, ncv=40, maxiter=30, return_eigenvectors=False
+            operator, k=1, which="LA", v0=start, tol=0, ncv=20, maxiter=60, return_eigenvectors=False
         )
     except scipy.sparse.linalg.ArpackError:
         return None

@@ -12,8 +12,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
-from torchvision.transforms.v2 import InterpolationMode
-from torchvision.transforms.v2.functional import resize
 
 from satcli.data.source import Batch, DataSource
 from satcli.errors import SatcliError
@@ -21,6 +19,10 @@ from satcli.errors import SatcliError
 
 def resize_images(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """(B, C, *spatial) images at ``size`` (H, W), bilinear with antialiasing."""
+    # Imported here: torchvision.transforms pulls in torch._dynamo (~1 s), which runs without a sweep do not need.
+    from torchvision.transforms.v2 import InterpolationMode
+    from torchvision.transforms.v2.functional import resize
+
     return resize(x, list(size), interpolation=InterpolationMode.BILINEAR, antialias=True)
 
 

@@ -27,6 +27,7 @@ class _Evaluating:
     """An analysis seen by the recorder during the evaluation pass: its samples go to `evaluate`."""
 
     wants_index = False
+    wants_affine = False
     positions = False
     derived = True  # the recorder's state leaves it out; evaluation_pass reads the analysis' own
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from satcli.analyses.registry import options_record, parse_spec, resolve
+from satcli.analyses.registry import ANALYSES, options_record, parse_spec, resolve
 from satcli.core.accumulator import PRECISIONS
 from satcli.core.verdict import Thresholds
 from satcli.engine.nonfinite import POLICIES
@@ -62,12 +62,17 @@ class AnalysisOptions:
     def chosen(self, has_labels: bool) -> list[tuple[str, object]]:
         """(name, options) of every analysis the run builds, saturation first (registry order)."""
         specs = [spec for spec in self.analyses if isinstance(spec, tuple) and spec[0] != "saturation"]
-        specs.insert(0, parse_spec(f"saturation:precision={self.precision}"))
+        asked = [options for name, options in self.analyses if name == "saturation"]  # type: ignore[misc]
+        saturation = parse_spec("saturation")[1] if not asked else asked[-1]
+        specs.insert(0, ("saturation", replace(saturation, precision=self.precision)))  # type: ignore[type-var]
         if self.classes and has_labels:
             specs.append(parse_spec("classes"))
         if self.weight_spectra and all(name != "weights" for name, _ in specs):
             specs.append(parse_spec("weights"))
-        return resolve(specs, has_labels, off=("classes",) if self.classes is False else ())
+        chosen = resolve(specs, has_labels, off=("classes",) if self.classes is False else ())
+        if any(ANALYSES[name].output_moments for name, _ in chosen):  # e.g. probes: see Analysis.output_moments
+            chosen = [(name, replace(o, affine_inputs=False) if name == "saturation" else o) for name, o in chosen]  # type: ignore[type-var]
+        return chosen
 
     def extra_analyses(self, has_labels: bool) -> tuple[str, ...]:
         """Names of the layer analyses to run besides saturation."""

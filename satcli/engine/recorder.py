@@ -8,6 +8,7 @@ tracked output to `Recorder.record`, so the same output gives the same samples, 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 
@@ -18,7 +19,7 @@ from satcli.engine.nonfinite import NonFiniteCount, flag_unmeasured
 from satcli.engine.options import AnalysisOptions
 from satcli.errors import SatcliError
 from satcli.taps import CONV, Layer, sample_view
-from satcli.taps.layers import Inputs
+from satcli.taps.layers import AffineInput, Inputs
 from satcli.taps.reduce import position_blocks, sample_labels
 
 
@@ -39,6 +40,8 @@ class Recorder:
         # Analyses that choose samples by the input's global index (reservoirs) get each sample's index.
         self.wants_index = any(analysis.wants_index for analysis in self.analyses)
         self._units = [analysis for analysis in self.analyses if analysis.positions]  # analyses of units (health)
+        # Analyses that measure an affine layer through its input when the taps hand it (AffineInput).
+        self._affine = any(analysis.wants_affine for analysis in self.analyses)
 
     @property
     def layers(self) -> list[LayerMeta]:
@@ -59,14 +62,19 @@ class Recorder:
         mask: torch.Tensor | None,
         labels: torch.Tensor | None,
         index: torch.Tensor | None = None,
+        source: AffineInput | None = None,
     ) -> torch.Tensor:
         """Hand one tracked output (and the batch's (B, T) real-token mask, per-input labels and per-input global
-        indices) to every analysis.
+        indices) to every analysis; `source`, an affine layer's input, goes as samples of the same inputs and
+        positions to the analyses that take it (wants_affine).
 
         Returns the output's samples as sample_view gives them (before non-finite filtering), for callers that
         keep per-input rows. Runs inside the forward pass, before later in-place ops of the model change `out`.
         """
+        source = source if self._affine else None
         if self._keep is not None:
+            if source is not None:
+                source = replace(source, x=_inputs_kept(source.x, layer, mask, None, self._keep)[0])
             out, mask, labels = _inputs_kept(out, layer, mask, labels, self._keep)
             index = None if index is None else index[self._keep.to(index.device)]
         samples = sample_view(out, layer, self.options.reduction, mask)
@@ -81,10 +89,13 @@ class Recorder:
         measured, per_sample, sample_index = self.nonfinite.finite_samples(
             layer.name, samples, per_sample, sample_index
         )
+        through = None if source is None else self._affine_samples(layer, source, samples, measured, mask)
         for analysis in self.analyses:
             if analysis.positions:
                 continue
-            if analysis.wants_index:
+            if analysis.wants_affine and through is not None:
+                analysis.update(layer, measured, per_sample, source=through)  # type: ignore[call-arg]
+            elif analysis.wants_index:
                 analysis.update(layer, measured, per_sample, sample_index)
             else:
                 analysis.update(layer, measured, per_sample)
@@ -96,6 +107,25 @@ class Recorder:
                 for analysis in self._units:
                     analysis.update(layer, block, None)
         return samples
+
+    def _affine_samples(
+        self,
+        layer: Layer,
+        source: AffineInput,
+        samples: torch.Tensor,
+        measured: torch.Tensor,
+        mask: torch.Tensor | None,
+    ) -> AffineInput | None:
+        """The affine layer's input reduced like its output, row for row with `measured`, or None when it does
+        not match. Every dense reduction (none, mean, last, tokens) averages or selects positions with weights
+        summing to one, so it commutes with x -> x W + b (docs/method.md sec. 1)."""
+        x = sample_view(source.x, layer, self.options.reduction, mask)
+        if x.shape[:-1] != samples.shape[:-1] or x.shape[-1] != source.weight.shape[0]:
+            return None
+        if measured is not samples:  # outputs left out as non-finite: the same rows of the input
+            keep = torch.isfinite(samples.reshape(-1, samples.shape[-1])).all(dim=1)
+            x = x.reshape(-1, x.shape[-1])[keep]
+        return replace(source, x=x)
 
     def _meta(self, layer: Layer, out: torch.Tensor, samples: torch.Tensor) -> LayerMeta:
         return LayerMeta(

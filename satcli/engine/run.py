@@ -27,7 +27,7 @@ from satcli.engine.recorder import Recorder
 from satcli.engine.threads import scoring_threads
 from satcli.errors import DataError, SatcliError
 from satcli.models import LoadedModel
-from satcli.taps import Layer, input_rows, open_taps
+from satcli.taps import AffineInput, Layer, input_rows, open_taps
 
 
 class Observer(Protocol):
@@ -76,10 +76,10 @@ def analyze(
     positions: list[torch.Tensor | None] = [None]
     first_index = data_offset(data)
 
-    def sink(layer: Layer, out: torch.Tensor) -> None:
+    def sink(layer: Layer, out: torch.Tensor, source: AffineInput | None = None) -> None:
         # Runs inside the forward pass, before later in-place ops of the model can change `out`.
         batch = now[-1]
-        samples = recorder.record(layer, out, batch.mask, batch.labels, positions[-1])
+        samples = recorder.record(layer, out, batch.mask, batch.labels, positions[-1], source)
         if keep_rows:
             calls.setdefault(layer.name, []).append(input_rows(out, samples, layer, batch.mask))
 
@@ -97,7 +97,7 @@ def analyze(
                 positions[:] = [input_index(raw, start, device)]
             for entry in calls.values():
                 entry.clear()
-            taps.stream(now[-1].inputs, sink)
+            taps.stream(now[-1].inputs, sink, affine=True)
             if not started:
                 for observer in observers:
                     observer.started(meta, recorder.layers)

@@ -39,6 +39,8 @@ _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 # config.json that maps every word to its unknown token.
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "merges.txt")
 TOKENIZER_PATTERNS = ("*.model", "*.spm", "*.tiktoken")
+# Where AutoImageProcessor reads an image processor's settings (its own file, or nested in a processor's).
+IMAGE_PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
 # What a download fetches: config, weights, tokenizer and processor files; not other frameworks' weights.
 _DOWNLOAD_IGNORE = ["*.h5", "*.msgpack", "*.onnx", "*.ot", "*.tflite", "*.gguf", "onnx/*", "openvino/*", "coreml/*"]
 
@@ -150,6 +152,11 @@ def has_tokenizer_files(folder: Path) -> bool:
     )
 
 
+def has_image_processor_files(folder: Path) -> bool:
+    """True when a directory holds a saved image processor's (or processor's) settings file."""
+    return any((folder / name).is_file() for name in IMAGE_PROCESSOR_FILES)
+
+
 def config_vocab_size(spec: str | Path, *, download: bool = False) -> int | None:
     """The embedding rows (config vocab_size) of a Hugging Face model spec; None for other models or configs."""
     text = str(spec)
@@ -171,10 +178,15 @@ def load_preprocessors(folder: Path | str, *, trust_remote_code: bool = False) -
     path = Path(folder)
     found: list[Any] = []
     with _quiet_transformers(transformers):
-        for auto in (transformers.AutoTokenizer, transformers.AutoImageProcessor):
-            if auto is transformers.AutoTokenizer and not has_tokenizer_files(path):
+        # By name: touching transformers.AutoImageProcessor imports torchvision (~1 s), so only when needed.
+        for auto_name, present in (
+            ("AutoTokenizer", has_tokenizer_files(path)),
+            ("AutoImageProcessor", has_image_processor_files(path)),
+        ):
+            if not present:
                 found.append(None)
                 continue
+            auto = getattr(transformers, auto_name)
             try:
                 found.append(auto.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code))
             except Exception:

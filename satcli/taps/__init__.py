@@ -1,7 +1,7 @@
 """Layer taps: find the tracked layers of a model and capture their outputs batch by batch."""
 
 from satcli.taps.base import Taps, chosen_layers, discover, open_taps
-from satcli.taps.layers import CONV, DENSE, RECURRENT, TRACKED, Layer, Sink, layer_kind, select
+from satcli.taps.layers import CONV, DENSE, RECURRENT, TRACKED, AffineInput, Layer, Sink, layer_kind, select
 from satcli.taps.reduce import (
     CONV_METHODS,
     SEQUENCE_METHODS,
@@ -19,6 +19,7 @@ __all__ = [
     "RECURRENT",
     "SEQUENCE_METHODS",
     "TRACKED",
+    "AffineInput",
     "Layer",
     "Reduction",
     "Sink",

@@ -18,6 +18,7 @@ from satcli.taps.export import graph_groups, graph_taps
 from satcli.taps.hooks import hook_taps
 from satcli.taps.layers import (
     TRACKED,
+    AffineInput,
     Captured,
     Inputs,
     Layer,
@@ -72,8 +73,11 @@ class Taps:
         self.stream(x, lambda layer, t: captured.append((layer, t.clone())))
         return captured
 
-    def stream(self, x: Inputs, sink: Sink) -> None:
+    def stream(self, x: Inputs, sink: Sink, affine: bool = False) -> None:
         """Run one batch, calling ``sink(layer, output)`` inside the forward pass as each output appears.
+
+        With `affine`, the sink is called as ``sink(layer, output, source)``: `source` is the AffineInput of
+        an affine layer (nn.Linear, Conv1D) when the runner sees its input (forward hooks), else None.
 
         The sink sees an output before any later (possibly in-place) operation of the model changes it,
         and it must not keep the tensor beyond the call unless it copies it. The first batch fixes forward
@@ -84,7 +88,7 @@ class Taps:
 
         ran: set[str] = set()
 
-        def tap(layer: Layer, t: torch.Tensor) -> None:
+        def tap(layer: Layer, t: torch.Tensor, source: AffineInput | None = None) -> None:
             if first and layer.name not in ran:  # a module called again keeps its first place
                 ran.add(layer.name)
                 self.output_layer = layer.name
@@ -96,7 +100,10 @@ class Taps:
                     return
                 known = fixed[layer.name] = replace(layer, width=output_width(t, layer), order=len(fixed))
             try:
-                sink(known, t)
+                if affine:
+                    sink(known, t, source)  # type: ignore[call-arg]
+                else:
+                    sink(known, t)
             except Exception as exc:
                 raise _SinkError(exc) from exc
 

@@ -10,7 +10,18 @@ import torch
 from torch import nn
 
 from satcli.errors import SatcliError, one_line
-from satcli.taps.layers import Inputs, Layer, Runner, Sink, call_model, describe_inputs, layer_kind, layout_hint
+from satcli.taps.layers import (
+    AffineInput,
+    Inputs,
+    Layer,
+    Runner,
+    Tap,
+    affine_weights,
+    call_model,
+    describe_inputs,
+    layer_kind,
+    layout_hint,
+)
 
 
 def _expected_input(module: nn.Module) -> str | None:
@@ -35,7 +46,7 @@ def _shape_of(args: tuple[Any, ...]) -> str:
 
 @contextmanager
 def hook_taps(module: nn.Module, chosen: dict[str, Layer]) -> Iterator[Runner]:
-    sinks: list[Sink] = []
+    sinks: list[Tap] = []
     entered: list[tuple[str, nn.Module, str]] = []
     handles = []
 
@@ -45,13 +56,16 @@ def hook_taps(module: nn.Module, chosen: dict[str, Layer]) -> Iterator[Runner]:
 
         return hook
 
-    def post_hook(layer: Layer) -> Callable[..., None]:
+    def post_hook(layer: Layer, affine: tuple[torch.Tensor, torch.Tensor | None] | None) -> Callable[..., None]:
         def hook(mod: nn.Module, args: tuple[Any, ...], out: Any) -> None:
             if isinstance(out, tuple):  # LSTM/GRU: (output, hidden)
                 out = out[0]
             if not isinstance(out, torch.Tensor):
                 raise SatcliError(f"layer '{layer.name}' ({layer.type}) returned {type(out).__name__}, not a tensor")
-            sinks[-1](layer, out.detach())
+            source = None
+            if affine is not None and len(args) == 1 and isinstance(args[0], torch.Tensor):
+                source = AffineInput(args[0].detach(), *affine)
+            sinks[-1](layer, out.detach(), source)
 
         return hook
 
@@ -60,9 +74,9 @@ def hook_taps(module: nn.Module, chosen: dict[str, Layer]) -> Iterator[Runner]:
             if name and _expected_input(sub) is not None:
                 handles.append(sub.register_forward_pre_hook(pre_hook(name)))
             if name in chosen:
-                handles.append(sub.register_forward_hook(post_hook(chosen[name])))
+                handles.append(sub.register_forward_hook(post_hook(chosen[name], affine_weights(sub))))
 
-        def run(x: Inputs, sink: Sink) -> None:
+        def run(x: Inputs, sink: Tap) -> None:
             entered.clear()
             sinks.append(sink)
             try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -99,7 +99,45 @@ Captured = list[tuple[Layer, torch.Tensor]]
 Sink = Callable[[Layer, torch.Tensor], None]
 
 
-Runner = Callable[["Inputs", Sink], None]
+@dataclass(frozen=True)
+class AffineInput:
+    """The input of a tracked affine layer y = x W + b, handed beside its output: an analysis may measure y's
+    moments through x's, exactly (core/affine.py). `weight` is W as (d_in, d_out), `bias` b or None."""
+
+    x: torch.Tensor
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+
+
+class Tap(Protocol):
+    """What a runner calls with each tracked output; hook runners add an affine layer's input."""
+
+    def __call__(self, layer: Layer, out: torch.Tensor, source: AffineInput | None = None) -> None: ...
+
+
+Runner = Callable[["Inputs", Tap], None]
+
+
+def affine_weights(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """(W as (d_in, d_out), b) of a module whose output is exactly x W + b of its one input: nn.Linear and
+    transformers' Conv1D themselves, with finite float32/float64 weights. Subclasses (quantized or adapted linears),
+    parametrized modules and other dtypes (whose forward rounds far more) are not taken as affine."""
+    kind = (type(module).__module__, type(module).__name__)
+    if type(module) is nn.Linear:
+        weight, bias = module.weight.T, module.bias
+    elif kind in FOREIGN_DENSE:
+        weight, bias = module.weight, getattr(module, "bias", None)
+    else:
+        return None
+    if not isinstance(weight, torch.Tensor) or weight.dtype not in (torch.float32, torch.float64) or weight.is_meta:
+        return None
+    if bias is not None and (not isinstance(bias, torch.Tensor) or bias.shape != weight.shape[1:]):
+        return None
+    with torch.no_grad():  # an inf weight makes the float32 outputs non-finite, not x W + b
+        if not bool(torch.isfinite(weight).all()) or (bias is not None and not bool(torch.isfinite(bias).all())):
+            return None
+    return weight, bias
+
 
 # A batch of model inputs: one tensor, or keyword tensors for models called as module(**inputs).
 Inputs = torch.Tensor | dict[str, torch.Tensor]

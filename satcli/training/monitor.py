@@ -220,7 +220,7 @@ class Monitor:
         for meta in self._recorder.layers:
             name = meta.name
             if name in accumulators:
-                moments = accumulators[name].moments
+                moments = self._saturation.layer_moments(name)
                 layers.append(
                     {
                         **meta.__dict__,

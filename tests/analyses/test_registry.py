@@ -138,5 +138,5 @@ def test_analyses_command_lists_options_and_defaults(run_cli) -> None:
     result = run_cli("analyses", "--json")
     assert result.code == 0, result.stderr
     entries = {entry["name"]: entry for entry in map(json.loads, result.stdout.splitlines())}
-    assert entries["saturation"]["options"] == {"precision": "float64"}
+    assert entries["saturation"]["options"] == {"precision": "float64", "affine_inputs": True}
     assert entries["classes"]["runs"] == "labelled"

@@ -56,10 +56,15 @@ def test_against_numpy_on_hook_activations() -> None:
     model = nn.Sequential(nn.Linear(12, 20), nn.ReLU(), nn.Linear(20, 6))
     inputs = torch.randn(300, 12) @ torch.randn(12, 12)
     seen: dict[str, list[np.ndarray]] = {"0": [], "2": []}
-    hooks = [
-        model[int(n)].register_forward_hook(lambda m, i, o, n=n: seen[n].append(o.detach().double().numpy()))
-        for n in seen
-    ]
+
+    def record(name: str, module: nn.Linear, i: tuple[torch.Tensor], o: torch.Tensor) -> None:
+        # An expanding Linear is measured through its input, x W^T + b exactly (docs/method.md sec. 1): its
+        # reference is that map in float64; the narrowing one sums its float32 outputs.
+        exact = module.in_features < module.out_features
+        w, b = module.weight.detach().double(), module.bias.detach().double()
+        seen[name].append((i[0].detach().double() @ w.T + b if exact else o.detach().double()).numpy())
+
+    hooks = [model[int(n)].register_forward_hook(lambda m, i, o, n=n: record(n, m, i, o)) for n in seen]
     batches = list(inputs.split(64))
     result = satcli.analyze_model(model, batches).to_dict()
     for hook in hooks:
