@@ -75,8 +75,8 @@ class SaturationAnalysis(Analysis):
             acc = self.accumulators[layer.name] = CovarianceAccumulator(
                 int(source.x.shape[-1]) if through and source is not None else width, self.device, self.precision
             )
-            if through and source is not None:
-                self.affine[layer.name] = replace(source, x=source.x[:0])
+            if through and source is not None:  # W and b only: a view of x would keep its batch's storage
+                self.affine[layer.name] = replace(source, x=torch.empty(0, int(source.x.shape[-1])))
             self.few[layer.name] = []
         elif layer.name in self.affine and source is None:  # a batch without the input: the output from now on
             acc = self._direct(layer.name)
@@ -171,12 +171,17 @@ def layer_stats(
     d^3. Closer to the width that saves little and building the Gram (n^2 d) costs more than it saves.
     """
     moments = acc.take_moments() if take else acc.moments
+    rows = torch.cat(few).to(torch.float64) if few else None
     through: torch.Tensor | None = None
     if affine is not None:
-        moments, through = affine_moments(moments, affine.weight, affine.bias)
+        if rows is not None and rows.shape[0] == moments.n and rows.shape[0] < moments.m2.shape[0]:
+            # Fewer samples than input columns: the kept outputs' own sums (n d_out^2 / 2 multiply-adds) cost
+            # less than the map (d_in d_out^2 / 2), and their eigenvalues come from the n x n Gram below.
+            moments = _row_moments(rows, acc.device)
+        else:
+            moments, through = affine_moments(moments, affine.weight, affine.bias)
     n = moments.n
     width = int(moments.m2.shape[0])
-    rows = torch.cat(few).to(torch.float64) if few else None
     if rows is not None and rows.shape[0] == n and n > 1 and 2 * n <= width:
         eigs = gram_eigenvalues(rows.cpu().numpy(), width)
     elif through is not None:
@@ -192,6 +197,13 @@ def layer_stats(
         nonfinite=acc.nonfinite,
         rounding=None if bound is None else bound.eps,
     )
+
+
+def _row_moments(rows: torch.Tensor, device: torch.device) -> Moments:
+    """The moments of a few kept (n, d) output rows, summed exactly as a run sums them (CovarianceAccumulator)."""
+    acc = CovarianceAccumulator(int(rows.shape[1]), device)
+    acc.update(rows.to(device))
+    return acc.take_moments()
 
 
 def device_eigenvalues(m2: torch.Tensor, n: int) -> np.ndarray:

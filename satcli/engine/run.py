@@ -21,6 +21,7 @@ from satcli.core.results import CheckpointResult
 from satcli.core.state import CheckpointMeta, CheckpointState, LayerMeta
 from satcli.data import Batch, DataSource
 from satcli.engine.evaluate import evaluation_pass
+from satcli.engine.heap import HeapTrimmer
 from satcli.engine.nonfinite import finite_rows
 from satcli.engine.options import AnalysisOptions
 from satcli.engine.recorder import Recorder
@@ -86,6 +87,7 @@ def analyze(
     num_inputs = 0
     started = False
     nonfinite = recorder.nonfinite
+    trim = HeapTrimmer()  # freed forward-pass and block buffers back to the system (engine/heap.py)
     with open_taps(model.module, options.include, options.exclude) as taps:
         for raw in data.iter_batches():
             start = first_index + num_inputs + nonfinite.inputs
@@ -98,6 +100,7 @@ def analyze(
             for entry in calls.values():
                 entry.clear()
             taps.stream(now[-1].inputs, sink, affine=True)
+            trim()
             if not started:
                 for observer in observers:
                     observer.started(meta, recorder.layers)

@@ -74,6 +74,23 @@ def test_the_input_route_gives_the_outputs_moments(layer_data: tuple[np.ndarray,
     assert np.all(np.asarray(stats.eigenvalues)[9:] == 0.0)
 
 
+def test_fewer_samples_than_input_columns_sum_the_kept_outputs(
+    layer_data: tuple[np.ndarray, torch.Tensor, torch.Tensor],
+) -> None:
+    """6 samples of a 9 -> 40 layer: the kept output rows' own sums cost less than the map, so the moments are
+    those of the float32 outputs the analysis was handed (as without the input route)."""
+    x, weight, bias = layer_data
+    analysis = SaturationAnalysis(device="cpu")
+    rows = torch.from_numpy(x[:6])
+    out = (rows.double() @ weight.double() + bias.double()).float()
+    analysis.update(WIDE, out, None, source=AffineInput(rows, weight, bias))
+    assert "up" in analysis.affine  # streamed through the input all the same
+    analysis.finish(nn.Identity())
+    stats = analysis.state()["up"]
+    assert isinstance(stats, LayerStats)
+    _check(stats, out.double().numpy(), 1e-12)
+
+
 def test_a_batch_without_its_input_switches_to_the_output(
     layer_data: tuple[np.ndarray, torch.Tensor, torch.Tensor],
 ) -> None:
