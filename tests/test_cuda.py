@@ -1,4 +1,5 @@
-"""The same functions on CUDA as on the CPU: accumulation, eigenvalues and projection (skipped without a GPU)."""
+"""The same functions on CUDA as on the CPU: accumulation, eigenvalues, the affine input route and projection
+(skipped without a GPU)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 from satcli.analyses.saturation import SaturationAnalysis, device_eigenvalues
 from satcli.core.accumulator import CovarianceAccumulator
 from satcli.core.projection import Projector
-from satcli.taps.layers import Layer
+from satcli.taps.layers import AffineInput, Layer
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 DEVICE = "cuda"
@@ -57,6 +58,27 @@ def test_saturation_state_on_cuda_equals_the_cpu() -> None:
     cpu, gpu = states
     assert cpu.samples == gpu.samples
     np.testing.assert_allclose(gpu.eigenvalues, cpu.eigenvalues, rtol=0, atol=1e-10 * cpu.eigenvalues[0])
+
+
+@cuda
+def test_affine_input_route_on_cuda_matches_numpy() -> None:
+    """An expanding layer measured through its input on CUDA (core/affine.py): numpy float64 on x W + b."""
+    x = _data(300, 6)
+    rng = np.random.default_rng(1)
+    weight, bias = rng.normal(size=(6, 40)), rng.normal(size=40)
+    y = x @ weight + bias
+    layer = Layer("up", "Linear", "dense", 40)
+    analysis = SaturationAnalysis(device=DEVICE)
+    w, b = torch.from_numpy(weight).to(DEVICE), torch.from_numpy(bias).to(DEVICE)
+    for part in np.array_split(x, 3):
+        rows = torch.from_numpy(part).to(DEVICE)
+        analysis.update(layer, rows @ w + b, None, source=AffineInput(rows, w, b))
+    assert "up" in analysis.affine
+    stats = analysis.state()["up"]
+    centered = y - y.mean(axis=0)
+    assert np.linalg.norm(stats.m2 - centered.T @ centered) <= 1e-12 * np.linalg.norm(centered.T @ centered)
+    want = np.clip(scipy.linalg.eigvalsh(np.cov(y, rowvar=False))[::-1], 0, None)
+    np.testing.assert_allclose(stats.eigenvalues, want, rtol=0, atol=1e-12 * want[0])
 
 
 @cuda
