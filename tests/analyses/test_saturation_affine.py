@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
+from engine_helpers import run_state
 from torch import nn
 
 from satcli.analyses.saturation import SaturationAnalysis, SaturationOptions
@@ -178,8 +179,6 @@ class Tokens(nn.Module):
 def _token_run(method: str, batch_size: int, affine: bool) -> dict[str, LayerStats]:
     from satcli.data import Batch, DataOptions, DataSource
     from satcli.engine.options import AnalysisOptions
-    from satcli.engine.run import analyze
-    from satcli.models import LoadedModel
     from satcli.taps import Reduction
 
     rng = np.random.default_rng(8)
@@ -194,28 +193,13 @@ def _token_run(method: str, batch_size: int, affine: bool) -> dict[str, LayerSta
     source = DataSource(
         "tokens", "tokens", rows, len(rows), (8,), False, DataOptions(batch_size=batch_size), collate, is_text=True
     )  # type: ignore[arg-type]
-    model = LoadedModel(Path("m.pt"), "", "module", Tokens().eval(), torch.device("cpu"), None, None)  # type: ignore[arg-type]
-    states = []
-
-    class Keep:
-        wants_rows = False
-
-        def started(self, meta, layers) -> None:  # type: ignore[no-untyped-def]
-            return None
-
-        def batch(self, rows, labels, count) -> None:  # type: ignore[no-untyped-def]
-            return None
-
-        def finished(self, state, result) -> None:  # type: ignore[no-untyped-def]
-            states.append(state)
-
     options = AnalysisOptions(
         reduction=Reduction(sequence_method=method),
         keep_moments=True,
         analyses=() if affine else ("saturation:affine_inputs=false",),
     )
-    analyze(model, source, options, [Keep()])
-    return {layer.meta.name: layer.stats for layer in states[0].layers}
+    state, _ = run_state(Tokens(), source, options)
+    return {layer.meta.name: layer.stats for layer in state.layers}
 
 
 def _token_outputs(method: str, batch_size: int, layer: str = "up", dtype: torch.dtype = torch.float32) -> np.ndarray:
@@ -268,8 +252,6 @@ def test_outputs_that_overflow_leave_the_same_inputs_out(tmp_path: Path) -> None
     input route leaves out the same samples, so both give numpy's moments of the other outputs."""
     from satcli.data import DataOptions, open_data
     from satcli.engine.options import AnalysisOptions
-    from satcli.engine.run import analyze
-    from satcli.models import LoadedModel
 
     torch.manual_seed(1)
     net = nn.Sequential(nn.Linear(3, 12)).eval()
@@ -278,25 +260,10 @@ def test_outputs_that_overflow_leave_the_same_inputs_out(tmp_path: Path) -> None
     x = np.random.default_rng(2).normal(size=(60, 3)).astype(np.float32)
     x[[7, 40]] = 1e38  # finite, but unit 0's 10 (x_0 + x_1 + x_2) + b overflows float32
     np.savez(tmp_path / "d.npz", x=x)
-    states = []
-
-    class Keep:
-        wants_rows = False
-
-        def started(self, meta, layers) -> None:  # type: ignore[no-untyped-def]
-            return None
-
-        def batch(self, rows, labels, count) -> None:  # type: ignore[no-untyped-def]
-            return None
-
-        def finished(self, state, result) -> None:  # type: ignore[no-untyped-def]
-            states.append(state)
-
-    loaded = LoadedModel(tmp_path / "m.pt", "0" * 64, "pickle", net, torch.device("cpu"), None, None)
     options = AnalysisOptions(store_activations=False, keep_moments=True)
-    analyze(loaded, open_data(str(tmp_path / "d.npz"), DataOptions(batch_size=16)), options, [Keep()])
-    stats = states[0].layers[0].stats
+    state, _ = run_state(net, open_data(str(tmp_path / "d.npz"), DataOptions(batch_size=16)), options)
+    stats = state.layers[0].stats
     kept = np.delete(x, [7, 40], axis=0).astype(np.float64)
     w, b = net[0].weight.detach().double().numpy(), net[0].bias.detach().double().numpy()
     _check(stats, kept @ w.T + b, 1e-12)
-    assert states[0].meta.options["nonfinite"]["layer_samples_skipped"] == {"0": 2}
+    assert state.meta.options["nonfinite"]["layer_samples_skipped"] == {"0": 2}

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
+from engine_helpers import run_state
 
 from satcli.analyses.saturation import SaturationAnalysis
 from satcli.core.state import LayerStats
@@ -89,37 +90,19 @@ def test_an_analyze_run_with_a_wide_layer_matches_numpy(tmp_path) -> None:  # ty
     a batch has rows: eigenvalues, k and the kept m2 against numpy on the same activations."""
     from satcli.data import DataOptions, open_data
     from satcli.engine.options import AnalysisOptions
-    from satcli.engine.run import analyze
-    from satcli.models import LoadedModel
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(8, 80), torch.nn.Tanh(), torch.nn.Linear(80, 6)).eval()
     x = np.random.default_rng(5).normal(size=(500, 8)).astype(np.float32)
     np.savez(tmp_path / "d.npz", x=x)
-    loaded = LoadedModel(tmp_path / "m.pt", "0" * 64, "pickle", net, torch.device("cpu"), None, None)
-    states = []
-
-    class Keep:
-        wants_rows = False
-
-        def started(self, meta, layers) -> None:  # type: ignore[no-untyped-def]
-            return None
-
-        def batch(self, rows, labels, count) -> None:  # type: ignore[no-untyped-def]
-            return None
-
-        def finished(self, state, result) -> None:  # type: ignore[no-untyped-def]
-            states.append(state)
-
     source = open_data(str(tmp_path / "d.npz"), DataOptions(batch_size=50))
     # Summing the outputs (the 8 -> 80 Linear would otherwise be measured through its input, as
     # tests/analyses/test_saturation_affine.py checks): this test is about the wide accumulator's own path.
     options = AnalysisOptions(store_activations=False, keep_moments=True, analyses=("saturation:affine_inputs=false",))
-    result = analyze(loaded, source, options, [Keep()])
+    state, result = run_state(net, source, options)
     with torch.no_grad():
         first = net[0](torch.from_numpy(x))
         rows = {"0": first.numpy(), "2": net[2](torch.tanh(first)).numpy()}
-    [state] = states
     for layer, score in zip(state.layers, result.layers, strict=True):
         _check(layer.stats, rows[layer.meta.name])
         eigs = np.clip(scipy.linalg.eigvalsh(np.cov(rows[layer.meta.name].astype(np.float64), rowvar=False)), 0, None)
