@@ -44,6 +44,11 @@ def _shape_of(args: tuple[Any, ...]) -> str:
     return "(no tensor)"
 
 
+def _exact(x: torch.Tensor, out: torch.Tensor) -> bool:
+    """True when an affine layer's input and output are float32/float64 (its forward did not run in half)."""
+    return x.dtype in (torch.float32, torch.float64) and out.dtype in (torch.float32, torch.float64)
+
+
 @contextmanager
 def hook_taps(module: nn.Module, chosen: dict[str, Layer]) -> Iterator[Runner]:
     sinks: list[Tap] = []
@@ -63,7 +68,8 @@ def hook_taps(module: nn.Module, chosen: dict[str, Layer]) -> Iterator[Runner]:
             if not isinstance(out, torch.Tensor):
                 raise SatcliError(f"layer '{layer.name}' ({layer.type}) returned {type(out).__name__}, not a tensor")
             source = None
-            if affine is not None and len(args) == 1 and isinstance(args[0], torch.Tensor):
+            # Not under autocast or a half-precision input: a forward that rounds that much is not x W + b.
+            if affine is not None and len(args) == 1 and isinstance(args[0], torch.Tensor) and _exact(args[0], out):
                 source = AffineInput(args[0].detach(), *affine)
             sinks[-1](layer, out.detach(), source)
 

@@ -267,3 +267,17 @@ def test_outputs_that_overflow_leave_the_same_inputs_out(tmp_path: Path) -> None
     w, b = net[0].weight.detach().double().numpy(), net[0].bias.detach().double().numpy()
     _check(stats, kept @ w.T + b, 1e-12)
     assert state.meta.options["nonfinite"]["layer_samples_skipped"] == {"0": 2}
+
+
+@pytest.mark.skipif(not torch.amp.is_autocast_available("cpu"), reason="needs CPU autocast")
+def test_a_layer_run_under_autocast_sums_its_outputs() -> None:
+    """Under bfloat16 autocast a Linear's forward rounds to 8 bits: its input is not handed, its outputs are summed."""
+    from satcli.taps.hooks import hook_taps
+
+    model = nn.Sequential(nn.Linear(4, 16))
+    seen: list[object] = []
+    with hook_taps(model, {"0": Layer("0", "Linear", "dense", 16)}) as run:
+        run(torch.randn(8, 4), lambda layer, out, source=None: seen.append(source))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            run(torch.randn(8, 4), lambda layer, out, source=None: seen.append(source))
+    assert isinstance(seen[0], AffineInput) and seen[1] is None
