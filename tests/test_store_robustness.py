@@ -132,7 +132,7 @@ def test_a_killed_run_leaves_no_temp_behind(tmp_path: Path, sig: signal.Signals)
     run.send_signal(sig)
     _, err = run.communicate(timeout=60)
     if sig == signal.SIGTERM:
-        assert run.returncode == 143
+        assert run.returncode == 143, err  # 0 seen once in CI: the run ended without the signal's exception
         assert err.strip().splitlines()[-1].startswith("terminated; finished results")
         assert temp_files(tmp_path) == []
     else:
