@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from satcli.analyses.base import ON, Analysis
 from satcli.core.accumulator import PRECISIONS, CovarianceAccumulator
-from satcli.core.affine import affine_moments
+from satcli.core.affine import AffineMap, affine_moments
 from satcli.core.moments import Moments
 from satcli.core.spectral import gram_eigenvalues
 from satcli.core.state import LayerStats
@@ -49,8 +49,8 @@ class SaturationAnalysis(Analysis):
         super().__init__(options, device)
         self.precision = self.options.precision
         self.accumulators: dict[str, CovarianceAccumulator] = {}
-        # Layers measured through their input (their accumulator sums x, not y = x W + b): W and b.
-        self.affine: dict[str, AffineInput] = {}
+        # Layers measured through their input (their accumulator sums x, not y = x W + b): their W and b.
+        self.affine: dict[str, AffineMap] = {}
         # Told (layers done, layers in all) as each layer's eigenvalues are computed: the slow step of wide runs.
         self.on_eigen: Callable[[int, int], None] | None = None
         # A wide layer's samples while it has at most half as many as its width (at most d x d / 2 values),
@@ -69,14 +69,13 @@ class SaturationAnalysis(Analysis):
         source: AffineInput | None = None,
     ) -> None:
         acc = self.accumulators.get(layer.name)
+        width = int(layer.width or samples.shape[-1])
         if acc is None:
-            width = int(layer.width or samples.shape[-1])
-            through = source is not None and self._through(source, width)
-            acc = self.accumulators[layer.name] = CovarianceAccumulator(
-                int(source.x.shape[-1]) if through and source is not None else width, self.device, self.precision
-            )
-            if through and source is not None:  # W and b only: a view of x would keep its batch's storage
-                self.affine[layer.name] = replace(source, x=torch.empty(0, int(source.x.shape[-1])))
+            summed = width
+            if source is not None and self._through(source, width):
+                self.affine[layer.name] = (source.weight, source.bias)  # not x: it would keep its batch alive
+                summed = int(source.x.shape[-1])
+            acc = self.accumulators[layer.name] = CovarianceAccumulator(summed, self.device, self.precision)
             self.few[layer.name] = []
         elif layer.name in self.affine and source is None:  # a batch without the input: the output from now on
             acc = self._direct(layer.name)
@@ -87,7 +86,7 @@ class SaturationAnalysis(Analysis):
             # a batch the accumulator left out as non-finite makes the counts differ, and layer_stats then
             # takes the covariance route.
             rows = samples.detach().reshape(-1, samples.shape[-1])
-            if 2 * (sum(r.shape[0] for r in kept) + rows.shape[0]) > int(layer.width or samples.shape[-1]):
+            if 2 * (sum(r.shape[0] for r in kept) + rows.shape[0]) > width:
                 self.few[layer.name] = None
             elif rows.shape[0]:
                 kept.append(rows.to(self.device, copy=True))  # a copy: the model may reuse its output
@@ -99,9 +98,8 @@ class SaturationAnalysis(Analysis):
 
     def _direct(self, name: str) -> CovarianceAccumulator:
         """Turn a layer measured through its input into one that sums its output from now on (same moments)."""
-        affine = self.affine.pop(name)
         inputs = self.accumulators[name]
-        moments, _ = affine_moments(inputs.moments, affine.weight, affine.bias)
+        moments, _ = affine_moments(inputs.moments, *self.affine.pop(name), eigenvalues=False)
         direct = CovarianceAccumulator(int(moments.m2.shape[0]), self.device, self.precision)
         direct.merge_moments(moments, nonfinite=inputs.nonfinite)
         self.accumulators[name] = direct
@@ -111,7 +109,7 @@ class SaturationAnalysis(Analysis):
         """A layer's moments so far (its output's, whichever way it is measured), without consuming them."""
         moments = self.accumulators[name].moments
         affine = self.affine.get(name)
-        return moments if affine is None else affine_moments(moments, affine.weight, affine.bias)[0]
+        return moments if affine is None else affine_moments(moments, *affine, eigenvalues=False)[0]
 
     def state(self) -> dict[str, object]:
         """Each layer's LayerStats, one layer at a time. After `finish` (the run's last batch) the accumulators
@@ -159,7 +157,7 @@ def layer_stats(
     acc: CovarianceAccumulator,
     few: list[torch.Tensor] | None = None,
     take: bool = False,
-    affine: AffineInput | None = None,
+    affine: AffineMap | None = None,
 ) -> LayerStats:
     """A layer's moments as float64 numpy (m2 a view of the tensor, no copy on the CPU), with the covariance's
     eigenvalues. With `take` the accumulator's own sums become m2 (take_moments) and it is spent. With
@@ -179,7 +177,7 @@ def layer_stats(
             # less than the map (d_in d_out^2 / 2), and their eigenvalues come from the n x n Gram below.
             moments = _row_moments(rows, acc.device)
         else:
-            moments, through = affine_moments(moments, affine.weight, affine.bias)
+            moments, through = affine_moments(moments, *affine)
     n = moments.n
     width = int(moments.m2.shape[0])
     if rows is not None and rows.shape[0] == n and n > 1 and 2 * n <= width:

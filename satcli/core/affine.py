@@ -15,9 +15,15 @@ import torch
 from satcli.core.blocks import add_gram, mirror
 from satcli.core.moments import Moments
 
+# An affine layer's (W as (d_in, d_out), b or None).
+AffineMap = tuple[torch.Tensor, torch.Tensor | None]
 
-def affine_moments(inputs: Moments, weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[Moments, torch.Tensor]:
-    """(the output's moments, the eigenvalues of its M2, descending) of y = x W + b from x's moments.
+
+def affine_moments(
+    inputs: Moments, weight: torch.Tensor, bias: torch.Tensor | None, eigenvalues: bool = True
+) -> tuple[Moments, torch.Tensor | None]:
+    """(the output's moments, the eigenvalues of its M2, descending) of y = x W + b from x's moments; the
+    eigenvalues are None unless asked for (`eigenvalues`).
 
     float64 throughout, on the moments' device. Rounding: eigh's backward error (~1e-16 of M2(x)'s norm,
     clipped negative eigenvalues included) carried through W; the output's M2 is F^T F, symmetric positive
@@ -34,7 +40,9 @@ def affine_moments(inputs: Moments, weight: torch.Tensor, bias: torch.Tensor | N
     m2 = torch.zeros(d_out, d_out, dtype=torch.float64, device=device)
     add_gram(m2, factor, lower=True)
     mirror(m2)
+    if not eigenvalues:
+        return Moments(inputs.n, mean, m2), None
     small = torch.linalg.eigvalsh(factor @ factor.T).flip(0).clamp_min(0.0)
-    eigenvalues = torch.zeros(d_out, dtype=torch.float64, device=device)
-    eigenvalues[: small.shape[0]] = small[:d_out]
-    return Moments(inputs.n, mean, m2), eigenvalues
+    values = torch.zeros(d_out, dtype=torch.float64, device=device)
+    values[: small.shape[0]] = small[:d_out]
+    return Moments(inputs.n, mean, m2), values
