@@ -65,18 +65,25 @@ def test_float32_run_bounds_its_error_certifies_k_and_report_repeats_it(run_cli,
     assert json.loads(run.stdout)["layers"] == json.loads(ran.stdout)["layers"]  # report re-scores the same
 
 
-def test_a_sample_model_in_float32_has_entries_and_float64_has_none(run_cli) -> None:
+def test_a_sample_model_in_float32_has_entries_the_same_k_and_is_recorded(run_cli) -> None:
+    """--precision on a sample model: float32 layers carry their certificate, float64 ones none; k is the same
+    and the run records its precision (a default run records nothing new); a bad precision is one line, exit 2."""
     model = SAMPLE_MODELS / "sensible.pt2"
     runs = {}
     for precision in ("float32", "float64"):
         result = run_cli("analyze", model, "--no-store", "-q", "-f", "json", "--precision", precision)
         assert result.code == 0, result.stderr
-        runs[precision] = json.loads(result.stdout)["layers"]
-    for f32, f64 in zip(runs["float32"], runs["float64"], strict=True):
+        runs[precision] = json.loads(result.stdout)
+    for f32, f64 in zip(runs["float32"]["layers"], runs["float64"]["layers"], strict=True):
         entry = f32["float32"]
         assert entry["eps"] > 0 and entry["k_low"] <= f32["k"] <= entry["k_high"]
         assert entry["certified"] == (entry["k_low"] == entry["k_high"]) != ("float32" in f32["flags"])
         assert "float32" not in f64 and "float32" not in f64["flags"]
+        assert f32["k"] == f64["k"]
+    assert runs["float32"]["options"]["precision"] == "float32"
+    assert "precision" not in runs["float64"]["options"]  # default runs record what they always did
+    bad = run_cli("analyze", model, "--no-store", "-q", "--precision", "float16")
+    assert bad.code == 2 and "float16" in bad.stderr
 
 
 def test_a_table_notes_an_uncertified_k(run_cli) -> None:
