@@ -1,5 +1,5 @@
-"""Activation health (docs/method.md, "Activation health"): per unit the maximum, the count of samples > 0
-and the sum of |x|, so dead units (never > 0) and dormant ones (Sokar et al. 2023) can be counted."""
+"""Activation health (docs/method.md, "Activation health"): per unit the maximum and the sum of |x|, so dead
+units (never > 0) and dormant ones (Sokar et al. 2023) can be counted."""
 
 from __future__ import annotations
 
@@ -29,17 +29,21 @@ class HealthOptions:
 @dataclass
 class _Sums:
     maximum: torch.Tensor
-    positive: torch.Tensor
     abs_sum: torch.Tensor
     samples: int = 0
 
 
 class HealthAnalysis(LayerAnalysis):
-    """Per-unit maximum, positive count and float64 sum of |x| per layer (3 d numbers); merges exactly."""
+    """Per-unit maximum and float64 sum of |x| per layer (2 d numbers); merges exactly.
+
+    State version 2; version 1 also kept a per-unit count of samples > 0 that no score read (it was half the
+    cost of a pass over every conv position): a version-1 state still scores and merges, its count is dropped.
+    """
 
     name = "health"
     Options = HealthOptions
     runs = ON
+    state_version = 2
     positions = True  # dead = never > 0 at any position or real token, not a negative pooled mean
     keys = ("health",)
     summary = "shares of dead (max <= 0) and dormant (mean |x| <= tau x the average) units (docs/method.md sec. 11)"
@@ -52,8 +56,7 @@ class HealthAnalysis(LayerAnalysis):
         sums = self.layers.get(name)
         if sums is None:
             maximum = torch.full((width,), -torch.inf, dtype=torch.float64, device=self.device)
-            zeros = torch.zeros(width, dtype=torch.float64, device=self.device)
-            sums = self.layers[name] = _Sums(maximum, torch.zeros(width, dtype=torch.int64, device=self.device), zeros)
+            sums = self.layers[name] = _Sums(maximum, torch.zeros(width, dtype=torch.float64, device=self.device))
         return sums
 
     def update(self, layer: Layer, samples: torch.Tensor, labels: torch.Tensor | None) -> None:
@@ -61,9 +64,8 @@ class HealthAnalysis(LayerAnalysis):
         sums = self._sums(layer.name, int(x.shape[-1]))
         if x.numel() == 0:
             return
-        maximum, positive, abs_sum = _batch_health(x)
+        maximum, abs_sum = _batch_health(x)
         torch.maximum(sums.maximum, maximum.to(torch.float64), out=sums.maximum)
-        sums.positive += positive
         sums.abs_sum += abs_sum
         sums.samples += int(x[..., 0].numel())
 
@@ -71,7 +73,6 @@ class HealthAnalysis(LayerAnalysis):
         return {
             name: {
                 "maximum": s.maximum.cpu().numpy(),
-                "positive": s.positive.cpu().numpy(),
                 "abs_sum": s.abs_sum.cpu().numpy(),
                 "samples": int(s.samples),
                 "tau": float(self.options.tau),
@@ -85,7 +86,6 @@ class HealthAnalysis(LayerAnalysis):
             maximum = torch.as_tensor(np.asarray(element["maximum"]), dtype=torch.float64, device=self.device)
             sums = self._sums(name, int(maximum.shape[0]))
             torch.maximum(sums.maximum, maximum, out=sums.maximum)
-            sums.positive += torch.as_tensor(np.asarray(element["positive"]), device=self.device)
             sums.abs_sum += torch.as_tensor(np.asarray(element["abs_sum"]), dtype=torch.float64, device=self.device)
             sums.samples += int(element["samples"])  # type: ignore[call-overload]
             self.options = HealthOptions(float(element.get("tau", self.options.tau)))  # type: ignore[arg-type]
@@ -109,18 +109,17 @@ class HealthAnalysis(LayerAnalysis):
         return [f"{dead * 100:.0f}% dead units" if dead >= 0.01 else "<1% dead units"]
 
 
-# Values per block of the batch: the per-block temporaries (|x|, signs, float64 sums) stay a few MiB, reused by
-# the allocator, instead of batch-sized ones mapped afresh (and page-faulted) for every layer and batch.
+# Values per block of the batch: the per-block temporaries (|x|, float64 sums) stay a few MiB, reused by the
+# allocator, instead of batch-sized ones mapped afresh (and page-faulted) for every layer and batch.
 _BLOCK = 1 << 18
 # Positions per input from which a plane is reduced over its positions first (a long contiguous axis), and the
 # most inputs a block sums over first otherwise: float32 sums of |x| never add more than max(these) terms.
 _LONG = 64
 _INPUTS = 1024
-_EXACT_COUNT = 1 << 24  # float32 holds every integer below this
 
 
-def _batch_health(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per unit of one batch of samples (B, ..., d): the maximum, the int64 count > 0 and the float64 sum of |x|.
+def _batch_health(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per unit of one batch of samples (B, ..., d): the maximum and the float64 sum of |x|.
 
     Samples whose units are contiguous (dense rows, tokens) are reduced as (n, d) rows, |x| summed in float64.
     Samples that are the positions of a channels-first output (a convolution: `x` is its channels-last view) are
@@ -136,16 +135,15 @@ def _batch_health(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Te
         planes = x.movedim(-1, 1).reshape(x.shape[0], width, -1)  # a view for a contiguous channels-first output
         step = max(1, min(_BLOCK // planes[0].numel(), _INPUTS))
     parts = [_block_health(planes[i : i + step]) for i in range(0, planes.shape[0], step)]
-    maximum, positive, abs_sum = parts[0]
-    for m, p, a in parts[1:]:
+    maximum, abs_sum = parts[0]
+    for m, a in parts[1:]:
         torch.maximum(maximum, m, out=maximum)
-        positive += p
         abs_sum += a
-    return maximum, positive, abs_sum
+    return maximum, abs_sum
 
 
-def _block_health(planes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Maximum, int64 count > 0 and float64 sum of |x| per unit of (n, d, positions) planes.
+def _block_health(planes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Maximum and float64 sum of |x| per unit of (n, d, positions) planes.
 
     Long planes are reduced over their contiguous positions first, short ones over the inputs first (torch
     reduces a short inner axis several times slower). Rows (one position) sum |x| in float64 throughout.
@@ -153,19 +151,4 @@ def _block_health(planes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tor
     first, then = (2, 0) if planes.shape[2] >= _LONG else (0, 1)
     exact = planes.shape[2] == 1 or planes.dtype == torch.float64
     abs_sums = planes.abs().sum(dim=first, dtype=torch.float64 if exact else torch.float32)
-    return (
-        planes.amax(dim=first).amax(dim=then),
-        _positive(planes, first).sum(dim=then).to(torch.int64),
-        abs_sums.sum(dim=then, dtype=torch.float64),
-    )
-
-
-def _positive(planes: torch.Tensor, dim: int) -> torch.Tensor:
-    """Count of values > 0 along `dim`, as exact float32 (or int64) integers.
-
-    max(sign(x), 0) summed in float32 is exact below 2^24 per unit and takes a third of the time of torch's
-    `x > 0` comparison and its bool sum on the CPU; finite values only (the recorder left NaN out).
-    """
-    if planes.shape[0] * planes.shape[2] >= _EXACT_COUNT:  # a count could pass 2^24
-        return (planes > 0).sum(dim=dim)
-    return torch.sign(planes).clamp_(min=0).sum(dim=dim, dtype=torch.float32)
+    return planes.amax(dim=first).amax(dim=then), abs_sums.sum(dim=then, dtype=torch.float64)

@@ -1,7 +1,7 @@
 """Activation health of a layer's units (docs/method.md, "Activation health"): dead and dormant shares.
 
-Pure functions on the float64 per-unit sums the health analysis keeps (maximum, count of samples > 0, sum of
-|x|, sample count), which merge exactly over batches, processes and shards.
+Pure functions on the float64 per-unit sums the health analysis keeps (maximum, sum of |x|, sample count),
+which merge exactly over batches, processes and shards.
 """
 
 from __future__ import annotations
