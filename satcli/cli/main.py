@@ -33,7 +33,14 @@ class Interrupted(BaseException):
     before _run could say anything, so the one-line message would be lost. Clean-up runs as for any exception."""
 
 
+# Set by the SIGTERM handler: its exception can be lost when the signal lands while Python runs code whose
+# exceptions are unraisable (a __del__, a weakref callback), and the run would then end with exit 0.
+_terminate_requested = False
+
+
 def _on_sigterm(signum: int, frame: object) -> None:
+    global _terminate_requested
+    _terminate_requested = True
     raise Terminated
 
 
@@ -60,6 +67,8 @@ def main(argv: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\..*")
     err = Console(stderr=True, soft_wrap=True, highlight=False)
+    global _terminate_requested
+    _terminate_requested = False
     previous = _catch_signals()
     try:
         _run(argv, err)
@@ -97,9 +106,7 @@ def _run(argv: list[str] | None, err: Console) -> None:
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(EXIT_BROKEN_PIPE)
     except Terminated:
-        _abort_writers()
-        err.print("terminated; finished results and existing stores are kept")
-        sys.exit(EXIT_TERMINATED)
+        _terminated(err)
     except (Interrupted, typer.Abort, KeyboardInterrupt):
         _abort_writers()
         err.print("interrupted; finished results and existing stores are kept")
@@ -113,4 +120,12 @@ def _run(argv: list[str] | None, err: Console) -> None:
             "(SATCLI_DEBUG=1 shows the traceback)"
         )
         sys.exit(EXIT_INTERNAL)
+    if _terminate_requested:  # the signal's exception was swallowed: the run finished, but was told to stop
+        _terminated(err)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _terminated(err: Console) -> None:
+    _abort_writers()
+    err.print("terminated; finished results and existing stores are kept")
+    sys.exit(EXIT_TERMINATED)
