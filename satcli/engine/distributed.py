@@ -114,6 +114,12 @@ def process_group(device: torch.device) -> Iterator[None]:
         raise SatcliError(f"cannot join the torch.distributed process group ({backend}): {one_line(exc)}") from None
     try:
         yield
+        if backend == "gloo":
+            # Every rank waits for the others (rank 0 may still be writing a store) before tearing gloo down: a
+            # rank leaving while a peer still drains its last collective could abort that peer at exit. A peer
+            # that died closed its sockets, so the barrier fails at once; a finished rank does not fail on it.
+            with contextlib.suppress(RuntimeError):
+                dist.barrier()
     finally:
         dist.destroy_process_group()
 
