@@ -132,3 +132,19 @@ def test_many_checkpoints_at_80_columns_split_into_blocks(run_cli, tmp_path: Pat
     y_rows = [line.split() for line in lines if line.startswith("y ")]
     assert len(y_rows) == len(headers)
     assert [cell for row in y_rows for cell in row[2:] if "%" in cell] == ["50.0%", "75.0%", "100.0%", "25.0%", "50.0%"]
+
+
+def test_an_inconclusive_reason_is_a_line_under_the_table_at_80_columns(run_cli, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # Wider than the store's samples: undersampled, so the verdict is "inconclusive (undersampled: need ...)".
+    wide = {"transformer.h.0.mlp.c_fc": [1.0] * 3000, "transformer.h.0.mlp.c_proj": [1.0] * 2000, "out": [1, 1]}
+    a, b = write_store(tmp_path / "a.h5", [("a.pt", wide)]), write_store(tmp_path / "b.h5", [("b.pt", wide)])
+    monkeypatch.setenv("COLUMNS", "80")
+    result = run_cli("compare", a, b)
+    assert result.code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    # The layer names stay whole (a long verdict in a column squeezed them to one character a line).
+    assert any(line.startswith("transformer.h.0.mlp.c_fc ") for line in lines), result.stdout
+    assert ["verdict", "inconclusive", "inconclusive"] in [line.split() for line in lines]
+    reason = json.loads(run_cli("compare", a, b, "-f", "json").stdout)["checkpoints"][0]["verdict"]
+    assert reason.startswith("inconclusive (undersampled") and f"A, B: {reason}" in lines

@@ -14,6 +14,7 @@ from rich.text import Text
 
 from satcli.core.compare import Column, Comparison, change_pp
 from satcli.core.spectral import LayerScore
+from satcli.core.verdict import INCONCLUSIVE
 from satcli.render.text import DottedName, Fit, column_blocks, format_percent
 from satcli.store.similarity import StoredCKA
 
@@ -66,7 +67,24 @@ def comparison_table(comparison: Comparison, width: int | None = None) -> Render
     for block in _blocks(comparison, width):
         parts += [Text(""), Fit(_block_table(comparison, block))]
     parts.append(Text(f"Δ: change from {columns[0].label} in percentage points", style="dim"))
+    parts += _reasons(columns)
     return Group(*parts)
+
+
+def _verdict_cell(c: Column) -> str:
+    """The verdict in the table: an inconclusive one without its reason (a line under the table gives it), so a
+    long reason does not widen the column until the layer names no longer fit."""
+    verdict = c.result.verdict
+    return INCONCLUSIVE if verdict.inconclusive is not None else verdict.label
+
+
+def _reasons(columns: list[Column]) -> list[RenderableType]:
+    """One line per distinct inconclusive verdict, naming the checkpoints it holds for."""
+    labels: dict[str, list[str]] = {}
+    for c in columns:
+        if c.result.verdict.inconclusive is not None:
+            labels.setdefault(c.result.verdict.label, []).append(c.label)
+    return [Text(f"{', '.join(names)}: {label}") for label, names in labels.items()]
 
 
 def _blocks(comparison: Comparison, width: int | None) -> list[list[Column]]:
@@ -83,7 +101,7 @@ def _blocks(comparison: Comparison, width: int | None) -> list[list[Column]]:
 
 def _column_width(c: Column) -> int:
     """Cells of one checkpoint's saturation column, its left padding included."""
-    return max(len(c.label), len(c.result.verdict.label), 6) + 1
+    return max(len(c.label), len(_verdict_cell(c)), 6) + 1
 
 
 def _block_table(comparison: Comparison, others: list[Column]) -> Table:
@@ -103,12 +121,12 @@ def _block_table(comparison: Comparison, others: list[Column]) -> Table:
         table.add_row(*row)
     table.add_section()
     average = ["average", format_percent(base.result.verdict.average)]
-    verdict = [Text("verdict"), Text(base.result.verdict.label)]
+    verdict = [Text("verdict"), Text(_verdict_cell(base))]
     tail = ["tail", str(len(base.result.verdict.tail))]
     for c in others:
         v = c.result.verdict
         average += [format_percent(v.average), _format_change(change_pp(base.result.verdict.average, v.average))]
-        verdict += [Text(v.label), Text("")]
+        verdict += [Text(_verdict_cell(c)), Text("")]
         tail += [str(len(v.tail)), f"{len(v.tail) - len(base.result.verdict.tail):+d}"]
     table.add_row(*average)
     table.add_row(*tail)
