@@ -1,5 +1,5 @@
 """Run satcli as ``python -m satcli``."""
 
-from satcli.cli import main
+from satcli.cli.main import entry
 
-main()
+entry()

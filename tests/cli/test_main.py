@@ -1,13 +1,16 @@
-"""The entry point's error boundary: a SIGTERM is never lost, even when its exception is swallowed."""
+"""The entry point: the error boundary never loses a SIGTERM, and the command skips the exit-time collection."""
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import signal
 import sys
 
 import pytest
+import tomllib
+from conftest import REPO
 
 main_module = importlib.import_module("satcli.cli.main")  # satcli.cli.main is also the function
 
@@ -51,3 +54,23 @@ def test_a_normal_run_after_a_terminated_one_exits_0(monkeypatch) -> None:
     with pytest.raises(SystemExit) as exit_:
         main_module.main(["analyze"])
     assert exit_.value.code == 0
+
+
+def test_the_command_exits_with_mains_code_and_skips_the_final_collection(monkeypatch) -> None:
+    def fake_main() -> None:
+        raise SystemExit(2)
+
+    monkeypatch.setattr(main_module, "main", fake_main)
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            main_module.entry()
+        assert exit_.value.code == 2
+        assert gc.get_freeze_count() > 0  # the objects are out of the exit-time collection's reach
+    finally:
+        gc.unfreeze()  # this test process goes on
+
+
+def test_python_dash_m_and_the_console_script_both_run_entry() -> None:
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["satcli"] == "satcli.cli.main:entry"
+    assert "entry()" in (REPO / "satcli" / "__main__.py").read_text()
