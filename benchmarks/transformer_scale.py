@@ -62,15 +62,16 @@ _cuda_peak()
 """
 )
 
-# `satcli ...` in this process (not `-m satcli`) so that its CUDA peak can be reported after it.
+# `satcli ...` in this process (not `-m satcli`) so that its CUDA peak can be reported after it; `entry`, as the
+# installed command runs it.
 SATCLI = (
     "import sys\n"
     + CUDA_PEAK
     + """
 sys.argv[0] = "satcli"
-from satcli.cli import main
+from satcli.cli.main import entry
 try:
-    main()
+    entry()
 finally:
     _cuda_peak()
 """
