@@ -122,7 +122,7 @@ class ProbeAnalysis(LayerAnalysis):
         evaluated, correct = int(element["evaluated"]), int(element["correct"])  # type: ignore[call-overload]
         problem = fit_problem(stats, classes)
         if problem is None and int(element["n_fit"]) != n_fit:  # type: ignore[call-overload]
-            problem = "its parts were evaluated with their own fits; run the evaluation on the merged store's data"
+            problem = "its parts evaluated their own fits; `satcli probe --fit-store` evaluates the merged one"
         if problem is None and evaluated == 0:
             problem = "no evaluation samples"
         entry: dict[str, object] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -20,6 +21,7 @@ from satcli.cli.options import (
     ObjectFormat,
     with_model_preprocessors,
 )
+from satcli.errors import SatcliError
 
 if TYPE_CHECKING:
     from satcli.core.results import CheckpointResult
@@ -33,7 +35,20 @@ def probe_command(
     data: DataArgs,
     eval_data: EvalData = None,
     eval_split: EvalSplit = None,
-    ridge: Annotated[float, typer.Option(help="Ridge alpha in units of the layer's mean variance.")] = 1e-3,
+    ridge: Annotated[
+        float | None,
+        typer.Option(
+            help="Ridge alpha in units of the layer's mean variance [default: 1e-3; the store's with --fit-store]."
+        ),
+    ] = None,
+    fit_store: Annotated[
+        str | None,
+        typer.Option(
+            help="Fit the probes from this store's checkpoint (STORE.h5[:KEY], e.g. a merge of --shard stores "
+            "written with --keep-moments) instead of a pass over --data; evaluate on --eval-data (default: --data).",
+            metavar="STORE",
+        ),
+    ] = None,
     model_args: ModelArgs,
     layers: Layers = None,
     exclude: Exclude = None,
@@ -45,12 +60,42 @@ def probe_command(
     (labelled data); a second pass counts its correct predictions on the evaluation data. The table
     shows the accuracy, the gain over the previous layer and whether the layer is in the saturation tail.
     """
+    from satcli.render.serialize import result_json
+
+    if fit_store is not None:
+        if layers or exclude:
+            raise SatcliError("--layers and --exclude come from the stored fit with --fit-store; leave them out")
+        result = _stored_fit(model, fit_store, data, eval_data, eval_split, ridge, model_args)
+    else:
+        result = _fit_and_evaluate(model, data, eval_data, eval_split, ridge, model_args, layers, exclude)
+    if output_format is CheckFormat.json:
+        sys.stdout.write(result_json(result) + "\n")
+        sys.stdout.flush()
+    else:
+        out = stdout_console(highlight=False)
+        options = result.options
+        fit = fit_store if fit_store is not None else options.get("data")
+        out.print(f"{result.model} · fit {fit} · eval {options.get('eval_data')}", soft_wrap=True)
+        out.print(probe_table(result))
+
+
+def _fit_and_evaluate(
+    model: Path,
+    data: DataArgs,
+    eval_data: str | None,
+    eval_split: str | None,
+    ridge: float | None,
+    model_args: ModelArgs,
+    layers: list[str] | None,
+    exclude: list[str] | None,
+) -> CheckpointResult:
+    """The fit pass over --data, then the evaluation pass (engine/run.py)."""
     from satcli.cli.options import eval_source
+    from satcli.core.probe import DEFAULT_RIDGE
     from satcli.data import open_data
     from satcli.engine.options import AnalysisOptions
     from satcli.engine.run import analyze
     from satcli.models import resolve_device
-    from satcli.render.serialize import result_json
 
     fit_options = with_model_preprocessors(data.options(model_args.trust_remote_code), model)
     fit = open_data(data.data, fit_options)
@@ -58,18 +103,49 @@ def probe_command(
         include=tuple(layers or ()),
         exclude=tuple(exclude or ()),
         store_activations=False,
-        analyses=(f"probe:ridge={ridge}",),
+        analyses=(f"probe:ridge={DEFAULT_RIDGE if ridge is None else ridge}",),
         eval_data=eval_source(eval_data, eval_split, data.data, data.split, fit_options),
     )
-    result = analyze(model_args.loader(resolve_device(model_args.device), data.download)(model), fit, options)
-    if output_format is CheckFormat.json:
-        sys.stdout.write(result_json(result) + "\n")
-        sys.stdout.flush()
-    else:
-        out = stdout_console(highlight=False)
-        options = result.options
-        out.print(f"{result.model} · fit {options.get('data')} · eval {options.get('eval_data')}", soft_wrap=True)
-        out.print(probe_table(result))
+    return analyze(model_args.loader(resolve_device(model_args.device), data.download)(model), fit, options)
+
+
+def _stored_fit(
+    model: Path,
+    fit_store: str,
+    data: DataArgs,
+    eval_data: str | None,
+    eval_split: str | None,
+    ridge: float | None,
+    model_args: ModelArgs,
+) -> CheckpointResult:
+    """The probes of a stored checkpoint's moments and class sums, evaluated on --eval-data (default --data)."""
+    from satcli.analyses.probe import ProbeAnalysis, ProbeOptions
+    from satcli.analyses.score import score_state
+    from satcli.cli.options import eval_source
+    from satcli.core.probe import DEFAULT_RIDGE
+    from satcli.data import open_data
+    from satcli.engine.evaluate import evaluate_stored_fit
+    from satcli.models import resolve_device
+    from satcli.store.rescore import load_checkpoints, parse_store_ref, stored_thresholds
+
+    ref = parse_store_ref(fit_store)
+    found = load_checkpoints(ref)
+    if len(found) > 1:
+        keys = ", ".join(c.checkpoint.key for c in found)
+        raise SatcliError(f"{ref.path} holds {len(found)} checkpoints ({keys}); name one as {ref.path}:KEY")
+    checkpoint = found[0].checkpoint
+    state = checkpoint.state()
+    if ridge is None:
+        stored = [layer.extras["probe"] for layer in state.layers if isinstance(layer.extras.get("probe"), dict)]
+        ridge = float(stored[0].get("ridge", DEFAULT_RIDGE)) if stored else DEFAULT_RIDGE  # type: ignore[union-attr]
+    fit_options = with_model_preprocessors(data.options(model_args.trust_remote_code), model)
+    evaluate = eval_source(eval_data, eval_split, data.data, data.split, fit_options) or open_data(
+        data.data, fit_options
+    )
+    loaded = model_args.loader(resolve_device(model_args.device), data.download)(model)
+    probe = ProbeAnalysis(ProbeOptions(ridge), loaded.device)
+    evaluated = evaluate_stored_fit(loaded, evaluate, state, [probe])  # type: ignore[arg-type]
+    return score_state(evaluated, stored_thresholds(checkpoint), store=str(ref))
 
 
 def probe_table(result: CheckpointResult) -> object:

@@ -16,9 +16,9 @@ import torch
 from satcli.analyses.base import Analysis
 from satcli.core.state import CheckpointState, LayerState
 from satcli.data import Batch, DataSource
-from satcli.engine.options import AnalysisOptions
+from satcli.engine.options import AnalysisOptions, recorded_options
 from satcli.engine.recorder import Recorder
-from satcli.errors import DataError
+from satcli.errors import DataError, SatcliError
 from satcli.models import LoadedModel
 from satcli.taps import Layer, open_taps
 
@@ -101,3 +101,27 @@ def with_elements(state: CheckpointState, analyses: Sequence[Analysis]) -> Check
                 extras[name] = element[layer.meta.name]
         layers.append(LayerState(layer.meta, layer.stats, extras))
     return replace(state, layers=tuple(layers))
+
+
+def evaluate_stored_fit(
+    model: LoadedModel,
+    data: DataSource,
+    state: CheckpointState,
+    analyses: Sequence[Analysis],
+    advance: Callable[[int], None] | None = None,
+) -> CheckpointState:
+    """A stored fit state (a merge of shards, whose parts each evaluated their own fit) evaluated on `data` with
+    the model it was fitted on, reducing outputs and tracking layers as the fit recorded. Refuses another model
+    (by content hash) and a state without moments, from which no probe can be fitted."""
+    if state.meta.model_sha256 != model.sha256:
+        raise SatcliError(
+            f"the stored fit comes from {state.meta.model_path} (sha256 {state.meta.model_sha256[:12]}), not from "
+            f"{model.path} (sha256 {model.sha256[:12]}): evaluate it with the model it was fitted on"
+        )
+    missing = [layer.meta.name for layer in state.layers if layer.stats.m2 is None]
+    if missing:
+        raise SatcliError(
+            f"the stored fit keeps no moments for {len(missing)} layer(s) ({', '.join(missing[:3])}): "
+            "a probe is fitted from them; write the shards and the merge with --keep-moments"
+        )
+    return evaluation_pass(model, data, recorded_options(state.meta.options), state, analyses, advance)

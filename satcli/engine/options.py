@@ -95,3 +95,15 @@ class AnalysisOptions:
             **({"precision": self.precision} if self.precision != "float64" else {}),
             **({"keep_moments": True} if self.keep_moments else {}),
         }
+
+
+def recorded_options(record: dict[str, Any]) -> AnalysisOptions:
+    """The reduction, layer selection and non-finite policy a stored run recorded (the keys `describe` writes),
+    so that a later pass over the same model (an evaluation of a stored fit) sees the same samples."""
+    layers, exclude = record.get("layers") or (), record.get("exclude") or ()
+    return AnalysisOptions(
+        reduction=Reduction(str(record.get("conv_method", "mean")), str(record.get("sequence_method", "mean"))),
+        include=tuple(str(name) for name in layers),
+        exclude=tuple(str(name) for name in exclude),
+        on_nonfinite=str(record.get("on_nonfinite", "skip")),
+    )

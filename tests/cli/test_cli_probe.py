@@ -54,3 +54,42 @@ def test_unlabelled_eval_data_is_one_line_exit_2(tmp_path, capsys: pytest.Captur
     code, _ = run("probe", SENSIBLE, "--data", "digits", "--max-samples", "50", "--eval-data", str(images))
     err = capsys.readouterr().err
     assert code == 2 and "carry no labels" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_merged_store_of_shards_is_evaluated_with_its_merged_fit(tmp_path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    """Shards each evaluate their own fit; --fit-store fits the merged moments and gives one pass's accuracies."""
+    fit = ("--data", "digits", "--split", "train", "--analysis", "probe:ridge=0.01", "--keep-moments", "-q")
+    parts = [tmp_path / f"p{i}.h5" for i in range(3)]
+    for i, part in enumerate(parts):
+        assert run_cli("analyze", SENSIBLE, *fit, "--shard", f"{i}/3", "--store", part, "-f", "json").code == 0
+    merged = tmp_path / "m.h5"
+    assert run_cli("merge", *parts, "-o", merged).code == 0
+    stale = json.loads(run_cli("report", merged, "-f", "json").stdout)["layers"][0]["probe"]
+    assert stale["accuracy"] is None and "--fit-store" in stale["note"]
+    got = run_cli("probe", SENSIBLE, "--fit-store", merged, "--data", "digits", "--split", "test", "-f", "json")
+    assert got.code == 0, got.stderr
+    one = run_cli("probe", SENSIBLE, "--data", "digits", "--split", "train", "--eval-split", "test", "--ridge", "0.01",
+                  "-f", "json")  # fmt: skip
+    probes = [layer["probe"] for layer in json.loads(got.stdout)["layers"]]
+    assert probes == [layer["probe"] for layer in json.loads(one.stdout)["layers"]]
+    assert {(p["n_fit"], p["n_eval"], p["ridge"]) for p in probes} == {(1198, 599, 0.01)}  # the stored ridge
+    table = run_cli("probe", SENSIBLE, "--fit-store", merged, "--data", "digits", "--split", "test")
+    assert table.code == 0 and f"fit {merged}" in table.stdout
+
+
+def test_a_stored_fit_is_refused_for_another_model_or_without_moments(tmp_path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    store, bare = tmp_path / "s.h5", tmp_path / "bare.h5"
+    base = ("analyze", SENSIBLE, "--data", "digits", "--max-samples", "200", "--analysis", "probe", "-q", "-f", "json")
+    assert run_cli(*base, "--keep-moments", "--store", store).code == 0
+    assert run_cli(*base, "--store", bare).code == 0
+    cases = {
+        (str(SAMPLE_MODELS / "deep_wide.pt2"), str(store)): "evaluate it with the model it was fitted on",
+        (SENSIBLE, str(bare)): "--keep-moments",
+        (SENSIBLE, str(tmp_path / "missing.h5")): "missing.h5",
+    }
+    for (model, fit_store), message in cases.items():
+        result = run_cli("probe", model, "--fit-store", fit_store)
+        assert result.code == 2 and result.stdout == "", result.stderr
+        assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    result = run_cli("probe", SENSIBLE, "--fit-store", store, "--layers", "head.0")
+    assert result.code == 2 and "--layers" in result.stderr
