@@ -129,6 +129,13 @@ class Analysis(ABC):
     def evaluate(self, layer: Layer, samples: torch.Tensor, labels: torch.Tensor | None) -> None:  # noqa: B027
         """Add one batch of a layer's evaluation samples (after `prepare`); `labels` as in `update`."""
 
+    @classmethod
+    def column_bytes(cls, options: object) -> int:
+        """Bytes the analysis holds per layer and column of its width while a pass runs, besides the moments
+        the memory plan counts anyway (engine/plan.py): a reservoir of R float64 rows is 8 R. Default 0 (a few
+        numbers per unit, or nothing width-sized)."""
+        return 0
+
     @staticmethod
     def across(entries: Sequence[Mapping[str, object]]) -> list[Mapping[str, object]] | None:
         """Keys relating a layer to the others (a gain over the previous layer), from every layer's JSON entry

@@ -56,6 +56,11 @@ class _ReservoirAnalysis(LayerAnalysis):
         self.capacity = int(self.options.reservoir)
         self.layers: dict[str, Reservoir] = {}
 
+    @classmethod
+    def column_bytes(cls, options: object) -> int:
+        """The reservoir's float64 rows."""
+        return 8 * int(options.reservoir)  # type: ignore[attr-defined]
+
     def update(
         self, layer: Layer, samples: torch.Tensor, labels: torch.Tensor | None, index: torch.Tensor | None = None
     ) -> None:

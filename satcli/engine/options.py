@@ -74,6 +74,10 @@ class AnalysisOptions:
             chosen = [(name, replace(o, affine_inputs=False) if name == "saturation" else o) for name, o in chosen]  # type: ignore[type-var]
         return chosen
 
+    def column_bytes(self, has_labels: bool) -> int:
+        """Bytes per layer and column of width that the chosen analyses hold besides the moments (reservoirs)."""
+        return sum(ANALYSES[name].column_bytes(options) for name, options in self.chosen(has_labels))
+
     def extra_analyses(self, has_labels: bool) -> tuple[str, ...]:
         """Names of the layer analyses to run besides saturation."""
         return tuple(name for name, _ in self.chosen(has_labels) if name != "saturation")

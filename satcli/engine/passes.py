@@ -33,11 +33,13 @@ from satcli.taps import open_taps
 
 @dataclass(frozen=True)
 class Discovery:
-    """The tracked layers (name, width) in forward order, and what the selection leaves untracked."""
+    """The tracked layers (name, width) in forward order, what the selection leaves untracked, the number of
+    classes and what the analyses hold per column of width besides the moments (engine/plan.py)."""
 
     layers: tuple[tuple[str, int], ...]
     untracked: list[dict[str, object]]
     classes: int
+    column_bytes: int = 0
 
 
 def discover_widths(model: LoadedModel, data: DataSource, options: AnalysisOptions) -> Discovery:
@@ -56,7 +58,7 @@ def discover_widths(model: LoadedModel, data: DataSource, options: AnalysisOptio
     layers, untracked = found if found is not None else _widths(model, batch.inputs, options)
     wanted = options.extra_analyses(data.has_labels)
     classes = int(torch.unique(batch.labels).numel()) if "classes" in wanted and batch.labels is not None else 0
-    return Discovery(layers, untracked, classes)
+    return Discovery(layers, untracked, classes, options.column_bytes(data.has_labels))
 
 
 def _widths(
@@ -100,7 +102,7 @@ def budgeted(
         on_batch: Callable[[int], None] | None = None,
     ) -> CheckpointResult:
         found = discover_widths(loaded, source, options)
-        plan = plan_groups(found.layers, budget, found.classes)
+        plan = plan_groups(found.layers, budget, found.classes, found.column_bytes)
         if tell is not None:
             tell(plan)
         if plan.passes == 1:

@@ -182,3 +182,23 @@ def test_discovery_runs_one_input_or_the_batch_a_model_insists_on(tmp_path: Path
     found = discover_widths(loaded, open_data(str(data), DataOptions(batch_size=8)), AnalysisOptions())
     assert found.layers == (("a", 6), ("b", 3)) and found.classes == 5
     assert module.seen == seen
+
+
+def test_discovery_counts_what_the_chosen_analyses_hold_per_column(run_cli) -> None:
+    """Reservoirs (8 bytes x rows per column) enter the plan: a budget the moments fit in one pass takes more
+    passes with a reservoir of 300 rows per layer, and the header says so."""
+    from satcli.data import DataOptions, open_data
+    from satcli.engine.options import AnalysisOptions
+    from satcli.engine.passes import discover_widths
+    from satcli.models import load_model
+
+    loaded = load_model(SENSIBLE, device="cpu")
+    data = open_data("digits", DataOptions(max_samples=64))
+    plain = discover_widths(loaded, data, AnalysisOptions())
+    both = discover_widths(loaded, data, AnalysisOptions(analyses=("twonn:reservoir=300", "mle:reservoir=100")))
+    assert (plain.column_bytes, both.column_bytes) == (0, 8 * 300 + 8 * 100)
+    args = ("--data", "digits", "--max-samples", "100", "--no-store", "--memory-budget", "40kB")
+    assert "passes" not in run_cli("analyze", SENSIBLE, *args).stdout  # the moments alone fit one pass
+    held = run_cli("analyze", SENSIBLE, *args, "--analysis", "twonn:reservoir=300")
+    assert held.code == 0, held.stderr
+    assert "passes (memory budget)" in " ".join(held.stdout.split())

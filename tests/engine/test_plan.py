@@ -46,6 +46,15 @@ def test_class_sums_count_and_groups_keep_forward_order() -> None:
     assert plan.groups == (("x", "y"), ("z",))  # first-fit decreasing, each group in forward order
 
 
+def test_analysis_columns_count_like_class_sums() -> None:
+    """A reservoir of 100 float64 rows (twonn:reservoir=100) holds 800 bytes per column of every layer."""
+    plain = plan_groups(LAYERS, 10**12)
+    assert plan_groups(LAYERS, 10**12, column_bytes=800).needed - plain.needed == 800 * (1000 + 1000 + 3000)
+    assert plan_groups(LAYERS, plain.needed).passes == 1
+    assert plan_groups(LAYERS, plain.needed, column_bytes=800).passes == 2  # the same budget no longer fits
+    assert split_layers(LAYERS, 2, column_bytes=800) == (("c",), ("a", "b"))
+
+
 def test_split_layers_balances_and_keeps_order() -> None:
     assert split_layers(LAYERS, 2) == (("c",), ("a", "b"))
     assert split_layers(LAYERS, 3) == (("c",), ("a",), ("b",))
