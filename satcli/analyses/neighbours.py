@@ -24,7 +24,8 @@ from satcli.taps.layers import Layer
 
 @dataclass(frozen=True)
 class TwoNNOptions:
-    """`reservoir`: at most this many samples per layer (reservoir x d float64 memory per layer)."""
+    """`reservoir`: at most this many samples per layer (reservoir x d float32 values per layer; float64 for a
+    float64 model)."""
 
     reservoir: int = neighbours.DEFAULT_RESERVOIR
 
@@ -46,7 +47,7 @@ class MLEOptions(TwoNNOptions):
 
 
 class _ReservoirAnalysis(LayerAnalysis):
-    """Keeps each layer's reservoir of at most `options.reservoir` float64 samples."""
+    """Keeps each layer's reservoir of at most `options.reservoir` samples, in the activations' precision."""
 
     Options = TwoNNOptions
     wants_index = True  # the engine passes each sample's input index
@@ -58,7 +59,7 @@ class _ReservoirAnalysis(LayerAnalysis):
 
     @classmethod
     def column_bytes(cls, options: object) -> int:
-        """The reservoir's float64 rows."""
+        """The reservoir's rows, counted as float64 (a float32 model's take half)."""
         return 8 * int(options.reservoir)  # type: ignore[attr-defined]
 
     def update(
@@ -71,16 +72,19 @@ class _ReservoirAnalysis(LayerAnalysis):
         if rows.shape[0] != index.shape[0]:
             raise ValueError(f"{rows.shape[0]} samples but {index.shape[0]} input indices")
         keys = sample_keys(index.cpu().numpy(), _positions(index))
-        reservoir = self.layers.get(layer.name) or Reservoir.empty(self.capacity, rows.shape[1])
+        # float32 values (float16 / bfloat16 ones widened exactly) as they came; float64 only for a float64 model.
+        dtype = torch.float64 if rows.dtype == torch.float64 else torch.float32
+        empty = Reservoir.empty(self.capacity, rows.shape[1], np.float64 if dtype == torch.float64 else np.float32)
+        reservoir = self.layers.get(layer.name) or empty
         if len(reservoir.keys) >= self.capacity:  # copy to the host only the rows that can enter
             entering = np.flatnonzero(keys < reservoir.keys[-1])
             chosen = rows[torch.as_tensor(entering, device=rows.device)]
             new = Reservoir(
                 reservoir.capacity, reservoir.keys, reservoir.rows, reservoir.seen + len(keys) - len(entering)
             )
-            self.layers[layer.name] = new.add(keys[entering], chosen.to("cpu", torch.float64).numpy())
+            self.layers[layer.name] = new.add(keys[entering], chosen.to("cpu", dtype).numpy())
         else:
-            self.layers[layer.name] = reservoir.add(keys, rows.to("cpu", torch.float64).numpy())
+            self.layers[layer.name] = reservoir.add(keys, rows.to("cpu", dtype).numpy())
 
     def state(self) -> dict[str, object]:
         return {name: _as_state(reservoir) for name, reservoir in self.layers.items()}

@@ -41,7 +41,8 @@ def sample_keys(index: np.ndarray, position: np.ndarray | None = None) -> np.nda
 
 @dataclass(frozen=True)
 class Reservoir:
-    """At most `capacity` float64 samples, those with the smallest keys, sorted by key; `seen` counts all."""
+    """At most `capacity` samples, those with the smallest keys, sorted by key; `seen` counts all. Rows keep the
+    activations' own float32 / float64 values (exact; the estimates compute in float64, see `distinct`)."""
 
     capacity: int
     keys: np.ndarray
@@ -49,8 +50,8 @@ class Reservoir:
     seen: int = 0
 
     @staticmethod
-    def empty(capacity: int, width: int) -> Reservoir:
-        return Reservoir(capacity, np.zeros(0, dtype=np.uint64), np.zeros((0, width)), 0)
+    def empty(capacity: int, width: int, dtype: np.dtype | type = np.float64) -> Reservoir:
+        return Reservoir(capacity, np.zeros(0, dtype=np.uint64), np.zeros((0, width), dtype=dtype), 0)
 
     def add(self, keys: np.ndarray, rows: np.ndarray) -> Reservoir:
         """This reservoir with the (n,) keyed (n, d) rows offered (only those among the smallest keys are kept)."""
@@ -62,7 +63,7 @@ class Reservoir:
         if len(keys) == 0:
             return Reservoir(self.capacity, self.keys, self.rows, seen)
         all_keys = np.concatenate([self.keys, keys])
-        all_rows = np.concatenate([self.rows, np.asarray(rows, dtype=np.float64)])
+        all_rows = np.concatenate([self.rows, np.asarray(rows)])  # float32 with float64 (a merge): float64
         order = np.argsort(all_keys, kind="stable")[: self.capacity]
         return Reservoir(self.capacity, all_keys[order], all_rows[order], seen)
 

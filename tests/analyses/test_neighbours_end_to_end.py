@@ -9,10 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import SAMPLE_MODELS
 from scipy.spatial import cKDTree
 
+from satcli.analyses.neighbours import TwoNNAnalysis, TwoNNOptions
 from satcli.store.reader import read_activations, read_store
+from satcli.taps.layers import Layer
 
 SENSIBLE = SAMPLE_MODELS / "sensible.pt2"
 
@@ -88,3 +91,26 @@ def test_reservoir_is_the_same_whatever_the_batches_and_shards(tmp_path: Path) -
         for other in (small, sharded):
             assert other[name]["twonn"] == pytest.approx(layer["twonn"], rel=1e-12)
             assert other[name]["mle"] == pytest.approx(layer["mle"], rel=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_reservoir_keeps_the_activations_own_values(dtype: torch.dtype) -> None:
+    """float32 activations stay float32 in memory (half of float64), exactly the values that came; the state
+    (stored as float64) and the estimate are those of the same samples in float64 (cKDTree reference)."""
+    layer = Layer(name="l", type="Linear", kind="dense", width=6)
+    x = torch.randn(300, 6, generator=torch.Generator().manual_seed(2), dtype=dtype)
+    analysis = TwoNNAnalysis(TwoNNOptions(reservoir=120))
+    for part, index in zip(x.split(70), torch.arange(300).split(70), strict=True):
+        analysis.update(layer, part, None, index)
+    kept = analysis.layers["l"].rows
+    assert kept.dtype == (np.float32 if dtype == torch.float32 else np.float64) and kept.shape == (120, 6)
+    assert {tuple(row) for row in kept} <= {tuple(row) for row in x.numpy()}  # the values as they came
+    element = analysis.state()["l"]
+    rows = element["rows"]  # type: ignore[index]
+    assert rows.dtype == np.float64 and np.array_equal(rows, kept.astype(np.float64))
+    merged = TwoNNAnalysis(TwoNNOptions(reservoir=120))
+    merged.merge({"l": element})  # a float64 state (from a store) joins a float32 reservoir exactly
+    assert np.array_equal(merged.layers["l"].rows, rows)
+    got = TwoNNAnalysis.score(None, element, {})["twonn"]["id"]  # type: ignore[arg-type, index]
+    distances, _ = cKDTree(rows).query(rows, k=3)
+    assert got == pytest.approx(len(rows) / np.log(distances[:, 2] / distances[:, 1]).sum(), rel=1e-12)
