@@ -77,6 +77,12 @@ def probe_command(
         fit = fit_store if fit_store is not None else options.get("data")
         out.print(f"{result.model} · fit {fit} · eval {options.get('eval_data')}", soft_wrap=True)
         out.print(probe_table(result))
+        if options.get("eval_data") == options.get("data"):
+            out.print(
+                "evaluated on the fit data: training accuracy, which a wide layer can reach by fitting noise; "
+                "--eval-data or --eval-split give held-out accuracy",
+                style="dim",
+            )
 
 
 def _fit_and_evaluate(

@@ -44,6 +44,9 @@ def test_probe_table_marks_the_tail(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
     rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
     assert [row[1] for row in rows if "tail" in row] and all(row[-1] == "300" for row in rows)
+    assert "evaluated on the fit data: training accuracy" in " ".join(out.split())
+    held_out = run("probe", SENSIBLE, "--data", "digits", "--split", "train", "--eval-split", "test")[1]
+    assert "training accuracy" not in held_out
 
 
 def test_unlabelled_eval_data_is_one_line_exit_2(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
