@@ -36,12 +36,12 @@ def _share(
         raise SatcliError("--split-by layers stores no activations; leave out --activations")
     found = discover_widths(loaded, source, options)
     try:
-        shares = split_layers(found.layers, count, found.classes, found.column_bytes)
+        shares = split_layers(found.layers, count, found.column_bytes)
     except ValueError as exc:
         raise SatcliError(str(exc)) from None
     widths = dict(found.layers)
     share = [(name, widths[name]) for name in shares[index]]
-    return found, plan_groups(share, budget, found.classes, found.column_bytes)
+    return found, plan_groups(share, budget, found.column_bytes)
 
 
 def layer_share(

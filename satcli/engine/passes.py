@@ -34,12 +34,17 @@ from satcli.taps import open_taps
 @dataclass(frozen=True)
 class Discovery:
     """The tracked layers (name, width) in forward order, what the selection leaves untracked, the number of
-    classes and what the analyses hold per column of width besides the moments (engine/plan.py)."""
+    classes and what analyses other than the class sums hold per column of width (Analysis.column_bytes)."""
 
     layers: tuple[tuple[str, int], ...]
     untracked: list[dict[str, object]]
     classes: int
-    column_bytes: int = 0
+    analysis_bytes: int = 0
+
+    @property
+    def column_bytes(self) -> int:
+        """Bytes per column of width a layer holds besides its moments (engine/plan.py): class sums and the rest."""
+        return 8 * self.classes + self.analysis_bytes
 
 
 def discover_widths(model: LoadedModel, data: DataSource, options: AnalysisOptions) -> Discovery:
@@ -102,7 +107,7 @@ def budgeted(
         on_batch: Callable[[int], None] | None = None,
     ) -> CheckpointResult:
         found = discover_widths(loaded, source, options)
-        plan = plan_groups(found.layers, budget, found.classes, found.column_bytes)
+        plan = plan_groups(found.layers, budget, found.column_bytes)
         if tell is not None:
             tell(plan)
         if plan.passes == 1:

@@ -3,8 +3,8 @@
 Pure arithmetic, no torch. A pass holds, per tracked layer of width d (docs/performance.md, "Memory rule"):
 the accumulator's float64 sums, 8 (d + 1)^2 bytes, which become the state's m2 in place at the end of the run
 (MOMENT_COPIES of them: one); the few-sample buffer (at most d / 2 rows in the activations' dtype: 2 d^2
-bytes for float32, FEW_BYTES), the class sums (8 C d) and what other analyses hold per column of width
-(`column_bytes`, Analysis.column_bytes: a nearest-neighbour reservoir of R float64 rows is 8 R d). While a
+bytes for float32, FEW_BYTES) and what the analyses hold per column of width, `column_bytes` (the class sums
+of C classes 8 C; Analysis.column_bytes: a nearest-neighbour reservoir of R float64 rows 8 R). While a
 layer's eigenvalues are computed it briefly needs EIGEN_COPIES more d x d float64 matrices (LAPACK's copy in
 eigvalsh; a probe's solve copies m2 once, at another time), one layer at a time: counted once per group, for
 its widest layer. Measured: four 3072-wide layers peaked 1.27 copies of 8 d^2 per layer above the start (1
@@ -69,10 +69,10 @@ def default_budget() -> int:
     return FALLBACK_BUDGET if available is None else int(DEFAULT_SHARE * available)
 
 
-def layer_bytes(width: int, classes: int = 0, column_bytes: int = 0) -> int:
+def layer_bytes(width: int, column_bytes: int = 0) -> int:
     """What one layer of width d holds during a pass (module docstring)."""
     d = int(width)
-    return MOMENT_COPIES * 8 * (d + 1) ** 2 + FEW_BYTES * d * d + (8 * int(classes) + int(column_bytes)) * d
+    return MOMENT_COPIES * 8 * (d + 1) ** 2 + FEW_BYTES * d * d + int(column_bytes) * d
 
 
 def eigen_bytes(width: int) -> int:
@@ -80,11 +80,11 @@ def eigen_bytes(width: int) -> int:
     return EIGEN_COPIES * 8 * int(width) ** 2
 
 
-def group_bytes(widths: Sequence[int], classes: int = 0, column_bytes: int = 0) -> int:
+def group_bytes(widths: Sequence[int], column_bytes: int = 0) -> int:
     """Peak bytes of one pass tracking layers of these widths."""
     if not widths:
         return 0
-    return sum(layer_bytes(w, classes, column_bytes) for w in widths) + eigen_bytes(max(widths))
+    return sum(layer_bytes(w, column_bytes) for w in widths) + eigen_bytes(max(widths))
 
 
 @dataclass(frozen=True)
@@ -112,26 +112,26 @@ class Plan:
         return text
 
 
-def plan_groups(layers: Sequence[tuple[str, int]], budget: int, classes: int = 0, column_bytes: int = 0) -> Plan:
+def plan_groups(layers: Sequence[tuple[str, int]], budget: int, column_bytes: int = 0) -> Plan:
     """Groups of (name, width) layers whose passes each fit `budget` bytes, as few as first-fit decreasing
     finds; each group lists its layers in the order given. A layer that alone exceeds the budget is a group
     of its own (named in `over`)."""
     if budget <= 0:
         raise ValueError(f"budget must be positive, got {budget}")
-    needed = group_bytes([w for _, w in layers], classes, column_bytes)
+    needed = group_bytes([w for _, w in layers], column_bytes)
     if needed <= budget:
         return Plan((tuple(name for name, _ in layers),), budget, needed)
     order = {name: index for index, (name, _) in enumerate(layers)}
     bins: list[list[tuple[str, int]]] = []
     over: list[str] = []
     for name, width in sorted(layers, key=lambda item: (-item[1], order[item[0]])):
-        if group_bytes([width], classes, column_bytes) > budget:
+        if group_bytes([width], column_bytes) > budget:
             over.append(name)
             bins.append([(name, width)])
             continue
         for members in bins:
             joined = [w for _, w in [*members, (name, width)]]
-            if members[0][0] not in over and group_bytes(joined, classes, column_bytes) <= budget:
+            if members[0][0] not in over and group_bytes(joined, column_bytes) <= budget:
                 members.append((name, width))
                 break
         else:
@@ -142,9 +142,7 @@ def plan_groups(layers: Sequence[tuple[str, int]], budget: int, classes: int = 0
     return Plan(tuple(groups), budget, needed, tuple(over))
 
 
-def split_layers(
-    layers: Sequence[tuple[str, int]], parts: int, classes: int = 0, column_bytes: int = 0
-) -> tuple[tuple[str, ...], ...]:
+def split_layers(layers: Sequence[tuple[str, int]], parts: int, column_bytes: int = 0) -> tuple[tuple[str, ...], ...]:
     """`layers` dealt to `parts` processes with about equal moment memory each (largest first, to the part
     holding least); each part lists its layers in the order given. Every part gets at least one layer."""
     if parts < 1 or parts > len(layers):
@@ -155,6 +153,6 @@ def split_layers(
     for name, width in sorted(layers, key=lambda item: (-item[1], order[item[0]])):
         # The least loaded part; among equals the one with fewest layers, so every part gets one.
         target = min(range(parts), key=lambda p: (loads[p], len(shares[p]), p))
-        loads[target] += layer_bytes(width, classes, column_bytes)
+        loads[target] += layer_bytes(width, column_bytes)
         shares[target].append(name)
     return tuple(tuple(sorted(share, key=order.__getitem__)) for share in shares)

@@ -196,7 +196,8 @@ def test_discovery_counts_what_the_chosen_analyses_hold_per_column(run_cli) -> N
     data = open_data("digits", DataOptions(max_samples=64))
     plain = discover_widths(loaded, data, AnalysisOptions())
     both = discover_widths(loaded, data, AnalysisOptions(analyses=("twonn:reservoir=300", "mle:reservoir=100")))
-    assert (plain.column_bytes, both.column_bytes) == (0, 8 * 300 + 8 * 100)
+    assert (plain.analysis_bytes, both.analysis_bytes) == (0, 8 * 300 + 8 * 100)
+    assert both.classes == 10 and both.column_bytes == 8 * 10 + 8 * 300 + 8 * 100  # with the class sums
     args = ("--data", "digits", "--max-samples", "100", "--no-store", "--memory-budget", "40kB")
     assert "passes" not in run_cli("analyze", SENSIBLE, *args).stdout  # the moments alone fit one pass
     held = run_cli("analyze", SENSIBLE, *args, "--analysis", "twonn:reservoir=300")

@@ -41,7 +41,7 @@ def test_groups_for_smaller_budgets(budget: int, groups: tuple, over: tuple) -> 
 
 def test_class_sums_count_and_groups_keep_forward_order() -> None:
     plain = plan_groups(LAYERS, 10**12)
-    assert plan_groups(LAYERS, 10**12, classes=10).needed - plain.needed == 8 * 10 * (1000 + 1000 + 3000)
+    assert plan_groups(LAYERS, 10**12, column_bytes=8 * 10).needed - plain.needed == 8 * 10 * (1000 + 1000 + 3000)
     plan = plan_groups([("x", 3000), ("y", 1000), ("z", 3000)], C + EIGEN_C + A)
     assert plan.groups == (("x", "y"), ("z",))  # first-fit decreasing, each group in forward order
 
