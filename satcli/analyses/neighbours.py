@@ -74,8 +74,10 @@ class _ReservoirAnalysis(LayerAnalysis):
         keys = sample_keys(index.cpu().numpy(), _positions(index))
         # float32 values (float16 / bfloat16 ones widened exactly) as they came; float64 only for a float64 model.
         dtype = torch.float64 if rows.dtype == torch.float64 else torch.float32
-        empty = Reservoir.empty(self.capacity, rows.shape[1], np.float64 if dtype == torch.float64 else np.float32)
-        reservoir = self.layers.get(layer.name) or empty
+        reservoir = self.layers.get(layer.name)
+        if reservoir is None:
+            values = np.float64 if dtype == torch.float64 else np.float32
+            reservoir = Reservoir.empty(self.capacity, rows.shape[1], values)
         if len(reservoir.keys) >= self.capacity:  # copy to the host only the rows that can enter
             entering = np.flatnonzero(keys < reservoir.keys[-1])
             chosen = rows[torch.as_tensor(entering, device=rows.device)]
